@@ -1,0 +1,66 @@
+"""The ``feedback-monitor`` command: ``serve`` now; ``replay`` and ``report`` later."""
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
+
+import pydantic
+import uvicorn
+
+from feedback_monitor import __version__, logs
+from feedback_monitor.app import create_app
+from feedback_monitor.settings import Settings
+
+PROG = "feedback-monitor"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    # No defaults here: an absent flag leaves the value to the environment, then to Settings.
+    for field, info in Settings.model_fields.items():
+        flag = "--" + field.replace("_", "-")
+        serve.add_argument(flag, dest=field, default=None, help=info.description)
+    return parser
+
+
+def _fail(message: str) -> NoReturn:
+    sys.stderr.write(f"{PROG}: error: {message}\n")
+    raise SystemExit(2)
+
+
+def load_settings(overrides: dict[str, Any]) -> Settings:
+    """Settings from the flags given, then ``FEEDBACK_MONITOR_*``, then defaults; or exit 2."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except pydantic.ValidationError as error:
+        first = error.errors()[0]
+        name = ".".join(str(part) for part in first["loc"]) or "settings"
+        _fail(f"invalid setting {name} ({PROG.upper().replace('-', '_')}_{name.upper()}): "
+              f"{first['msg']}")  # fmt: skip
+
+
+def serve(settings: Settings) -> None:
+    logs.configure(settings.log_level, settings.log_format)
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # every rejection and error is logged by the app itself
+        log_config=None,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    arguments = vars(_parser().parse_args(argv))
+    command = arguments.pop("command")
+    if command == "serve":
+        serve(load_settings(arguments))

@@ -1,0 +1,49 @@
+"""The JSON shapes the API answers with; msgspec encodes them and derives their JSON Schema."""
+
+from typing import Literal
+
+import msgspec
+
+from feedback_monitor.confusion import Counts
+
+
+class Metrics(msgspec.Struct):
+    """The seed's four metrics of one series; 0.0 where a denominator is zero."""
+
+    accuracy: float
+    precision: float
+    recall: float
+    f1_score: float
+
+    @classmethod
+    def of(cls, counts: Counts) -> "Metrics":
+        return cls(counts.accuracy, counts.precision, counts.recall, counts.f1_score)
+
+
+class FeedbackAccepted(msgspec.Struct):
+    """An accepted feedback: metrics over all committed feedback, this one included."""
+
+    success: Literal[True]
+    metrics: Metrics
+
+
+class Error(msgspec.Struct):
+    """Every error answer."""
+
+    error: str
+
+
+class Status(msgspec.Struct):
+    """The answer of /health and /ready."""
+
+    status: str
+
+
+class FeedbackRequest(msgspec.Struct):
+    """The body of POST /feedback (documentation only: parsing is in records.py)."""
+
+    prediction: Literal[0, 1]
+    actual: Literal[0, 1]
+
+
+encode = msgspec.json.Encoder().encode
