@@ -55,6 +55,7 @@ def serve(settings: Settings) -> None:
         access_log=False,  # every rejection and error is logged by the app itself
         log_config=None,
         server_header=False,
+        proxy_headers=False,  # no client address is used; saves a middleware per request
     )
     uvicorn.Server(config).run()
 

@@ -44,7 +44,15 @@ class Telemetry:
             buckets=_BATCH_BUCKETS,
             registry=registry,
         )
+        # labels() takes a lock and builds a key on every call; the hot path looks children up here.
+        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, outcome(status), str(status)).inc()
-        self.duration.labels(route).observe(seconds)
+        try:
+            count, duration = self._children[route, status]
+        except KeyError:  # first request of its kind; the label sets stay bounded by the routes
+            count = self.requests.labels(route, outcome(status), str(status))
+            duration = self.duration.labels(route)
+            self._children[route, status] = count, duration
+        count.inc()
+        duration.observe(seconds)

@@ -4,7 +4,7 @@ Format (``PRAGMA user_version`` is the schema version, migrated forward at open)
 
 - ``confusion(model, version, tp, tn, fp, fn)``: one row per series, the committed counts.
 
-A commit is one ``BEGIN IMMEDIATE`` transaction; with ``synchronous=FULL`` the WAL is fsynced
+A commit is one transaction; with ``synchronous=FULL`` the WAL is fsynced
 before ``COMMIT`` returns, so whatever a caller acknowledges after ``commit()`` survives a crash.
 """
 
@@ -49,6 +49,9 @@ class SQLiteStore:
         self.path = data_dir / FILENAME
         # Autocommit mode: transactions are opened and closed explicitly below.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # One writer process owns the file: exclusive locking keeps a second server off it and
+        # saves the shared-memory locking on every commit.
+        self._db.execute("PRAGMA locking_mode=EXCLUSIVE")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA busy_timeout=5000")
@@ -82,8 +85,8 @@ class SQLiteStore:
 
 @contextmanager
 def _transaction(db: sqlite3.Connection) -> Iterator[None]:
-    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back if the body raises."""
-    db.execute("BEGIN IMMEDIATE")
+    """``BEGIN`` ... ``COMMIT``, rolled back if the body raises."""
+    db.execute("BEGIN")  # deferred: the only writer never waits for a lock, and it is cheaper
     try:
         yield
     except BaseException:

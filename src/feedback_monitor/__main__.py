@@ -1,0 +1,3 @@
+from feedback_monitor.cli import main
+
+main()

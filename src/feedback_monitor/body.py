@@ -1,0 +1,38 @@
+"""Reading a JSON request body from raw ASGI: media type first, then a hard size limit."""
+
+from starlette.types import Receive, Scope
+
+from feedback_monitor.errors import ClientError
+
+JSON = b"application/json"
+
+
+def _headers(scope: Scope) -> tuple[bytes, bytes]:
+    content_type = content_length = b""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value
+        elif name == b"content-length":
+            content_length = value
+    return content_type, content_length
+
+
+async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The body, or ``ClientError`` 415 for another media type and 413 past ``limit`` bytes."""
+    content_type, content_length = _headers(scope)
+    if content_type.partition(b";")[0].strip().lower() != JSON:
+        raise ClientError(415, "Content-Type must be application/json", "unsupported_media_type")
+    too_large = ClientError(413, f"Body larger than {limit} bytes", "body_too_large")
+    if content_length.isdigit() and int(content_length) > limit:
+        raise too_large  # refused before reading a byte of it
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientError(400, "Client disconnected before the body ended", "disconnected")
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise too_large
+        more = message.get("more_body", False)
+    return body
