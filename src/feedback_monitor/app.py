@@ -16,13 +16,14 @@ from starlette.types import Receive, Scope
 from feedback_monitor import openapi
 from feedback_monitor.body import read_json_body
 from feedback_monitor.collector import FeedbackCollector
-from feedback_monitor.edge import Edge, internal_error
+from feedback_monitor.edge import Edge, internal_error, reject
+from feedback_monitor.errors import ClientError
 from feedback_monitor.recorder import Recorder
 from feedback_monitor.records import parse_feedback
 from feedback_monitor.schemas import Error, Status, encode, feedback_accepted
 from feedback_monitor.settings import Settings
-from feedback_monitor.store import Store
-from feedback_monitor.store.sqlite import SQLiteStore
+from feedback_monitor.store import AsyncStore
+from feedback_monitor.store.child import ChildStore
 from feedback_monitor.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,12 @@ class Service:
     async def get_openapi(self, request: Request) -> Response:
         return Response(self.openapi, media_type="application/json")
 
+    async def client_error(self, request: Request, error: Exception) -> Response:
+        assert isinstance(error, ClientError)
+        path = request.url.path
+        reject(self.telemetry, request.method, path, error.status, error.reason, error.message)
+        return json_response(Error(error.message), error.status)
+
     async def http_error(self, request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
         log.info("rejected %s %s: %d", request.method, request.url.path, error.status_code)
@@ -85,14 +92,12 @@ class Service:
 
 
 def create_app(
-    settings: Settings, store: Store | None = None, registry: CollectorRegistry | None = None
+    settings: Settings, store: AsyncStore | None = None, registry: CollectorRegistry | None = None
 ) -> Edge:
     """The ASGI application; the store opens at startup (SQLite under ``data_dir`` by default)."""
     registry = registry or CollectorRegistry()
     telemetry = Telemetry(registry)
-    recorder = Recorder(
-        store or SQLiteStore(settings.data_dir), telemetry.commit_batch_size.observe
-    )
+    recorder = Recorder(store or ChildStore(settings.data_dir), telemetry.observe_commit)
     registry.register(FeedbackCollector(lambda: recorder.snapshot))
     service = Service(settings, recorder, registry, telemetry)
 
@@ -117,6 +122,7 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
+            ClientError: service.client_error,
             HTTPException: service.http_error,
             Exception: internal_error,
         },

@@ -22,9 +22,8 @@ async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     content_type, content_length = _headers(scope)
     if content_type.partition(b";")[0].strip().lower() != JSON:
         raise ClientError(415, "Content-Type must be application/json", "unsupported_media_type")
-    too_large = ClientError(413, f"Body larger than {limit} bytes", "body_too_large")
     if content_length.isdigit() and int(content_length) > limit:
-        raise too_large  # refused before reading a byte of it
+        raise _too_large(limit)  # refused before reading a byte of it
     body = b""
     more = True
     while more:
@@ -33,6 +32,10 @@ async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             raise ClientError(400, "Client disconnected before the body ended", "disconnected")
         body += message.get("body", b"")
         if len(body) > limit:
-            raise too_large
+            raise _too_large(limit)
         more = message.get("more_body", False)
     return body
+
+
+def _too_large(limit: int) -> ClientError:
+    return ClientError(413, f"Body larger than {limit} bytes", "body_too_large")

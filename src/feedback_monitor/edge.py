@@ -58,6 +58,30 @@ class Edge:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        handler = self.fast_routes.get((scope["method"], scope["path"]))
+        if handler is None:
+            status = await self._through_app(scope, receive, send)
+        else:
+            status = await self._fast(handler, scope, receive, send)
+        route = scope["path"] if scope["path"] in self.routes else "other"
+        self.telemetry.observe_request(route, status, time.perf_counter() - start)
+
+    async def _fast(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> int:
+        try:
+            body = await handler(scope, receive)
+        except (ClientError, InvalidFeedback) as error:
+            status = getattr(error, "status", 400)
+            self.reject(scope, status, error.reason, error.message)
+            await send_json(send, status, encode(Error(error.message)))
+            return status
+        except Exception:
+            log.exception("internal error on %s %s", scope["method"], scope["path"])
+            await send_json(send, 500, _INTERNAL_ERROR)
+            return 500
+        await send_json(send, 200, body)
+        return 200
+
+    async def _through_app(self, scope: Scope, receive: Receive, send: Send) -> int:
         status = 0  # no response started yet
 
         async def send_observed(message: Message) -> None:
@@ -67,28 +91,21 @@ class Edge:
             await send(message)
 
         try:
-            handler = self.fast_routes.get((scope["method"], scope["path"]))
-            if handler is None:
-                await self.app(scope, receive, send_observed)
-            else:
-                body = await handler(scope, receive)
-                status = 200
-                await send_json(send, 200, body)
-        except (ClientError, InvalidFeedback) as error:
-            status = getattr(error, "status", 400)
-            self.reject(scope, status, error.reason, error.message)
-            await send_json(send, status, encode(Error(error.message)))
+            await self.app(scope, receive, send_observed)
         except Exception:
             log.exception("internal error on %s %s", scope["method"], scope["path"])
             if not status:  # Starlette may already have answered through internal_error()
                 await send_json(send, 500, _INTERNAL_ERROR)
             status = 500
-        finally:
-            route = scope["path"] if scope["path"] in self.routes else "other"
-            self.telemetry.observe_request(route, status, time.perf_counter() - start)
+        return status
 
     def reject(self, scope: Scope, status: int, reason: str, message: str) -> None:
-        self.telemetry.validation_errors.labels(reason).inc()
-        log.info(
-            "rejected %s %s: %d %s: %s", scope["method"], scope["path"], status, reason, message
-        )
+        reject(self.telemetry, scope["method"], scope["path"], status, reason, message)
+
+
+def reject(
+    telemetry: Telemetry, method: str, path: str, status: int, reason: str, msg: str
+) -> None:
+    """Count and log a client error; the body of the request is never logged."""
+    telemetry.validation_errors.labels(reason).inc()
+    log.info("rejected %s %s: %d %s: %s", method, path, status, reason, msg)

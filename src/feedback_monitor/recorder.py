@@ -7,18 +7,16 @@ by the totals the store returned: reads never touch the disk and never see uncom
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from types import MappingProxyType
-from typing import TypeVar
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.records import Feedback
-from feedback_monitor.store import Series, Store
+from feedback_monitor.store import AsyncStore, Series
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 _Waiter = tuple[Feedback, "asyncio.Future[Counts]"]
 
 
@@ -37,12 +35,15 @@ def tally(batch: list[_Waiter]) -> dict[Series, Counts]:
 
 
 class Recorder:
-    """Owns every write to the store; all store calls run on one dedicated thread."""
+    """Owns every write to the store; one store call at a time."""
 
-    def __init__(self, store: Store, on_commit: Callable[[int], None] = lambda size: None) -> None:
+    def __init__(
+        self,
+        store: AsyncStore,
+        on_commit: Callable[[int, float], None] = lambda size, seconds: None,
+    ) -> None:
         self._store = store
         self._on_commit = on_commit
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._waiting: list[_Waiter] = []
         self._wakeup = asyncio.Event()
         self._closing = False
@@ -55,7 +56,7 @@ class Recorder:
         return MappingProxyType(self._counts)
 
     async def start(self) -> None:
-        self._counts = await self._call(self._store.load)
+        self._counts = await self._store.load()
         self._task = asyncio.create_task(self._write_loop(), name="recorder")
 
     async def record(self, feedback: Feedback) -> Counts:
@@ -68,7 +69,7 @@ class Recorder:
         return await future
 
     async def ping(self) -> None:
-        await self._call(self._store.ping)
+        await self._store.ping()
 
     async def close(self) -> None:
         """Commit and answer everything already handed in, then release the store."""
@@ -76,8 +77,7 @@ class Recorder:
         self._wakeup.set()
         if self._task is not None:
             await self._task
-        await self._call(self._store.close)
-        self._thread.shutdown()
+        await self._store.close()
 
     async def _write_loop(self) -> None:
         while not (self._closing and not self._waiting):
@@ -88,18 +88,16 @@ class Recorder:
                 await self._commit(batch)
 
     async def _commit(self, batch: list[_Waiter]) -> None:
+        start = time.perf_counter()
         try:
-            totals = await self._call(self._store.commit, tally(batch))
+            totals = await self._store.commit(tally(batch))
         except Exception as error:  # the requests report it; the writer lives on
             for _, future in batch:
                 if not future.done():
                     future.set_exception(error)
             return
         self._counts.update(totals)  # only this event loop reads or writes it
-        self._on_commit(len(batch))
+        self._on_commit(len(batch), time.perf_counter() - start)
         for feedback, future in batch:
             if not future.done():  # a client that went away may have cancelled it
                 future.set_result(totals[feedback.series])
-
-    async def _call(self, function: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)

@@ -44,8 +44,18 @@ class Telemetry:
             buckets=_BATCH_BUCKETS,
             registry=registry,
         )
+        self.commit_duration = Histogram(
+            "feedback_commit_duration_seconds",
+            "Time of one durable commit on the store, fsync included.",
+            buckets=_LATENCY_BUCKETS,
+            registry=registry,
+        )
         # labels() takes a lock and builds a key on every call; the hot path looks children up here.
         self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_commit(self, size: int, seconds: float) -> None:
+        self.commit_batch_size.observe(size)
+        self.commit_duration.observe(seconds)
 
     def observe_request(self, route: str, status: int, seconds: float) -> None:
         try:

@@ -22,6 +22,23 @@ def free_port() -> int:
         return port
 
 
+def wait_for(
+    url: str, timeout: float = READY_TIMEOUT, process: "subprocess.Popen[bytes] | None" = None
+) -> None:
+    """Poll ``url`` until it answers 200; fail early if ``process`` exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # polling a condition, with a deadline
+    raise TimeoutError(f"{url} did not answer 200 within {timeout} s")
+
+
 class ServiceProcess:
     """Starts the service on ``data_dir`` and waits until ``/ready`` answers 200."""
 
@@ -31,7 +48,7 @@ class ServiceProcess:
         *extra_args: str,
         port: int | None = None,
         env: dict[str, str] | None = None,
-        log: IO[bytes] | None = None,
+        log: int | IO[bytes] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
@@ -53,17 +70,7 @@ class ServiceProcess:
         return self
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process is not None and self.process.poll() is not None:
-                raise RuntimeError(f"service exited with {self.process.returncode}")
-            try:
-                if httpx.get(self.url + "/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)  # polling a condition, with a deadline
-        raise TimeoutError(f"service on port {self.port} not ready after {timeout} s")
+        wait_for(self.url + "/ready", timeout, self.process)
 
     @property
     def pid(self) -> int:

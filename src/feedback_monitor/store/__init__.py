@@ -25,4 +25,16 @@ class Store(Protocol):
         """Release the store; later calls are errors."""
 
 
-__all__ = ["Series", "Store"]
+class AsyncStore(Protocol):
+    """The Store as the event loop uses it: the same calls, awaited, one at a time."""
+
+    async def load(self) -> dict[Series, Counts]: ...
+
+    async def commit(self, deltas: Mapping[Series, Counts]) -> dict[Series, Counts]: ...
+
+    async def ping(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+__all__ = ["AsyncStore", "Series", "Store"]

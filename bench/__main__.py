@@ -1,0 +1,6 @@
+"""``make bench``: every benchmark, each printing its figures."""
+
+from bench import http_throughput
+
+if __name__ == "__main__":
+    http_throughput.main()

@@ -1,0 +1,81 @@
+"""Single-record POST /feedback against the service and against a bare ASGI app, same stack.
+
+Rounds alternate between the two servers so that both see the same machine noise; the figures
+are medians over rounds. Afterwards the stored counts are read back: every 200 must be durable.
+"""
+
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+
+from bench import wrk
+from feedback_monitor.testing import ServiceProcess, free_port, wait_for
+
+ROUNDS = 3
+SECONDS = 5
+CEILING_GOAL, CEILING_FLOOR, P99_LIMIT = 0.8, 0.6, 0.005
+
+
+def stored_total(url: str) -> int:
+    text = httpx.get(url + "/metrics").text
+    names = ("true_positives_total", "true_negatives_total", "false_positives_total",
+             "false_negatives_total")  # fmt: skip
+    return sum(
+        int(float(line.rsplit(" ", 1)[1])) for line in text.splitlines() if line.startswith(names)
+    )
+
+
+def start_bare(port: int) -> "subprocess.Popen[bytes]":
+    # The same server stack and options as `feedback-monitor serve` (see cli.serve).
+    return subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.bare:app", "--port", str(port),
+         "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers",
+         "--no-server-header", "--log-level", "warning"],
+    )  # fmt: skip
+
+
+def main() -> dict[str, float]:
+    bare_port = free_port()
+    bare = start_bare(bare_port)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ServiceProcess(Path(tmp), log=subprocess.DEVNULL) as service,
+    ):
+        try:
+            wait_for(f"http://127.0.0.1:{bare_port}/", process=bare)
+            wrk.run(service.url + "/feedback", 1)  # warm-up of both
+            wrk.run(f"http://127.0.0.1:{bare_port}/feedback", 1)
+            stored_before = stored_total(service.url)
+            ours, ceiling = [], []
+            for _ in range(ROUNDS):
+                ceiling.append(wrk.run(f"http://127.0.0.1:{bare_port}/feedback", SECONDS))
+                ours.append(wrk.run(service.url + "/feedback", SECONDS))
+            acknowledged = sum(r.ok for r in ours)
+            stored = stored_total(service.url) - stored_before
+        finally:
+            bare.terminate()
+            bare.wait()
+    ours_rate = statistics.median(r.requests_per_second for r in ours)
+    bare_rate = statistics.median(r.requests_per_second for r in ceiling)
+    p50 = statistics.median(r.p50 for r in ours)
+    p99 = statistics.median(r.p99 for r in ours)
+    ratio = ours_rate / bare_rate
+    print("POST /feedback, wrk -t1 -c32, one record per request")
+    print(f"  feedback-monitor  {ours_rate:10.0f} req/s   p50 {p50 * 1e3:.2f} ms   "
+          f"p99 {p99 * 1e3:.2f} ms")  # fmt: skip
+    print(f"  bare ASGI app     {bare_rate:10.0f} req/s")
+    print(f"  ratio {ratio:.2f} (floor {CEILING_FLOOR}, goal {CEILING_GOAL}); "
+          f"p99 limit {P99_LIMIT * 1e3:.0f} ms: {'ok' if p99 <= P99_LIMIT else 'MISSED'}")  # fmt: skip
+    durable = "ok" if stored >= acknowledged else "LOST FEEDBACK"
+    print(
+        f"  durability: {acknowledged} acknowledged (2xx seen by wrk), {stored} stored: {durable}"
+    )
+    return {"ratio": ratio, "p99": p99, "req_per_s": ours_rate, "bare_req_per_s": bare_rate}
+
+
+if __name__ == "__main__":
+    main()
