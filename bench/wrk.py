@@ -13,7 +13,7 @@ wrk.body   = '{"prediction": 1, "actual": 0}'
 wrk.headers["Content-Type"] = "application/json"
 """
 
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 @dataclass(frozen=True)
@@ -30,8 +30,10 @@ class WrkResult:
 
 
 def _seconds(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * _UNITS[unit]
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text)
+    if match is None:
+        raise ValueError(f"unexpected wrk duration {text!r}")
+    return float(match[1]) * _UNITS[match[2]]
 
 
 def parse(output: str) -> WrkResult:
