@@ -17,7 +17,7 @@ from feedback_monitor import openapi
 from feedback_monitor.body import read_json_body
 from feedback_monitor.collector import FeedbackCollector
 from feedback_monitor.edge import Edge, internal_error, reject
-from feedback_monitor.errors import ClientError
+from feedback_monitor.errors import HTTPError
 from feedback_monitor.recorder import Recorder
 from feedback_monitor.records import parse_feedback
 from feedback_monitor.schemas import Error, Status, encode, feedback_accepted
@@ -79,8 +79,8 @@ class Service:
     async def get_openapi(self, request: Request) -> Response:
         return Response(self.openapi, media_type="application/json")
 
-    async def client_error(self, request: Request, error: Exception) -> Response:
-        assert isinstance(error, ClientError)
+    async def refused(self, request: Request, error: Exception) -> Response:
+        assert isinstance(error, HTTPError)
         path = request.url.path
         reject(self.telemetry, request.method, path, error.status, error.reason, error.message)
         return json_response(Error(error.message), error.status)
@@ -122,7 +122,7 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={
-            ClientError: service.client_error,
+            HTTPError: service.refused,
             HTTPException: service.http_error,
             Exception: internal_error,
         },

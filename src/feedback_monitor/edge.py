@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from feedback_monitor.errors import ClientError
+from feedback_monitor.errors import HTTPError
 from feedback_monitor.records import InvalidFeedback
 from feedback_monitor.schemas import Error, encode
 from feedback_monitor.telemetry import Telemetry
@@ -69,7 +69,7 @@ class Edge:
     async def _fast(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> int:
         try:
             body = await handler(scope, receive)
-        except (ClientError, InvalidFeedback) as error:
+        except (HTTPError, InvalidFeedback) as error:
             status = getattr(error, "status", 400)
             self.reject(scope, status, error.reason, error.message)
             await send_json(send, status, encode(Error(error.message)))

@@ -1,11 +1,25 @@
-"""Client errors that carry their status, message and a stable reason label."""
+"""Errors that carry their HTTP status, a message for the client and a stable reason label.
+
+They are mapped to responses only at the HTTP edge. Anything else raised is a bug: a 500.
+"""
 
 
-class ClientError(Exception):
-    """A request the client must change; mapped to ``status`` only at the HTTP edge."""
+class HTTPError(Exception):
+    """A request that cannot be served as sent, or not now."""
 
     def __init__(self, status: int, message: str, reason: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.reason = reason
+
+
+class ClientError(HTTPError):
+    """A 4xx: the client must change the request."""
+
+
+class Unavailable(HTTPError):
+    """A 503: the service cannot serve now (store down, shutting down); nothing was stored."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(503, message, reason)

@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from feedback_monitor.confusion import Counts
+from feedback_monitor.errors import Unavailable
 from feedback_monitor.records import Feedback
 from feedback_monitor.store import AsyncStore, Series
 
@@ -20,8 +21,11 @@ log = logging.getLogger(__name__)
 _Waiter = tuple[Feedback, "asyncio.Future[Counts]"]
 
 
-class RecorderClosed(RuntimeError):
+class RecorderClosed(Unavailable):
     """Feedback handed to a recorder that is shutting down."""
+
+    def __init__(self) -> None:
+        super().__init__("Service is shutting down", "shutting_down")
 
 
 def tally(batch: list[_Waiter]) -> dict[Series, Counts]:
@@ -62,7 +66,7 @@ class Recorder:
     async def record(self, feedback: Feedback) -> Counts:
         """Commit one feedback; return its series' totals right after the commit that held it."""
         if self._closing:
-            raise RecorderClosed("recorder is shutting down")
+            raise RecorderClosed
         future: asyncio.Future[Counts] = asyncio.get_running_loop().create_future()
         self._waiting.append((feedback, future))
         self._wakeup.set()

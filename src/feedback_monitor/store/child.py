@@ -23,6 +23,7 @@ from typing import Any
 import msgspec
 
 from feedback_monitor.confusion import Counts
+from feedback_monitor.errors import Unavailable
 from feedback_monitor.store import Series, Store
 from feedback_monitor.store.sqlite import SQLiteStore
 
@@ -33,8 +34,11 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[Any]).decode
 
 
-class StoreError(RuntimeError):
+class StoreError(Unavailable):
     """The store failed or its process is gone; nothing of the failed call was acknowledged."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"Store unavailable: {message}", "store_unavailable")
 
 
 def to_rows(counts: Mapping[Series, Counts]) -> list[Row]:
