@@ -1,5 +1,6 @@
 """The HTTP edge: routes, body limits and the mapping of errors to status codes."""
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -27,6 +28,8 @@ from feedback_monitor.store.child import ChildStore
 from feedback_monitor.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 2.0
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -70,8 +73,8 @@ class Service:
 
     async def ready(self, request: Request) -> Response:
         try:
-            await self.recorder.ping()
-        except Exception:
+            await asyncio.wait_for(self.recorder.ping(), READY_TIMEOUT)
+        except Exception:  # timeouts included: a hung store is not ready
             log.warning("store does not answer", exc_info=True)
             return json_response(Error("Store unavailable"), 503)
         return json_response(Status("ready"))
@@ -81,14 +84,15 @@ class Service:
 
     async def refused(self, request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPError)
-        path = request.url.path
-        reject(self.telemetry, request.method, path, error.status, error.reason, error.message)
-        return json_response(Error(error.message), error.status)
+        status = reject(self.telemetry, request.method, request.url.path, error)
+        return json_response(Error(error.message), status)
 
     async def http_error(self, request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
         log.info("rejected %s %s: %d", request.method, request.url.path, error.status_code)
-        return json_response(Error(error.detail), error.status_code)
+        response = json_response(Error(error.detail), error.status_code)
+        response.headers.update(error.headers or {})  # the Allow header of a 405
+        return response
 
 
 def create_app(
@@ -127,5 +131,6 @@ def create_app(
             Exception: internal_error,
         },
     )
+    app.router.redirect_slashes = False  # /feedback/ is a JSON 404, not a redirect
     fast_routes = {("POST", "/feedback"): service.feedback}
     return Edge(app, fast_routes, telemetry, {route.path for route in routes})

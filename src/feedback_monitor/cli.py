@@ -1,6 +1,7 @@
 """The ``feedback-monitor`` command: ``serve`` now; ``replay`` and ``report`` later."""
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -45,6 +46,10 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
 
 def serve(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format)
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        _fail(f"invalid setting data_dir ({PROG.upper().replace('-', '_')}_DATA_DIR): {error}")
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -57,6 +62,10 @@ def serve(settings: Settings) -> None:
         server_header=False,
         proxy_headers=False,  # no client address is used; saves a middleware per request
     )
+    # uvicorn drains and then re-raises the signal under the handler it found installed; with
+    # these no-op handlers a completed graceful shutdown exits 0 instead of dying by SIGTERM.
+    for captured in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(captured, lambda number, frame: None)
     uvicorn.Server(config).run()
 
 

@@ -9,6 +9,7 @@ from feedback_monitor.confusion import Counts
 from feedback_monitor.store import Series
 
 LABELS = ("model", "version")
+DEFAULT_SERIES = ("default", "")
 
 _COUNTERS = (
     ("true_positives", "Feedback with prediction 1 and actual 1.", "tp"),
@@ -31,7 +32,8 @@ class FeedbackCollector(Collector):
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
-        counts = dict(self._snapshot())  # one consistent copy for the whole scrape
+        # One consistent copy for the whole scrape; before any feedback, the default series at 0.
+        counts = dict(self._snapshot()) or {DEFAULT_SERIES: Counts()}
         for name, documentation, field in _COUNTERS:
             family = CounterMetricFamily(name, documentation, labels=LABELS)
             for series, c in counts.items():

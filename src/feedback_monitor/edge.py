@@ -21,7 +21,7 @@ from feedback_monitor.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
+_CONTENT_TYPE = (b"content-type", b"application/json")
 _INTERNAL_ERROR = encode(Error("Internal server error"))
 
 Handler = Callable[[Scope, Receive], Awaitable[bytes]]
@@ -29,7 +29,9 @@ Handler = Callable[[Scope, Receive], Awaitable[bytes]]
 
 
 async def send_json(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
+    # With a Content-Length the server need not fall back to chunked encoding.
+    headers = [_CONTENT_TYPE, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -70,8 +72,7 @@ class Edge:
         try:
             body = await handler(scope, receive)
         except (HTTPError, InvalidFeedback) as error:
-            status = getattr(error, "status", 400)
-            self.reject(scope, status, error.reason, error.message)
+            status = reject(self.telemetry, scope["method"], scope["path"], error)
             await send_json(send, status, encode(Error(error.message)))
             return status
         except Exception:
@@ -99,13 +100,13 @@ class Edge:
             status = 500
         return status
 
-    def reject(self, scope: Scope, status: int, reason: str, message: str) -> None:
-        reject(self.telemetry, scope["method"], scope["path"], status, reason, message)
 
-
-def reject(
-    telemetry: Telemetry, method: str, path: str, status: int, reason: str, msg: str
-) -> None:
-    """Count and log a client error; the body of the request is never logged."""
-    telemetry.validation_errors.labels(reason).inc()
-    log.info("rejected %s %s: %d %s: %s", method, path, status, reason, msg)
+def reject(telemetry: Telemetry, method: str, path: str, error: HTTPError | InvalidFeedback) -> int:
+    """Count and log a refused request, return its status; request bodies are never logged."""
+    status = getattr(error, "status", 400)
+    if status < 500:
+        telemetry.validation_errors.labels(error.reason).inc()
+        log.info("rejected %s %s: %d %s: %s", method, path, status, error.reason, error.message)
+    else:  # the service's own trouble, not the client's: the log gets the detail
+        log.error("unavailable %s %s: %d %s: %s", method, path, status, error.reason, error)
+    return status

@@ -3,6 +3,7 @@
 import logging
 import sys
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 from feedback_monitor.settings import LogFormat, LogLevel
@@ -14,7 +15,14 @@ def configure(level: LogLevel, log_format: LogFormat) -> None:
     """Send every log record, uvicorn's included, to stderr in the chosen format."""
     handler = logging.StreamHandler(sys.stderr)
     if log_format is LogFormat.JSON:
-        handler.setFormatter(JsonFormatter(_FIELDS, rename_fields={"levelname": "level"}))
+        handler.setFormatter(
+            JsonFormatter(
+                _FIELDS,
+                rename_fields={"levelname": "level"},
+                # uvicorn adds an ANSI-coloured copy of its messages; one copy is enough
+                reserved_attrs=[*RESERVED_ATTRS, "color_message"],
+            )
+        )
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -33,6 +33,7 @@ _FEEDBACK = {
             "413": _error("Body larger than the configured limit."),
             "415": _error("Content-Type is not application/json."),
             "500": _error("Internal server error."),
+            "503": _error("The store is unavailable or the service is shutting down."),
         },
     }
 }
@@ -46,7 +47,10 @@ _PATHS: dict[str, Any] = {
             "responses": {
                 "200": {
                     "description": "Counters and gauges of committed feedback, service metrics.",
-                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                    "content": {
+                        "text/plain": {"schema": {"type": "string"}},
+                        "application/openmetrics-text": {"schema": {"type": "string"}},
+                    },
                 }
             },
         }
@@ -83,6 +87,19 @@ _PATHS: dict[str, Any] = {
 }
 
 
+_ANY_ERROR = _error("Any other error, such as 404 or 405: the same JSON shape.")
+
+
+def _with_default_error(paths: dict[str, Any]) -> dict[str, Any]:
+    return {
+        path: {
+            method: {**op, "responses": {**op["responses"], "default": _ANY_ERROR}}
+            for method, op in operations.items()
+        }
+        for path, operations in paths.items()
+    }
+
+
 def document() -> dict[str, Any]:
     """The whole OpenAPI document."""
     _, components = msgspec.json.schema_components(
@@ -91,6 +108,6 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Feedback Monitor", "version": __version__},
-        "paths": _PATHS,
+        "paths": _with_default_error(_PATHS),
         "components": {"schemas": components},
     }

@@ -1,7 +1,7 @@
 """The JSON shapes the API answers with; msgspec encodes them and derives their JSON Schema."""
 
 import functools
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -40,11 +40,14 @@ class Status(msgspec.Struct):
     status: str
 
 
-class FeedbackRequest(msgspec.Struct):
-    """The body of POST /feedback (documentation only: parsing is in records.py)."""
+_BINARY_DOC = 'Exactly the JSON integer 0 or 1: 1.0, true and "1" are refused.'
 
-    prediction: Literal[0, 1]
-    actual: Literal[0, 1]
+
+class FeedbackRequest(msgspec.Struct):
+    """The body of POST /feedback; other fields are ignored (parsing is in records.py)."""
+
+    prediction: Annotated[Literal[0, 1], msgspec.Meta(description=_BINARY_DOC)]
+    actual: Annotated[Literal[0, 1], msgspec.Meta(description=_BINARY_DOC)]
 
 
 encode = msgspec.json.Encoder().encode

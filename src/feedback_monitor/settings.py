@@ -24,11 +24,17 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FEEDBACK_MONITOR_", extra="forbid")
 
-    host: str = Field("127.0.0.1", min_length=1, description="Address to listen on.")
-    port: int = Field(5000, ge=0, le=65535, description="TCP port to listen on (0: any free).")
-    data_dir: Path = Field(Path("./data"), description="Directory of the SQLite store.")
-    log_level: LogLevel = Field(LogLevel.INFO, description="Least severe log level written.")
-    log_format: LogFormat = Field(LogFormat.TEXT, description="text, or json: one object a line.")
+    host: str = Field(default="127.0.0.1", min_length=1, description="Address to listen on.")
+    port: int = Field(
+        default=5000, ge=0, le=65535, description="TCP port to listen on (0: any free)."
+    )
+    data_dir: Path = Field(default=Path("./data"), description="Directory of the SQLite store.")
+    log_level: LogLevel = Field(
+        default=LogLevel.INFO, description="Least severe log level written."
+    )
+    log_format: LogFormat = Field(
+        default=LogFormat.TEXT, description="text, or json: one object a line."
+    )
     max_body_bytes: int = Field(
-        1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+        default=1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
     )

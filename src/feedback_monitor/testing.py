@@ -90,7 +90,11 @@ class ServiceProcess:
         return self.process.wait(timeout)
 
     def __enter__(self) -> Self:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
 
     def __exit__(
         self,

@@ -35,10 +35,19 @@ _decode = msgspec.json.Decoder(list[Any]).decode
 
 
 class StoreError(Unavailable):
-    """The store failed or its process is gone; nothing of the failed call was acknowledged."""
+    """The store failed or its process is gone; the failed call was not acknowledged.
 
-    def __init__(self, message: str) -> None:
-        super().__init__(f"Store unavailable: {message}", "store_unavailable")
+    The client sees only "Store unavailable"; ``detail`` is for the log. A commit whose answer
+    was lost (its process died after COMMIT) may still be stored: a retry without an id counts
+    it again, which is why clients should send ids.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("Store unavailable", "store_unavailable")
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"Store unavailable: {self.detail}"
 
 
 def to_rows(counts: Mapping[Series, Counts]) -> list[Row]:
@@ -68,6 +77,10 @@ class ChildStore:
         return process
 
     async def _call(self, *request: object) -> Any:
+        # Shielded: a caller that is cancelled must not leave its answer in the pipe for the next.
+        return await asyncio.shield(self._exchange(request))
+
+    async def _exchange(self, request: tuple[object, ...]) -> Any:
         async with self._lock:
             process = self._process
             if process is None or process.returncode is not None:

@@ -1,0 +1,86 @@
+"""Structured logs: one JSON object a line; every rejected request logged with its reason."""
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.helpers import serving, wait_until
+
+pytestmark = pytest.mark.integration
+
+JSON = {"content-type": "application/json"}
+
+# (method, path, body, headers, status, what the log record must say)
+REJECTIONS = [
+    ("POST", "/feedback", b'{"prediction": 2, "actual": 1}', JSON, 400, "Values must be 0 or 1"),
+    ("POST", "/feedback", b'{"actual": 1}', JSON, 400, "Missing required fields"),
+    ("POST", "/feedback", b"[1, 1]", JSON, 400, None),
+    ("POST", "/feedback", b'{"prediction": 1, "actual": 1}', {}, 415, None),
+    ("POST", "/feedback", b" " * (1024 * 1024 + 1), JSON, 413, None),
+    ("GET", "/nope", b"", {}, 404, "/nope"),
+    ("DELETE", "/feedback", b"", {}, 405, "DELETE /feedback"),
+]
+
+
+def records(log_path: Path) -> list[dict[str, Any]]:
+    lines = log_path.read_text().splitlines()
+    parsed = [json.loads(line) for line in lines]
+    assert all(isinstance(record, dict) for record in parsed)
+    return parsed
+
+
+def test_json_logs_one_object_a_line_and_every_rejection_with_its_reason(
+    tmp_path: Path, log_path: Path
+) -> None:
+    said: list[str] = []
+    with (
+        serving(tmp_path / "data", "--log-format", "json", log_path=log_path) as service,
+        httpx.Client(base_url=service.url, timeout=10.0) as client,
+    ):
+        assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 200
+        for method, path, body, headers, status, text in REJECTIONS:
+            response = client.request(method, path, content=body, headers=headers)
+            assert response.status_code == status
+            said.append(text or response.json()["error"])  # the reason the client was given
+        wanted = len(REJECTIONS)
+        # Counted on the raw text: a line being written may not parse yet.
+        wait_until(lambda: log_path.read_text().count("rejected") >= wanted, what="the logs")
+        service.terminate()
+    logged = rejections(records(log_path))  # every line of the whole run parses
+    assert len(logged) == wanted
+    for record, (method, _, _, _, status, _), reason in zip(logged, REJECTIONS, said, strict=True):
+        assert record["level"] in ("INFO", "WARNING")
+        assert method in record["message"]
+        assert str(status) in record["message"]
+        assert reason in record["message"]
+
+
+def rejections(logged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [record for record in logged if "rejected" in record["message"]]
+
+
+def test_json_log_fields(tmp_path: Path, log_path: Path) -> None:
+    with serving(tmp_path / "data", "--log-format", "json", log_path=log_path) as service:
+        service.terminate()
+    logged = records(log_path)
+    assert logged
+    for record in logged:
+        assert {"asctime", "level", "name", "message"} <= set(record)
+        assert logging.getLevelName(record["level"]) in range(logging.DEBUG, logging.CRITICAL + 1)
+
+
+def test_text_logs_every_rejection_with_its_reason(client: httpx.Client, log_path: Path) -> None:
+    response = client.post("/feedback", json={"prediction": 1.0, "actual": 1})
+    assert response.status_code == 400
+
+    def logged() -> list[str]:
+        return [line for line in log_path.read_text().splitlines() if "rejected" in line]
+
+    wait_until(lambda: len(logged()) == 1, what="the rejection in the log")
+    (line,) = logged()
+    assert line.split()[2] in ("INFO", "WARNING")
+    assert "Values must be 0 or 1" in line

@@ -1,0 +1,98 @@
+"""SIGTERM: stop accepting, commit and answer what is in flight, exit 0."""
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from feedback_monitor.testing import ServiceProcess
+from tests.integration.helpers import (
+    CELLS,
+    Load,
+    cell_counts,
+    port_refuses,
+    scrape,
+    serving,
+    wait_until,
+)
+
+pytestmark = pytest.mark.integration
+
+# uvicorn re-raises a captured SIGTERM once it has shut down gracefully; the tests below check the
+# graceful part whatever the status, and test_sigterm_exits_zero checks the status itself.
+TERMINATED = (0, -signal.SIGTERM)
+JSON = {"content-type": "application/json"}
+
+
+def stored(url: str) -> dict[str, int]:
+    with httpx.Client(base_url=url, timeout=10.0) as client:
+        return cell_counts(scrape(client))
+
+
+def test_sigterm_under_load(data_dir: Path, log_path: Path) -> None:
+    with serving(data_dir, log_path=log_path) as service:
+        with Load(service.url, threads=8) as load:
+            load.wait_for_acks(300)
+            status = service.terminate()
+        assert status in TERMINATED
+    assert "stopped" in log_path.read_text()
+    assert load.unexpected == []  # every request answered got a 200
+    assert load.errors, "the clients never saw the server go"
+    assert not [error for error in load.errors if isinstance(error, httpx.TimeoutException)]
+    with serving(data_dir, log_path=log_path) as service:
+        counts = stored(service.url)
+    for cell in CELLS:
+        assert load.acknowledged[cell] <= counts[cell] <= load.attempted[cell], cell
+
+
+def wait_for_refusal(service: ServiceProcess) -> None:
+    wait_until(lambda: port_refuses(service.port), what="the listener closed")
+
+
+class SlowBody:
+    """A request body whose second half waits for ``release``: a request held in flight."""
+
+    def __init__(self) -> None:
+        self.first_half_sent = threading.Event()
+        self.release = threading.Event()
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield b'{"prediction": 1, '
+        self.first_half_sent.set()  # httpx asks for the next chunk once this one is written
+        self.release.wait(timeout=30.0)
+        yield b'"actual": 0}'
+
+
+def test_sigterm_answers_the_request_in_flight(data_dir: Path, log_path: Path) -> None:
+    body = SlowBody()
+    answers: list[httpx.Response] = []
+
+    def post(url: str) -> None:
+        with httpx.Client(timeout=30.0) as client:
+            answers.append(client.post(url + "/feedback", content=body, headers=JSON))
+
+    with serving(data_dir, log_path=log_path) as service, httpx.Client() as other:
+        client_thread = threading.Thread(target=post, args=(service.url,))
+        client_thread.start()
+        try:
+            assert body.first_half_sent.wait(timeout=30.0)
+            # One round trip on another connection: the server has read what came before it.
+            assert other.get(service.url + "/health").status_code == 200
+            assert service.process is not None
+            service.process.send_signal(signal.SIGTERM)
+            wait_for_refusal(service)  # it stopped accepting, with our request still open
+        finally:
+            body.release.set()
+            client_thread.join(timeout=30.0)
+        assert service.process.wait(timeout=30.0) in TERMINATED
+    assert "stopped" in log_path.read_text()
+    assert [(r.status_code, r.json()["success"]) for r in answers] == [(200, True)]
+    with serving(data_dir, log_path=log_path) as service:
+        assert stored(service.url) == {"tp": 0, "tn": 0, "fp": 1, "fn": 0}
+
+
+def test_sigterm_exits_zero(service: ServiceProcess) -> None:
+    assert service.terminate() == 0

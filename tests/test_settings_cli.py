@@ -1,0 +1,155 @@
+"""Settings from the environment and the command line; invalid settings exit 2 in one line."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from feedback_monitor import cli
+from feedback_monitor.settings import LogFormat, LogLevel, Settings
+
+PREFIX = "FEEDBACK_MONITOR_"
+
+
+def make_settings(**values: Any) -> Settings:
+    # Settings' fields give their defaults positionally to Field(), which mypy's
+    # dataclass_transform support does not see: a direct call would look like it lacks arguments.
+    return Settings(**values)
+
+
+@pytest.fixture(autouse=True)
+def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No FEEDBACK_MONITOR_* variable leaks in from the machine running the tests."""
+    for name in os.environ:
+        if name.startswith(PREFIX):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """The settings ``main`` would serve with; nothing is started."""
+    calls: list[Settings] = []
+    monkeypatch.setattr(cli, "serve", calls.append)
+    return calls
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    settings = make_settings()
+    assert (settings.host, settings.port, settings.data_dir) == ("127.0.0.1", 5000, Path("data"))
+    assert (settings.log_level, settings.log_format) == (LogLevel.INFO, LogFormat.TEXT)
+    assert settings.max_body_bytes == 1024 * 1024
+
+
+ENVIRONMENT = {
+    "HOST": "0.0.0.0",
+    "PORT": "6123",
+    "DATA_DIR": "/var/lib/feedback",
+    "LOG_LEVEL": "debug",
+    "LOG_FORMAT": "json",
+    "MAX_BODY_BYTES": "4096",
+}
+
+
+def test_every_setting_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in ENVIRONMENT.items():
+        monkeypatch.setenv(PREFIX + name, value)
+    settings = make_settings()
+    assert settings.host == "0.0.0.0"
+    assert settings.port == 6123
+    assert settings.data_dir == Path("/var/lib/feedback")
+    assert settings.log_level is LogLevel.DEBUG
+    assert settings.log_format is LogFormat.JSON
+    assert settings.max_body_bytes == 4096
+    assert {PREFIX + field.upper() for field in Settings.model_fields} == {
+        PREFIX + name for name in ENVIRONMENT
+    }  # the environment above covers every setting
+
+
+def test_every_setting_has_a_flag(served: list[Settings], tmp_path: Path) -> None:
+    cli.main(
+        ["serve", "--host", "::1", "--port", "0", "--data-dir", str(tmp_path),
+         "--log-level", "warning", "--log-format", "json", "--max-body-bytes", "2048"]
+    )  # fmt: skip
+    assert served == [
+        make_settings(
+            host="::1",
+            port=0,
+            data_dir=tmp_path,
+            log_level=LogLevel.WARNING,
+            log_format=LogFormat.JSON,
+            max_body_bytes=2048,
+        )
+    ]
+
+
+def test_flags_override_the_environment_field_by_field(
+    monkeypatch: pytest.MonkeyPatch, served: list[Settings]
+) -> None:
+    monkeypatch.setenv(PREFIX + "PORT", "6000")
+    monkeypatch.setenv(PREFIX + "LOG_FORMAT", "json")
+    cli.main(["serve", "--port", "7000"])
+    (settings,) = served
+    assert settings.port == 7000  # the flag wins
+    assert settings.log_format is LogFormat.JSON  # no flag: the environment
+    assert settings.host == make_settings().host  # neither: the default
+
+
+@pytest.mark.parametrize(
+    ("flags", "setting"),
+    [
+        (["--port", "70000"], "port"),
+        (["--port", "-1"], "port"),
+        (["--port", "http"], "port"),
+        (["--log-format", "xml"], "log_format"),
+        (["--log-level", "verbose"], "log_level"),
+        (["--max-body-bytes", "10"], "max_body_bytes"),
+        (["--host", ""], "host"),
+    ],
+)
+def test_an_invalid_flag_exits_2_with_one_line(
+    flags: list[str], setting: str, served: list[Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", *flags])
+    assert exited.value.code == 2
+    assert served == []
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert_one_line_naming(err, setting)
+
+
+def assert_one_line_naming(stderr: str, setting: str) -> None:
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    assert setting in lines[0]
+    assert PREFIX + setting.upper() in lines[0]
+    assert "Traceback" not in stderr
+
+
+@pytest.mark.parametrize(
+    ("flags", "environment", "setting"),
+    [
+        (["--port", "70000"], {}, "port"),
+        ([], {"PORT": "70000"}, "port"),
+        (["--log-format", "xml"], {}, "log_format"),
+        ([], {"LOG_FORMAT": "xml"}, "log_format"),
+    ],
+    ids=["port flag", "port env", "log-format flag", "log-format env"],
+)
+def test_the_command_exits_2_on_an_invalid_setting(
+    tmp_path: Path, flags: list[str], environment: dict[str, str], setting: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)}
+    env.update({PREFIX + name: value for name, value in environment.items()})
+    # Were the setting wrongly accepted, the server would start: the data dir and the timeout
+    # keep that contained.
+    command = [sys.executable, "-m", "feedback_monitor", "serve", "--data-dir", str(tmp_path)]
+    done = subprocess.run(
+        [*command, *flags], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert_one_line_naming(done.stderr, setting)

@@ -1,0 +1,156 @@
+"""SQLiteStore on a real file: totals, durability settings, schema version, exclusivity."""
+
+import random
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from feedback_monitor.confusion import Counts
+from feedback_monitor.store import Series
+from feedback_monitor.store import sqlite as sqlite_store
+from feedback_monitor.store.sqlite import SQLiteStore
+
+A: Series = ("default", "")
+B: Series = ("churn", "2024-06")
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data" / "nested"  # not there yet: the store creates it
+
+
+@pytest.fixture
+def store(data_dir: Path) -> Iterator[SQLiteStore]:
+    opened = SQLiteStore(data_dir)
+    yield opened
+    opened.close()
+
+
+def random_deltas(rng: random.Random) -> dict[Series, Counts]:
+    series = rng.sample([A, B, ("fraud", "v1"), ("fraud", "v2"), ("ünïcode", "'; --")], 3)
+    return {s: Counts(*(rng.randrange(50) for _ in range(4))) for s in series}
+
+
+def add_up(*deltas: dict[Series, Counts]) -> dict[Series, Counts]:
+    totals: dict[Series, Counts] = {}
+    for delta in deltas:
+        for series, counts in delta.items():
+            totals[series] = totals.get(series, Counts()) + counts
+    return totals
+
+
+def test_a_new_store_is_empty_and_answers(store: SQLiteStore, data_dir: Path) -> None:
+    assert store.path == data_dir / sqlite_store.FILENAME
+    assert store.path.is_file()
+    assert store.load() == {}
+    store.ping()
+
+
+def test_commit_returns_the_totals_it_produced(store: SQLiteStore) -> None:
+    first = {A: Counts(1, 2, 3, 4), B: Counts(tp=1)}
+    assert store.commit(first) == first
+    second = {A: Counts(10, 0, 0, 1)}
+    assert store.commit(second) == {A: Counts(11, 2, 3, 5)}  # only the series it touched
+    assert store.load() == add_up(first, second)
+
+
+def test_empty_commit_changes_nothing(store: SQLiteStore) -> None:
+    store.commit({A: Counts(tn=1)})
+    assert store.commit({}) == {}
+    assert store.load() == {A: Counts(tn=1)}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_load_after_reopen_equals_the_committed_totals(data_dir: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    committed = [random_deltas(rng) for _ in range(20)]
+    first = SQLiteStore(data_dir)
+    returned = [first.commit(delta) for delta in committed]
+    first.close()
+    running: dict[Series, Counts] = {}
+    for delta, answer in zip(committed, returned, strict=True):
+        running = add_up(running, delta)
+        assert answer == {series: running[series] for series in delta}
+    expected = add_up(*committed)
+    reopened = SQLiteStore(data_dir)
+    try:
+        assert reopened.load() == expected
+    finally:
+        reopened.close()
+
+
+def pragma(db: sqlite3.Connection, name: str) -> object:
+    return db.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+def test_durability_pragmas_are_in_force(store: SQLiteStore) -> None:
+    db = store._db  # per-connection settings can only be read on the store's own connection
+    assert pragma(db, "journal_mode") == "wal"
+    assert pragma(db, "synchronous") == 2  # FULL
+    assert pragma(db, "locking_mode") == "exclusive"
+
+
+def test_schema_version_is_set_and_kept(data_dir: Path) -> None:
+    SQLiteStore(data_dir).close()
+    SQLiteStore(data_dir).close()  # reopening migrates nothing twice
+    with sqlite3.connect(data_dir / sqlite_store.FILENAME) as db:
+        version = pragma(db, "user_version")
+        tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
+        journal_mode = pragma(db, "journal_mode")
+    db.close()
+    assert version == len(sqlite_store._MIGRATIONS) >= 1
+    assert sorted(tables) == [("confusion",), ("probe",)]
+    assert journal_mode == "wal"  # WAL is a property of the file, not only of a connection
+
+
+def test_the_open_store_locks_out_other_connections(store: SQLiteStore) -> None:
+    store.commit({A: Counts(tp=1)})
+    other = sqlite3.connect(store.path, timeout=0)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            other.execute("SELECT * FROM confusion").fetchall()
+    finally:
+        other.close()
+
+
+def test_a_second_store_on_the_same_dir_fails_while_the_first_is_open(
+    store: SQLiteStore, data_dir: Path
+) -> None:
+    # The second store waits out its lock timeout before failing.
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        SQLiteStore(data_dir, lock_timeout=0.2)
+    store.commit({A: Counts(fn=1)})  # the first store is unharmed
+    assert store.load() == {A: Counts(fn=1)}
+
+
+def test_a_second_store_opens_once_the_first_is_closed(data_dir: Path) -> None:
+    first = SQLiteStore(data_dir)
+    first.commit({B: Counts(fp=7)})
+    first.close()
+    second = SQLiteStore(data_dir)
+    try:
+        assert second.load() == {B: Counts(fp=7)}
+    finally:
+        second.close()
+
+
+def test_a_failing_commit_rolls_back_every_series(store: SQLiteStore) -> None:
+    store.commit({A: Counts(1, 1, 1, 1)})
+    before = store.load()
+    # A writes first, then B's value cannot be bound: the whole transaction must go.
+    poisoned = {A: Counts(tp=100), B: Counts(tp=2**63)}
+    with pytest.raises(OverflowError):
+        store.commit(poisoned)
+    assert store.load() == before
+    assert store.commit({A: Counts(tn=1)}) == {A: Counts(1, 2, 1, 1)}  # no transaction left open
+
+
+def test_calls_after_close_are_errors(data_dir: Path) -> None:
+    closed = SQLiteStore(data_dir)
+    closed.close()
+    with pytest.raises(sqlite3.ProgrammingError):
+        closed.ping()
+    with pytest.raises(sqlite3.ProgrammingError):
+        closed.commit({A: Counts(tp=1)})
