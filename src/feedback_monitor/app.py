@@ -101,7 +101,7 @@ def create_app(
     """The ASGI application; the store opens at startup (SQLite under ``data_dir`` by default)."""
     registry = registry or CollectorRegistry()
     telemetry = Telemetry(registry)
-    recorder = Recorder(store or ChildStore(settings.data_dir), telemetry.observe_commit)
+    recorder = Recorder(store or ChildStore(settings.data_dir, telemetry.observe_commit))
     registry.register(FeedbackCollector(lambda: recorder.snapshot))
     service = Service(settings, recorder, registry, telemetry)
 

@@ -1,24 +1,34 @@
-"""Runs a Store in a child process: the event loop never waits on the disk or shares its GIL.
+"""Runs the SQLite store in a child process, the single writer, with group commit.
 
-A store thread in the server process has to win the GIL back from a busy event loop after every
-SQLite call, which made each commit take several times its fsync under load; a child process
-commits on the other core (``make bench`` measures the difference). The child is the only
-writer; it ignores SIGINT and SIGTERM and exits when its stdin closes, so a dying server
-(even by SIGKILL) leaves no writer behind once the commit in hand is done.
+A store thread inside the server has to win the GIL back from the busy event loop after every
+SQLite call, which made each commit take several times its fsync under load. The child commits
+on the other core instead. Requests are pipelined: the server never waits for one answer before
+sending the next request, and the child merges every commit request that arrived while it was
+busy into one transaction, so one fsync serves them all (group commit).
 
-Protocol: one JSON array per line each way; the parent sends one request at a time.
+The child ignores SIGINT and SIGTERM and exits when its stdin closes: a dying server, even by
+SIGKILL, leaves no writer behind once the transaction in hand is done.
 
-- ``["load"]`` -> ``["ok", rows]``; ``["commit", rows]`` -> ``["ok", rows]``, the totals;
-  ``["ping"]`` -> ``["ok", null]``. A row is ``[model, version, tp, tn, fp, fn]``.
-- Any failure -> ``["error", "<exception>"]``, and the child stays up.
+Protocol: one JSON array per line each way; answers come in the order of the requests.
+
+- ``["load"]`` -> ``["ok", rows]``; ``["ping"]`` -> ``["ok", null]``.
+- ``["commit", rows]`` -> ``["ok", rows, stats]``: ``rows`` are the totals of the request's
+  series after the transaction that held it; ``stats`` is ``[feedback, seconds]`` of that
+  transaction on the first answer it produced, else ``null``.
+- A row is ``[model, version, tp, tn, fp, fn]``. Any failure -> ``["error", "<exception>"]``
+  for each request it affected; the child stays up.
 """
 
 import asyncio
+import collections
+import os
+import select
 import signal
 import sys
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -28,7 +38,11 @@ from feedback_monitor.store import Series, Store
 from feedback_monitor.store.sqlite import SQLiteStore
 
 Row = tuple[str, str, int, int, int, int]
+OnCommit = Callable[[int, float], None]
+"""Told the feedback count and the seconds of every transaction."""
+
 _STREAM_LIMIT = 64 * 1024 * 1024  # a load() answer holds every series on one line
+_READ_SIZE = 1 << 20
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[Any]).decode
@@ -59,46 +73,57 @@ def from_rows(rows: list[Row]) -> dict[Series, Counts]:
 
 
 class ChildStore:
-    """The async face of a SQLiteStore living in a child process."""
+    """The async face of the store process; calls may overlap and are answered in order."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, on_commit: OnCommit = lambda size, seconds: None) -> None:
         self.data_dir = data_dir
+        self._on_commit = on_commit
         self._process: asyncio.subprocess.Process | None = None
-        self._lock = asyncio.Lock()  # one request on the pipe at a time
+        self._reader: asyncio.Task[None] | None = None
+        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
 
-    async def _start(self) -> asyncio.subprocess.Process:
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "feedback_monitor.store.child", str(self.data_dir)),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=_STREAM_LIMIT,
-        )
-        self._process = process
-        return process
+    async def _running(self) -> asyncio.subprocess.Process:
+        if self._process is None or self._process.returncode is not None:
+            self._process = await asyncio.create_subprocess_exec(
+                *(sys.executable, "-m", "feedback_monitor.store.child", str(self.data_dir)),
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                limit=_STREAM_LIMIT,
+            )
+            self._reader = asyncio.create_task(self._read_answers(self._process))
+        return self._process
 
     async def _call(self, *request: object) -> Any:
-        # Shielded: a caller that is cancelled must not leave its answer in the pipe for the next.
-        return await asyncio.shield(self._exchange(request))
+        process = await self._running()
+        assert process.stdin is not None
+        answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting.append(answer)
+        process.stdin.write(_encode(request) + b"\n")
+        try:
+            await process.stdin.drain()
+        except ConnectionError as error:
+            raise StoreError(f"store process failed: {error}") from error
+        return await answer
 
-    async def _exchange(self, request: tuple[object, ...]) -> Any:
-        async with self._lock:
-            process = self._process
-            if process is None or process.returncode is not None:
-                process = await self._start()
-            assert process.stdin is not None
-            assert process.stdout is not None
-            try:
-                process.stdin.write(_encode(request) + b"\n")
-                await process.stdin.drain()
-                line = await process.stdout.readline()
-            except (ConnectionError, asyncio.IncompleteReadError) as error:
-                raise StoreError(f"store process failed: {error}") from error
-            if not line:
-                raise StoreError(f"store process exited with {await process.wait()}")
-            status, value = _decode(line)
-            if status != "ok":
-                raise StoreError(value)
-            return value
+    async def _read_answers(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        while line := await process.stdout.readline():
+            answer = self._waiting.popleft()
+            if not answer.done():  # its caller may have been cancelled
+                self._resolve(answer, _decode(line))
+        gone = StoreError(f"store process exited with {await process.wait()}")
+        while self._waiting:
+            answer = self._waiting.popleft()
+            if not answer.done():
+                answer.set_exception(gone)
+
+    def _resolve(self, answer: asyncio.Future[Any], message: list[Any]) -> None:
+        if message[0] != "ok":
+            answer.set_exception(StoreError(message[1]))
+            return
+        if len(message) > 2 and message[2] is not None:
+            self._on_commit(*message[2])
+        answer.set_result(message[1])
 
     async def load(self) -> dict[Series, Counts]:
         return from_rows(await self._call("load"))
@@ -110,39 +135,96 @@ class ChildStore:
         await self._call("ping")
 
     async def close(self) -> None:
-        async with self._lock:
-            if self._process is not None and self._process.stdin is not None:
-                self._process.stdin.close()
-                await self._process.wait()
+        if self._process is not None and self._process.stdin is not None:
+            self._process.stdin.close()
+            await self._process.wait()
+        if self._reader is not None:
+            await self._reader
 
 
-def _answer(store: Store, request: list[Any]) -> object:
-    match request:
-        case ["load"]:
-            return to_rows(store.load())
-        case ["commit", rows]:
-            return to_rows(store.commit(from_rows(rows)))
-        case ["ping"]:
-            store.ping()
-            return None
-    raise ValueError(f"unknown request {request!r}")
+# The child's side.
 
 
-def serve(store: Store) -> None:
-    """The child's loop: answer each line on stdin until it closes."""
-    out = sys.stdout.buffer
-    for line in sys.stdin.buffer:
-        try:
-            answer: list[object] = ["ok", _answer(store, _decode(line))]
-        except Exception as error:  # reported to the parent, which logs and fails the requests
-            answer = ["error", f"{type(error).__name__}: {error}"]
-        out.write(_encode(answer) + b"\n")
-        out.flush()
+def _available_lines(stdin: BinaryIO) -> Iterator[list[bytes]]:
+    """Every complete line that has arrived, waiting only when there is none."""
+    fd = stdin.fileno()
+    buffer = b""
+    while True:
+        select.select([fd], [], [])
+        chunk = os.read(fd, _READ_SIZE)
+        buffer += chunk
+        while chunk and select.select([fd], [], [], 0)[0]:
+            chunk = os.read(fd, _READ_SIZE)
+            buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        if lines:
+            yield lines
+        if not chunk:  # end of input: the server is gone or done
+            return
+
+
+def _commit_all(store: Store, requests: list[list[Row]]) -> list[list[object]]:
+    """One transaction for all the commit requests; one answer for each."""
+    started = time.perf_counter()
+    merged: dict[Series, Counts] = {}
+    for rows in requests:
+        for series, delta in from_rows(rows).items():
+            merged[series] = merged.get(series, Counts()) + delta
+    try:
+        totals = store.commit(merged)
+    except Exception as error:
+        return [["error", f"{type(error).__name__}: {error}"]] * len(requests)
+    stats = [sum(c.total for c in merged.values()), time.perf_counter() - started]
+    return [
+        ["ok", [(m, v, *_fields(totals[m, v])) for m, v, *_ in rows], stats if i == 0 else None]
+        for i, rows in enumerate(requests)
+    ]
+
+
+def _fields(counts: Counts) -> tuple[int, int, int, int]:
+    return (counts.tp, counts.tn, counts.fp, counts.fn)
+
+
+def _answer_one(store: Store, request: list[Any]) -> list[object]:
+    try:
+        match request:
+            case ["load"]:
+                return ["ok", to_rows(store.load())]
+            case ["ping"]:
+                store.ping()
+                return ["ok", None]
+        raise ValueError(f"unknown request {request!r}")
+    except Exception as error:  # reported to the server, which logs and answers 503
+        return ["error", f"{type(error).__name__}: {error}"]
+
+
+def _answer(store: Store, requests: list[list[Any]]) -> list[list[object]]:
+    """Answers in order; each run of consecutive commits shares one transaction."""
+    answers: list[list[object]] = []
+    commits: list[list[Row]] = []
+    for request in [*requests, ["end"]]:
+        if request[0] == "commit":
+            commits.append(request[1])
+            continue
+        if commits:
+            answers += _commit_all(store, commits)
+            commits = []
+        if request[0] != "end":
+            answers.append(_answer_one(store, request))
+    return answers
+
+
+def serve(store: Store, stdin: BinaryIO, stdout: BinaryIO) -> None:
+    """The child's loop: answer what has arrived, until stdin closes."""
+    for lines in _available_lines(stdin):
+        answers = _answer(store, [_decode(line) for line in lines])
+        stdout.write(b"".join(_encode(answer) + b"\n" for answer in answers))
+        stdout.flush()
     store.close()
 
 
 if __name__ == "__main__":
-    # The parent decides when to stop: it closes our stdin after its last commit.
+    # The server decides when to stop: it closes our stdin after its last request.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    serve(SQLiteStore(Path(sys.argv[1])))
+    serve(SQLiteStore(Path(sys.argv[1])), sys.stdin.buffer, sys.stdout.buffer)
