@@ -41,11 +41,11 @@ def start_bare(port: int) -> "subprocess.Popen[bytes]":
 def main() -> dict[str, float]:
     bare_port = free_port()
     bare = start_bare(bare_port)
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        ServiceProcess(Path(tmp), log=subprocess.DEVNULL) as service,
-    ):
-        try:
+    try:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            ServiceProcess(Path(tmp), log=subprocess.DEVNULL) as service,
+        ):
             wait_for(f"http://127.0.0.1:{bare_port}/", process=bare)
             wrk.run(service.url + "/feedback", 1)  # warm-up of both
             wrk.run(f"http://127.0.0.1:{bare_port}/feedback", 1)
@@ -56,9 +56,9 @@ def main() -> dict[str, float]:
                 ours.append(wrk.run(service.url + "/feedback", SECONDS))
             acknowledged = sum(r.ok for r in ours)
             stored = stored_total(service.url) - stored_before
-        finally:
-            bare.terminate()
-            bare.wait()
+    finally:
+        bare.terminate()
+        bare.wait()
     ours_rate = statistics.median(r.requests_per_second for r in ours)
     bare_rate = statistics.median(r.requests_per_second for r in ceiling)
     p50 = statistics.median(r.p50 for r in ours)

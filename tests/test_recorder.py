@@ -52,6 +52,28 @@ class GatedStore:
         self.inner.close()
 
 
+class Sized:
+    """An AsyncStore that notes the feedback count of every successful commit request."""
+
+    def __init__(self, inner: AsyncStore, sizes: list[int]) -> None:
+        self.inner = inner
+        self.sizes = sizes
+
+    async def load(self) -> dict[Series, Counts]:
+        return await self.inner.load()
+
+    async def commit(self, deltas: Mapping[Series, Counts]) -> dict[Series, Counts]:
+        totals = await self.inner.commit(deltas)
+        self.sizes.append(sum(delta.total for delta in deltas.values()))
+        return totals
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 def feedbacks(count: int, seed: int) -> list[Feedback]:
     rng = random.Random(seed)
     return [
@@ -97,7 +119,7 @@ def test_concurrent_records_are_group_committed_and_answered_from_totals(
     sizes: list[int] = []
 
     async def main() -> list[Counts]:
-        recorder = Recorder(make_store(tmp_path), lambda size, seconds: sizes.append(size))
+        recorder = Recorder(Sized(make_store(tmp_path), sizes))
         await recorder.start()
         assert dict(recorder.snapshot) == BASE
         try:
@@ -136,7 +158,7 @@ def test_clients_waiting_for_answers_get_exactly_their_own_totals(
         return pairs
 
     async def main() -> list[list[tuple[Counts, Counts]]]:
-        recorder = Recorder(make_store(tmp_path), lambda size, seconds: sizes.append(size))
+        recorder = Recorder(Sized(make_store(tmp_path), sizes))
         await recorder.start()
         try:
             return await asyncio.gather(*(client(recorder, model) for model in clients))
@@ -157,7 +179,7 @@ def test_close_commits_and_answers_what_is_queued(tmp_path: Path) -> None:
     sizes: list[int] = []
 
     async def main() -> list[Counts]:
-        recorder = Recorder(ThreadedStore(store), lambda size, seconds: sizes.append(size))
+        recorder = Recorder(Sized(ThreadedStore(store), sizes))
         await recorder.start()
         store.gate.clear()
         in_flight = asyncio.create_task(recorder.record(first))
@@ -202,7 +224,7 @@ def test_a_failing_commit_is_raised_to_every_caller_and_leaves_the_snapshot(
     records = feedbacks(20, seed=3)
 
     async def main() -> None:
-        recorder = Recorder(ThreadedStore(store), lambda size, seconds: sizes.append(size))
+        recorder = Recorder(Sized(ThreadedStore(store), sizes))
         await recorder.start()
         try:
             store.failing = True

@@ -5,6 +5,7 @@ the disk and never see uncommitted counts.
 """
 
 import asyncio
+import functools
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -44,7 +45,7 @@ class Recorder:
     def __init__(self, store: AsyncStore) -> None:
         self._store = store
         self._pending: list[_Waiter] = []
-        self._in_flight: set[asyncio.Task[None]] = set()
+        self._in_flight: set[asyncio.Future[dict[Series, Counts]]] = set()
         self._closing = False
         self._counts: dict[Series, Counts] = {}
 
@@ -81,18 +82,21 @@ class Recorder:
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         if batch:
-            task = asyncio.create_task(self._commit(batch))
-            self._in_flight.add(task)
-            task.add_done_callback(self._in_flight.discard)
+            commit = asyncio.ensure_future(self._store.commit(tally(batch)))
+            self._in_flight.add(commit)
+            commit.add_done_callback(functools.partial(self._committed, batch))
 
-    async def _commit(self, batch: list[_Waiter]) -> None:
-        try:
-            totals = await self._store.commit(tally(batch))
-        except Exception as error:  # the requests report it; the recorder lives on
-            for _, future in batch:
+    def _committed(
+        self, batch: list[_Waiter], commit: "asyncio.Future[dict[Series, Counts]]"
+    ) -> None:
+        self._in_flight.discard(commit)
+        error = RecorderClosed() if commit.cancelled() else commit.exception()
+        if error is not None:
+            for _, future in batch:  # the requests report it; the recorder lives on
                 if not future.done():
                     future.set_exception(error)
             return
+        totals = commit.result()
         self._counts.update(totals)  # only this event loop reads or writes it
         for feedback, future in batch:
             if not future.done():  # a client that went away may have cancelled it

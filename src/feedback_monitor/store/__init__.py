@@ -1,6 +1,6 @@
 """Where the truth is kept: the Store protocol that every backend implements."""
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import Protocol
 
 from feedback_monitor.confusion import Counts
@@ -30,7 +30,8 @@ class AsyncStore(Protocol):
 
     async def load(self) -> dict[Series, Counts]: ...
 
-    async def commit(self, deltas: Mapping[Series, Counts]) -> dict[Series, Counts]: ...
+    def commit(self, deltas: Mapping[Series, Counts]) -> Awaitable[dict[Series, Counts]]:
+        """May return a plain future: the recorder waits on it without a task."""
 
     async def ping(self) -> None: ...
 
