@@ -81,10 +81,16 @@ class Recorder:
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
-        if batch:
+        if not batch:
+            return
+        commit: asyncio.Future[dict[Series, Counts]]
+        try:
             commit = asyncio.ensure_future(self._store.commit(tally(batch)))
-            self._in_flight.add(commit)
-            commit.add_done_callback(functools.partial(self._committed, batch))
+        except Exception as error:  # no request may be left waiting for an answer
+            commit = asyncio.get_running_loop().create_future()
+            commit.set_exception(error)
+        self._in_flight.add(commit)
+        commit.add_done_callback(functools.partial(self._committed, batch))
 
     def _committed(
         self, batch: list[_Waiter], commit: "asyncio.Future[dict[Series, Counts]]"

@@ -150,11 +150,13 @@ class _Pipe(asyncio.SubprocessProtocol):
         self, request: list[object], convert: Callable[[Any], Any] = lambda value: value
     ) -> asyncio.Future[Any]:
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        assert self._transport is not None
+        stdin = cast(asyncio.WriteTransport, self._transport.get_pipe_transport(0))
+        if stdin is None or stdin.is_closing():
+            self.gone = self.gone or StoreError("store process does not take requests")
         if self.gone is not None:
             answer.set_exception(self.gone)
             return answer
-        assert self._transport is not None
-        stdin = cast(asyncio.WriteTransport, self._transport.get_pipe_transport(0))
         self._waiting.append((answer, convert))
         stdin.write(_encode(request) + b"\n")
         return answer
@@ -176,14 +178,24 @@ class _Pipe(asyncio.SubprocessProtocol):
             self._on_commit(*message[2])
         answer.set_result(convert(message[1]))
 
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:  # its stdout is closed: every answer it will ever give has arrived
+            self._fail_all(
+                StoreError(f"store process stopped answering ({exc or 'end of output'})")
+            )
+
     def process_exited(self) -> None:
         assert self._transport is not None
-        self.gone = StoreError(f"store process exited with {self._transport.get_returncode()}")
+        self._fail_all(StoreError(f"store process exited with {self._transport.get_returncode()}"))
+        self._transport.close()  # releases the pipes of the dead process
+        self._exited.set_result(None)
+
+    def _fail_all(self, error: StoreError) -> None:
+        self.gone = self.gone or error
         while self._waiting:
             answer, _ = self._waiting.popleft()
             if not answer.done():
                 answer.set_exception(self.gone)
-        self._exited.set_result(None)
 
     async def close(self) -> None:
         """Close the child's stdin: it finishes what it has, then exits."""
@@ -192,7 +204,6 @@ class _Pipe(asyncio.SubprocessProtocol):
         assert stdin is not None
         stdin.close()
         await self._exited
-        self._transport.close()
 
 
 # The child's side.
