@@ -18,7 +18,7 @@ from feedback_monitor.app import create_app
 from feedback_monitor.confusion import Counts
 from feedback_monitor.edge import Edge
 from feedback_monitor.openapi import document
-from feedback_monitor.records import InvalidFeedback, parse_feedback
+from feedback_monitor.records import InvalidRecord, parse_feedback
 from feedback_monitor.settings import Settings
 from feedback_monitor.store import AsyncStore, Series
 from feedback_monitor.store.child import StoreError
@@ -262,7 +262,7 @@ def test_request_schema_accepts_what_the_parser_accepts(body: dict[str, object])
     entry = DOC["paths"]["/feedback"]["post"]["requestBody"]["content"]["application/json"]
     try:
         parse_feedback(json.dumps(body).encode())
-    except InvalidFeedback:
+    except InvalidRecord:
         accepted = False
     else:
         accepted = True

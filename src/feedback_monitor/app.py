@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -20,8 +21,25 @@ from feedback_monitor.collector import FeedbackCollector
 from feedback_monitor.edge import Edge, internal_error, reject
 from feedback_monitor.errors import HTTPError
 from feedback_monitor.recorder import Recorder
-from feedback_monitor.records import parse_feedback
-from feedback_monitor.schemas import Error, Status, encode, feedback_accepted
+from feedback_monitor.records import (
+    InvalidRecord,
+    parse_feedback,
+    parse_feedback_batch,
+    parse_prediction,
+    parse_prediction_batch,
+)
+from feedback_monitor.schemas import (
+    BatchAccepted,
+    Error,
+    Models,
+    PredictionAccepted,
+    PredictionBatchAccepted,
+    Status,
+    encode,
+    feedback_accepted,
+    model_summary,
+    series_metrics,
+)
 from feedback_monitor.settings import Settings
 from feedback_monitor.store import AsyncStore
 from feedback_monitor.store.child import ChildStore
@@ -30,6 +48,7 @@ from feedback_monitor.telemetry import Telemetry
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 2.0
+EXPIRY_INTERVAL = 60.0  # seconds between sweeps for expired predictions
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -55,8 +74,38 @@ class Service:
     async def feedback(self, scope: Scope, receive: Receive) -> bytes:
         """POST /feedback, the hot path, as a raw handler (see ``edge.Edge``)."""
         body = await read_json_body(scope, receive, self.settings.max_body_bytes)
-        counts = await self.recorder.record(parse_feedback(body))
-        return feedback_accepted(counts)
+        outcome, state = await self.recorder.record(parse_feedback(body))
+        return feedback_accepted(state.counts, duplicate=outcome.duplicates > 0)
+
+    async def feedback_batch(self, request: Request) -> Response:
+        body = await read_json_body(request.scope, request.receive, self._batch_bytes)
+        outcome = await self.recorder.write(parse_feedback_batch(body, self._batch_items))
+        snapshot = self.recorder.snapshot
+        metrics = [series_metrics(series, snapshot[series]) for series in outcome.series]
+        return json_response(BatchAccepted(True, outcome.accepted, outcome.duplicates, metrics))
+
+    async def prediction(self, request: Request) -> Response:
+        body = await read_json_body(request.scope, request.receive, self.settings.max_body_bytes)
+        outcome = await self.recorder.write([parse_prediction(body)], batch=False)
+        return json_response(PredictionAccepted(True, outcome.duplicates > 0), 201)
+
+    async def prediction_batch(self, request: Request) -> Response:
+        body = await read_json_body(request.scope, request.receive, self._batch_bytes)
+        outcome = await self.recorder.write(parse_prediction_batch(body, self._batch_items))
+        answer = PredictionBatchAccepted(True, outcome.accepted, outcome.duplicates)
+        return json_response(answer, 201)
+
+    async def models(self, request: Request) -> Response:
+        snapshot = sorted(self.recorder.snapshot.items())
+        return json_response(Models([model_summary(series, state) for series, state in snapshot]))
+
+    @property
+    def _batch_bytes(self) -> int:
+        return self.settings.max_batch_body_bytes
+
+    @property
+    def _batch_items(self) -> int:
+        return self.settings.max_batch_items
 
     async def post_feedback(self, request: Request) -> Response:
         """The same handler for a caller that reaches it through Starlette."""
@@ -83,9 +132,9 @@ class Service:
         return Response(self.openapi, media_type="application/json")
 
     async def refused(self, request: Request, error: Exception) -> Response:
-        assert isinstance(error, HTTPError)
+        assert isinstance(error, HTTPError | InvalidRecord)
         status = reject(self.telemetry, request.method, request.url.path, error)
-        return json_response(Error(error.message), status)
+        return json_response(Error(error.message, getattr(error, "index", None)), status)
 
     async def http_error(self, request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
@@ -95,13 +144,26 @@ class Service:
         return response
 
 
+async def expire_predictions(recorder: Recorder, ttl: timedelta) -> None:
+    """Drop unlabelled predictions older than ``ttl``: at start, then every so often."""
+    every = min(ttl.total_seconds() / 10, EXPIRY_INTERVAL)
+    while True:
+        try:
+            await recorder.expire(ttl.total_seconds())
+        except Exception:  # the store may be down for a while; the next round tries again
+            log.exception("expiring predictions failed")
+        await asyncio.sleep(every)
+
+
 def create_app(
     settings: Settings, store: AsyncStore | None = None, registry: CollectorRegistry | None = None
 ) -> Edge:
     """The ASGI application; the store opens at startup (SQLite under ``data_dir`` by default)."""
     registry = registry or CollectorRegistry()
     telemetry = Telemetry(registry)
-    recorder = Recorder(store or ChildStore(settings.data_dir, telemetry.observe_commit))
+    recorder = Recorder(
+        store or ChildStore(settings.data_dir, telemetry.observe_commit), settings.max_series
+    )
     registry.register(FeedbackCollector(lambda: recorder.snapshot))
     service = Service(settings, recorder, registry, telemetry)
 
@@ -109,14 +171,20 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await recorder.start()
         log.info("ready: %d series loaded", len(recorder.snapshot))
+        expiry = asyncio.create_task(expire_predictions(recorder, settings.prediction_ttl))
         try:
             yield
         finally:
+            expiry.cancel()
             await recorder.close()
             log.info("stopped: every queued feedback committed")
 
     routes = [
         Route("/feedback", service.post_feedback, methods=["POST"]),
+        Route("/feedback/batch", service.feedback_batch, methods=["POST"]),
+        Route("/predictions", service.prediction, methods=["POST"]),
+        Route("/predictions/batch", service.prediction_batch, methods=["POST"]),
+        Route("/api/v1/models", service.models, methods=["GET"]),
         Route("/metrics", service.metrics, methods=["GET"]),
         Route("/health", service.health, methods=["GET"]),
         Route("/ready", service.ready, methods=["GET"]),
@@ -127,6 +195,7 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={
             HTTPError: service.refused,
+            InvalidRecord: service.refused,
             HTTPException: service.http_error,
             Exception: internal_error,
         },

@@ -1,47 +1,86 @@
-"""The Prometheus custom collector: every scrape reads one snapshot of committed counts."""
+"""The Prometheus custom collector: every scrape reads one snapshot of committed state."""
 
 from collections.abc import Callable, Iterator, Mapping
+from itertools import accumulate
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
-from feedback_monitor.confusion import Counts
-from feedback_monitor.store import Series
+from feedback_monitor.series import DELAY_BUCKETS, Series, SeriesState
 
+Value = Callable[[SeriesState], float]
 LABELS = ("model", "version")
 DEFAULT_SERIES = ("default", "")
 
-_COUNTERS = (
-    ("true_positives", "Feedback with prediction 1 and actual 1.", "tp"),
-    ("true_negatives", "Feedback with prediction 0 and actual 0.", "tn"),
-    ("false_positives", "Feedback with prediction 1 and actual 0.", "fp"),
-    ("false_negatives", "Feedback with prediction 0 and actual 1.", "fn"),
-)
-_GAUGES = (
-    ("accuracy", "(TP + TN) / all feedback, over all committed feedback."),
-    ("precision", "TP / (TP + FP), over all committed feedback; 0 when undefined."),
-    ("recall", "TP / (TP + FN), over all committed feedback; 0 when undefined."),
-    ("f1_score", "Harmonic mean of precision and recall; 0 when undefined."),
-)
+_COUNTERS: tuple[tuple[str, str, Value], ...] = (
+    ("true_positives", "Feedback with prediction 1 and actual 1.", lambda s: s.counts.tp),
+    ("true_negatives", "Feedback with prediction 0 and actual 0.", lambda s: s.counts.tn),
+    ("false_positives", "Feedback with prediction 1 and actual 0.", lambda s: s.counts.fp),
+    ("false_negatives", "Feedback with prediction 0 and actual 1.", lambda s: s.counts.fn),
+    ("feedback_predictions", "Predictions stored through /predictions.", lambda s: s.predicted),
+    ("feedback_labelled_predictions", "Stored predictions joined by their feedback.",
+     lambda s: s.labelled),
+    ("feedback_expired_predictions", "Stored predictions dropped unlabelled after the TTL.",
+     lambda s: s.expired),
+)  # fmt: skip
+_GAUGES: tuple[tuple[str, str, Value], ...] = (
+    ("accuracy", "(TP + TN) / all feedback, over all committed feedback.",
+     lambda s: s.counts.accuracy),
+    ("precision", "TP / (TP + FP), over all committed feedback; 0 when undefined.",
+     lambda s: s.counts.precision),
+    ("recall", "TP / (TP + FN), over all committed feedback; 0 when undefined.",
+     lambda s: s.counts.recall),
+    ("f1_score", "Harmonic mean of precision and recall; 0 when undefined.",
+     lambda s: s.counts.f1_score),
+)  # fmt: skip
+_BOUNDS = [str(bound) for bound in DELAY_BUCKETS] + ["+Inf"]
 
 
 class FeedbackCollector(Collector):
-    """Yields the seed's counters and gauges per (model, version), fresh on every scrape."""
+    """Yields every series' metrics, fresh on every scrape."""
 
-    def __init__(self, snapshot: Callable[[], Mapping[Series, Counts]]) -> None:
+    def __init__(self, snapshot: Callable[[], Mapping[Series, SeriesState]]) -> None:
         self._snapshot = snapshot
 
     def collect(self) -> Iterator[Metric]:
         # One consistent copy for the whole scrape; before any feedback, the default series at 0.
-        counts = dict(self._snapshot()) or {DEFAULT_SERIES: Counts()}
-        for name, documentation, field in _COUNTERS:
-            family = CounterMetricFamily(name, documentation, labels=LABELS)
-            for series, c in counts.items():
-                family.add_metric(series, getattr(c, field))
-            yield family
-        for name, documentation in _GAUGES:
+        states = dict(self._snapshot()) or {DEFAULT_SERIES: SeriesState()}
+        for name, documentation, value in _COUNTERS:
+            counter = CounterMetricFamily(name, documentation, labels=LABELS)
+            for series, state in states.items():
+                counter.add_metric(series, value(state))
+            yield counter
+        for name, documentation, value in _GAUGES:
             gauge = GaugeMetricFamily(name, documentation, labels=LABELS)
-            for series, c in counts.items():
-                if c.total:  # before any feedback a ratio has no value to report
-                    gauge.add_metric(series, getattr(c, name))
+            for series, state in states.items():
+                if state.counts.total:  # before any feedback a ratio has no value to report
+                    gauge.add_metric(series, value(state))
             yield gauge
+        yield from self._predictions(states)
+
+    def _predictions(self, states: Mapping[Series, SeriesState]) -> Iterator[Metric]:
+        pending = GaugeMetricFamily(
+            "feedback_pending_predictions", "Stored predictions waiting for a label.", labels=LABELS
+        )
+        coverage = GaugeMetricFamily(
+            "feedback_label_coverage",
+            "Labelled share of the predictions stored through /predictions.",
+            labels=LABELS,
+        )
+        delay = HistogramMetricFamily(
+            "feedback_label_delay_seconds",
+            "From the prediction's timestamp to the arrival of its label.",
+            labels=LABELS,
+        )
+        for series, state in states.items():
+            pending.add_metric(series, state.pending)
+            if state.predicted:
+                coverage.add_metric(series, state.label_coverage)
+            buckets = list(zip(_BOUNDS, accumulate(state.delays), strict=True))
+            delay.add_metric(series, buckets, state.delay_sum)
+        yield from (pending, coverage, delay)

@@ -28,6 +28,10 @@ class Counts:
     fn: int = 0
 
     @property
+    def fields(self) -> tuple[int, int, int, int]:
+        return (self.tp, self.tn, self.fp, self.fn)
+
+    @property
     def total(self) -> int:
         return self.tp + self.tn + self.fp + self.fn
 

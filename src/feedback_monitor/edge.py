@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedback_monitor.errors import HTTPError
-from feedback_monitor.records import InvalidFeedback
+from feedback_monitor.records import InvalidRecord
 from feedback_monitor.schemas import Error, encode
 from feedback_monitor.telemetry import Telemetry
 
@@ -71,9 +71,9 @@ class Edge:
     async def _fast(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> int:
         try:
             body = await handler(scope, receive)
-        except (HTTPError, InvalidFeedback) as error:
+        except (HTTPError, InvalidRecord) as error:
             status = reject(self.telemetry, scope["method"], scope["path"], error)
-            await send_json(send, status, encode(Error(error.message)))
+            await send_json(send, status, encode(Error(error.message, error.index)))
             return status
         except Exception:
             log.exception("internal error on %s %s", scope["method"], scope["path"])
@@ -101,7 +101,7 @@ class Edge:
         return status
 
 
-def reject(telemetry: Telemetry, method: str, path: str, error: HTTPError | InvalidFeedback) -> int:
+def reject(telemetry: Telemetry, method: str, path: str, error: HTTPError | InvalidRecord) -> int:
     """Count and log a refused request, return its status; request bodies are never logged."""
     status = getattr(error, "status", 400)
     if status < 500:

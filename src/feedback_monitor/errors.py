@@ -7,6 +7,8 @@ They are mapped to responses only at the HTTP edge. Anything else raised is a bu
 class HTTPError(Exception):
     """A request that cannot be served as sent, or not now."""
 
+    index: int | None = None
+
     def __init__(self, status: int, message: str, reason: str) -> None:
         super().__init__(message)
         self.status = status
@@ -15,7 +17,7 @@ class HTTPError(Exception):
 
 
 class ClientError(HTTPError):
-    """A 4xx: the client must change the request."""
+    """A 4xx: the client must change the request; ``index`` names the batch item at fault."""
 
 
 class Unavailable(HTTPError):

@@ -1,72 +1,101 @@
-"""The write path: requests hand it feedback and await the durable commit that holds it.
+"""The write path: requests hand it records and await the durable commit that holds them.
 
-After each commit the snapshot is updated by the totals the store returned: reads never touch
-the disk and never see uncommitted counts.
+Each loop iteration's requests go to the store as one write, without waiting for the previous
+write to finish: the store's writer merges whatever has arrived while it was busy into its next
+transaction (group commit). Answers come back in order; after each, the snapshot takes the
+totals the store returned, so reads never touch the disk and never see uncommitted state.
 """
 
 import asyncio
 import functools
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.errors import Unavailable
-from feedback_monitor.records import Feedback
-from feedback_monitor.store import AsyncStore, Series
+from feedback_monitor.errors import ClientError, Unavailable
+from feedback_monitor.records import Feedback, Prediction
+from feedback_monitor.series import SeriesState
+from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Series, Totals
 
-_Waiter = tuple[Feedback, "asyncio.Future[Counts]"]
+Record = Feedback | Prediction
+_Waiter = tuple[Entry, "asyncio.Future[Accepted | Refused]"]
 
 
 class RecorderClosed(Unavailable):
-    """Feedback handed to a recorder that is shutting down."""
+    """Records handed to a recorder that is shutting down."""
 
     def __init__(self) -> None:
         super().__init__("Service is shutting down", "shutting_down")
 
 
-def tally(batch: list[_Waiter]) -> dict[Series, Counts]:
-    """The confusion counts each series gains from a batch."""
+class Refusal(ClientError):
+    """A request the store refused whole (unknown id, conflict), naming the item at fault."""
+
+    def __init__(self, refused: Refused, batch: bool) -> None:
+        super().__init__(refused.status, refused.message, refused.reason)
+        self.index = refused.at if batch else None
+
+
+def entry(records: Sequence[Record]) -> Entry:
+    """Counts of the id-less feedback, and the records with ids in their order."""
     deltas: dict[Series, Counts] = {}
-    for feedback, _ in batch:
-        deltas[feedback.series] = deltas.get(feedback.series, Counts()).add(
-            feedback.prediction, feedback.actual
-        )
-    return deltas
+    keyed: list[tuple[int, Record]] = []
+    for index, record in enumerate(records):
+        if record.id is None:
+            assert isinstance(record, Feedback)
+            assert record.prediction is not None  # parsing sends an id-less join nowhere
+            deltas[record.series] = deltas.get(record.series, Counts()).add(
+                record.prediction, record.actual
+            )
+        else:
+            keyed.append((index, record))
+    return Entry(deltas, keyed)
 
 
 class Recorder:
-    """Owns every write: hands the store each loop iteration's feedback as one request.
+    """Owns every write, and the cap on the number of series."""
 
-    It never waits for one commit before sending the next request: the store's writer merges
-    whatever has arrived while it was busy into its next transaction (group commit). Answers
-    come back in order, so the snapshot only ever moves forward.
-    """
-
-    def __init__(self, store: AsyncStore) -> None:
+    def __init__(self, store: AsyncStore, max_series: int = 1000) -> None:
         self._store = store
+        self._max_series = max_series
         self._pending: list[_Waiter] = []
-        self._in_flight: set[asyncio.Future[dict[Series, Counts]]] = set()
+        self._in_flight: set[asyncio.Future[tuple[list[Accepted | Refused], Totals]]] = set()
         self._closing = False
-        self._counts: dict[Series, Counts] = {}
+        self._states: dict[Series, SeriesState] = {}
+        self._known: set[Series] = set()  # committed or promised to a write in flight
 
     @property
-    def snapshot(self) -> Mapping[Series, Counts]:
-        """Committed counts per series, as of the last commit (a read-only view)."""
-        return MappingProxyType(self._counts)
+    def snapshot(self) -> Mapping[Series, SeriesState]:
+        """Committed state per series, as of the last commit (a read-only view)."""
+        return MappingProxyType(self._states)
 
     async def start(self) -> None:
-        self._counts = await self._store.load()
+        self._states = await self._store.load()
+        self._known = set(self._states)
 
-    async def record(self, feedback: Feedback) -> Counts:
-        """Commit one feedback; return its series' totals right after the commit that held it."""
+    async def record(self, feedback: Feedback) -> tuple[Accepted, SeriesState]:
+        """Commit one feedback; its outcome, and its series' state right after the commit."""
+        accepted = await self.write([feedback], batch=False)
+        return accepted, self._states[accepted.series[0]]
+
+    async def write(self, records: Sequence[Record], batch: bool = True) -> Accepted:
+        """Commit the records, all or none; raise the store's refusal as a client error."""
         if self._closing:
             raise RecorderClosed
+        self._claim_series(records, batch)
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[Counts] = loop.create_future()
+        future: asyncio.Future[Accepted | Refused] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)  # after every request already readable has joined
-        self._pending.append((feedback, future))
-        return await future
+        self._pending.append((entry(records), future))
+        outcome = await future
+        if isinstance(outcome, Refused):
+            raise Refusal(outcome, batch)
+        return outcome
+
+    async def expire(self, ttl: float) -> None:
+        self._states.update(await self._store.expire(time.time() - ttl))
 
     async def ping(self) -> None:
         await self._store.ping()
@@ -79,31 +108,52 @@ class Recorder:
             await asyncio.wait(set(self._in_flight))
         await self._store.close()
 
+    def _claim_series(self, records: Sequence[Record], batch: bool) -> None:
+        """Refuse a request that would grow the series past the cap; else count its new ones.
+
+        One process is the only writer, so checking here, before the store, is exact.
+        """
+        new = {r.series for r in records if r.prediction is not None} - self._known
+        if len(self._known) + len(new) > self._max_series:
+            index = next(i for i, r in enumerate(records) if r.series in new)
+            raise SeriesCapReached(self._max_series, index if batch else None)
+        self._known |= new
+
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         if not batch:
             return
-        commit: asyncio.Future[dict[Series, Counts]]
+        write: asyncio.Future[tuple[list[Accepted | Refused], Totals]]
         try:
-            commit = asyncio.ensure_future(self._store.commit(tally(batch)))
+            write = asyncio.ensure_future(  # noqa: RUF006 - kept in self._in_flight below
+                self._store.write([e for e, _ in batch])
+            )
         except Exception as error:  # no request may be left waiting for an answer
-            commit = asyncio.get_running_loop().create_future()
-            commit.set_exception(error)
-        self._in_flight.add(commit)
-        commit.add_done_callback(functools.partial(self._committed, batch))
+            write = asyncio.get_running_loop().create_future()
+            write.set_exception(error)
+        self._in_flight.add(write)
+        write.add_done_callback(functools.partial(self._written, batch))
 
-    def _committed(
-        self, batch: list[_Waiter], commit: "asyncio.Future[dict[Series, Counts]]"
+    def _written(
+        self, batch: list[_Waiter], write: "asyncio.Future[tuple[list[Accepted | Refused], Totals]]"
     ) -> None:
-        self._in_flight.discard(commit)
-        error = RecorderClosed() if commit.cancelled() else commit.exception()
+        self._in_flight.discard(write)
+        error = RecorderClosed() if write.cancelled() else write.exception()
         if error is not None:
             for _, future in batch:  # the requests report it; the recorder lives on
                 if not future.done():
                     future.set_exception(error)
             return
-        totals = commit.result()
-        self._counts.update(totals)  # only this event loop reads or writes it
-        for feedback, future in batch:
+        outcomes, totals = write.result()
+        self._states.update(totals)  # only this event loop reads or writes it
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
             if not future.done():  # a client that went away may have cancelled it
-                future.set_result(totals[feedback.series])
+                future.set_result(outcome)
+
+
+class SeriesCapReached(ClientError):
+    def __init__(self, cap: int, index: int | None) -> None:
+        super().__init__(
+            422, f"Too many series: at most {cap} (model, version) pairs", "series_cap"
+        )
+        self.index = index

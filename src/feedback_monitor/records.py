@@ -1,81 +1,241 @@
-"""Feedback records: parsing and validation of request bodies, pure (bytes in, record or error out).
+"""Feedback and prediction records: parsing and validation of request bodies, pure.
 
-The seed contract: a JSON object whose ``prediction`` and ``actual`` are each exactly the JSON
-integer 0 or 1; other fields are ignored.
+Bytes in; records, or an ``InvalidRecord`` that says precisely what is wrong, out. The seed
+contract keeps its meaning: ``prediction`` and ``actual`` are each exactly the JSON integer 0 or
+1, and unknown fields are ignored.
 
 >>> parse_feedback(b'{"prediction": 1, "actual": 0, "note": "x"}')
-Feedback(prediction=1, actual=0, model='default', version='')
+Feedback(prediction=1, actual=0, model='default', version='', id=None, score=None, timestamp=None)
 >>> parse_feedback(b'{"prediction": 1}')
 Traceback (most recent call last):
 ...
-feedback_monitor.records.InvalidFeedback: Missing required fields
+feedback_monitor.records.InvalidRecord: Missing required fields
+>>> parse_feedback(b'{"id": "p-1", "actual": 1}').prediction is None  # joins a stored prediction
+True
+>>> parse_feedback(b'{"prediction": 1, "actual": 0, "model": "a b"}')  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+feedback_monitor.records.InvalidRecord: Invalid model: Expected `str` matching regex ...
 """
 
-from typing import NamedTuple
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, NamedTuple, TypeVar
 
 import msgspec
+
+T = TypeVar("T")
 
 MISSING_FIELDS = "Missing required fields"
 BAD_VALUES = "Values must be 0 or 1"
 
-# The exact JSON text of a value is compared, so 1.0, true and "1" are never taken for 1.
-_BINARY = {b"0": 0, b"1": 1, b"-0": 0}
-_ABSENT = (b"", b"null")
+# msgspec refuses true, 1.0 and "1" for an int, so only the JSON integers 0 and 1 pass.
+_Binary = Annotated[int, msgspec.Meta(ge=0, le=1)]
+_Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+_Version = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")]
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+_Timestamp = Annotated[datetime, msgspec.Meta(tz=True)] | Annotated[float, msgspec.Meta(ge=0.0)]
+_ERROR_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>.*)`)?$", re.S)
+_ITEM_PATH = re.compile(r"^\.items\[(?P<index>\d+)\](?:\.(?P<field>\w+))?")
 
 
 class Feedback(NamedTuple):
-    """One labelled outcome of one series (model, version)."""
+    """One outcome. Without ``prediction`` it labels the stored prediction with this ``id``."""
 
-    prediction: int
+    prediction: int | None
     actual: int
     model: str = "default"
     version: str = ""
+    id: str | None = None
+    score: float | None = None
+    timestamp: float | None = None  # when the prediction was made, Unix seconds
 
     @property
     def series(self) -> tuple[str, str]:
         return (self.model, self.version)
 
 
-class InvalidFeedback(ValueError):
-    """A request body that cannot be a feedback; ``reason`` is a short stable label."""
+class Prediction(NamedTuple):
+    """What a model predicted, kept until its feedback arrives or it expires."""
 
-    def __init__(self, message: str, reason: str) -> None:
+    id: str
+    prediction: int
+    model: str = "default"
+    version: str = ""
+    score: float | None = None
+    timestamp: float | None = None
+
+    @property
+    def series(self) -> tuple[str, str]:
+        return (self.model, self.version)
+
+
+class InvalidRecord(ValueError):
+    """A body that cannot be records; ``reason`` is a short stable label, ``index`` the item."""
+
+    def __init__(self, message: str, reason: str, index: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
+        self.index = index
 
 
-class _Body(msgspec.Struct):
+class _Body(msgspec.Struct, gc=False):
+    prediction: _Binary | None = None
+    actual: _Binary | None = None
+    model: _Name = "default"
+    version: _Version = ""
+    id: _Id | None = None
+    score: _Score | None = None
+    timestamp: _Timestamp | None = None
+
+
+class _Batch(msgspec.Struct, gc=False):
+    items: list[_Body]
+
+
+class _Presence(msgspec.Struct, gc=False):
+    """Which fields a body has, whatever their values: the seed checks presence first."""
+
     prediction: msgspec.Raw = msgspec.Raw()
     actual: msgspec.Raw = msgspec.Raw()
+    id: msgspec.Raw = msgspec.Raw()
+
+    def has(self, field: str) -> bool:
+        return bytes(getattr(self, field)) not in (b"", b"null")
+
+    def missing_for_feedback(self) -> bool:
+        return not self.has("actual") or not (self.has("prediction") or self.has("id"))
+
+    def missing_for_prediction(self) -> bool:
+        return not (self.has("id") and self.has("prediction"))
+
+
+class _PresenceBatch(msgspec.Struct, gc=False):
+    items: list[_Presence]
 
 
 _decode_body = msgspec.json.Decoder(_Body).decode
+_decode_batch = msgspec.json.Decoder(_Batch).decode
+_decode_presence = msgspec.json.Decoder(_Presence).decode
+_decode_presence_batch = msgspec.json.Decoder(_PresenceBatch).decode
 
 
 def parse_feedback(body: bytes) -> Feedback:
-    """The feedback in a request body, or ``InvalidFeedback`` saying precisely what is wrong."""
-    parsed = _decode(body)
-    prediction, actual = bytes(parsed.prediction), bytes(parsed.actual)
-    if prediction in _ABSENT or actual in _ABSENT:
-        raise InvalidFeedback(MISSING_FIELDS, "missing_fields")
+    """The feedback in a request body."""
+    return _feedback(_decode(body, _decode_body, _Presence.missing_for_feedback))
+
+
+def parse_prediction(body: bytes) -> Prediction:
+    """The prediction in a request body."""
+    return _prediction(_decode(body, _decode_body, _Presence.missing_for_prediction))
+
+
+def parse_feedback_batch(body: bytes, max_items: int) -> list[Feedback]:
+    """Every feedback of ``{"items": [...]}``, or the first invalid one's error and index."""
+    items = _items(body, max_items, _Presence.missing_for_feedback)
+    return [_at(index, _feedback, item) for index, item in enumerate(items)]
+
+
+def parse_prediction_batch(body: bytes, max_items: int) -> list[Prediction]:
+    """Every prediction of ``{"items": [...]}``, or the first invalid one's error and index."""
+    items = _items(body, max_items, _Presence.missing_for_prediction)
+    return [_at(index, _prediction, item) for index, item in enumerate(items)]
+
+
+def _feedback(b: _Body) -> Feedback:
+    if b.actual is None or (b.prediction is None and b.id is None):
+        raise InvalidRecord(MISSING_FIELDS, "missing_fields")
+    return Feedback(
+        b.prediction, b.actual, b.model, b.version, b.id, b.score, _seconds(b.timestamp)
+    )
+
+
+def _prediction(b: _Body) -> Prediction:
+    if b.id is None or b.prediction is None:
+        raise InvalidRecord(MISSING_FIELDS, "missing_fields")
+    return Prediction(b.id, b.prediction, b.model, b.version, b.score, _seconds(b.timestamp))
+
+
+def _seconds(timestamp: datetime | float | None) -> float | None:
+    return timestamp.timestamp() if isinstance(timestamp, datetime) else timestamp
+
+
+def _at(index: int, build: Callable[[_Body], T], item: _Body) -> T:
     try:
-        return Feedback(_BINARY[prediction], _BINARY[actual])
-    except KeyError:
-        raise InvalidFeedback(BAD_VALUES, "invalid_value") from None
+        return build(item)
+    except InvalidRecord as error:
+        raise InvalidRecord(error.message, error.reason, index) from None
 
 
-def _decode(body: bytes) -> _Body:
+def _items(body: bytes, max_items: int, missing: Callable[[_Presence], bool]) -> list[_Body]:
+    items = _decode(body, _decode_batch, missing).items
+    if len(items) > max_items:
+        raise InvalidRecord(f"Too many items: at most {max_items} per batch", "too_many_items")
+    return items
+
+
+def _decode(body: bytes, decode: Callable[[bytes], T], missing: Callable[[_Presence], bool]) -> T:
     if not body.isascii():
         try:
             body.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidFeedback("Body is not valid UTF-8", "invalid_utf8") from None
+            raise InvalidRecord("Body is not valid UTF-8", "invalid_utf8") from None
     try:
-        return _decode_body(body)
-    except msgspec.ValidationError:
-        raise InvalidFeedback("Body must be a JSON object", "not_an_object") from None
+        return decode(body)
+    except msgspec.ValidationError as error:
+        invalid = _invalid(str(error))
     except msgspec.DecodeError as error:
-        raise InvalidFeedback(f"Malformed JSON: {error}", "malformed_json") from None
+        raise _malformed(error) from None
     except RecursionError:
-        raise InvalidFeedback("JSON is nested too deeply", "too_deep") from None
+        raise _too_deep() from None
+    # A bad value can be reported before the parser reaches a syntax error further on, and the
+    # seed reports missing fields before bad values: a second, lenient read settles both.
+    presence = _presence(body, invalid.index)
+    if presence is not None and invalid.reason == "invalid_value" and missing(presence):
+        raise InvalidRecord(MISSING_FIELDS, "missing_fields", invalid.index)
+    raise invalid
+
+
+def _presence(body: bytes, index: int | None) -> _Presence | None:
+    """The fields present in the body, or in its item ``index``; raises if it is not JSON."""
+    try:
+        if index is None:
+            return _decode_presence(body)
+        return _decode_presence_batch(body).items[index]
+    except msgspec.ValidationError:
+        return None  # not an object: the first error stands
+    except msgspec.DecodeError as error:
+        raise _malformed(error) from None
+    except RecursionError:
+        raise _too_deep() from None
+
+
+def _malformed(error: msgspec.DecodeError) -> InvalidRecord:
+    return InvalidRecord(f"Malformed JSON: {error}", "malformed_json")
+
+
+def _too_deep() -> InvalidRecord:
+    return InvalidRecord("JSON is nested too deeply", "too_deep")
+
+
+def _invalid(error: str) -> InvalidRecord:
+    """The client's message for a msgspec validation error, naming the field and item."""
+    found = _ERROR_PATH.match(error)
+    assert found is not None  # the pattern matches any text
+    message, path = found["message"], found["path"] or ""
+    index = None
+    if item := _ITEM_PATH.match(path):
+        index, path = int(item["index"]), "." + (item["field"] or "")
+    field = path.removeprefix(".")
+    if field in ("prediction", "actual"):
+        return InvalidRecord(BAD_VALUES, "invalid_value", index)
+    if field:
+        return InvalidRecord(f"Invalid {field}: {message}", f"invalid_{field}", index)
+    if index is not None:
+        return InvalidRecord("Item must be a JSON object", "not_an_object", index)
+    if (path == "" and "items" in message) or path == ".items":
+        return InvalidRecord('Body must be {"items": [...]}', "not_a_batch")
+    return InvalidRecord("Body must be a JSON object", "not_an_object")

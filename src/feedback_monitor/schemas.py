@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from feedback_monitor.confusion import Counts
+from feedback_monitor.series import Series, SeriesState
 
 
 class Metrics(msgspec.Struct):
@@ -21,17 +22,82 @@ class Metrics(msgspec.Struct):
         return cls(counts.accuracy, counts.precision, counts.recall, counts.f1_score)
 
 
-class FeedbackAccepted(msgspec.Struct):
-    """An accepted feedback: metrics over all committed feedback, this one included."""
+class FeedbackAccepted(msgspec.Struct, omit_defaults=True):
+    """An accepted feedback: metrics over all committed feedback, this one included.
+
+    ``duplicate`` appears, true, when the id was already counted: nothing was counted again.
+    """
 
     success: Literal[True]
     metrics: Metrics
+    duplicate: bool = False
 
 
-class Error(msgspec.Struct):
-    """Every error answer."""
+class PredictionAccepted(msgspec.Struct, omit_defaults=True):
+    """A stored prediction; ``duplicate`` when this id was already stored the same."""
+
+    success: Literal[True]
+    duplicate: bool = False
+
+
+class SeriesMetrics(msgspec.Struct):
+    model: str
+    version: str
+    accuracy: float
+    precision: float
+    recall: float
+    f1_score: float
+
+
+class BatchAccepted(msgspec.Struct):
+    """A committed batch: items counted, repeats of counted ids, every touched series' metrics."""
+
+    success: Literal[True]
+    accepted: int
+    duplicates: int
+    metrics: list[SeriesMetrics] = []
+
+
+class PredictionBatchAccepted(msgspec.Struct):
+    success: Literal[True]
+    accepted: int
+    duplicates: int
+
+
+class CountsBody(msgspec.Struct):
+    tp: int
+    tn: int
+    fp: int
+    fn: int
+
+
+class PredictionStats(msgspec.Struct):
+    """Predictions stored through /predictions, and what became of them."""
+
+    stored: int
+    labelled: int
+    pending: int
+    expired: int
+    label_coverage: float
+
+
+class ModelSummary(msgspec.Struct):
+    model: str
+    version: str
+    counts: CountsBody
+    metrics: Metrics
+    predictions: PredictionStats
+
+
+class Models(msgspec.Struct):
+    models: list[ModelSummary]
+
+
+class Error(msgspec.Struct, omit_defaults=True):
+    """Every error answer; ``index`` names the batch item at fault."""
 
     error: str
+    index: int | None = None
 
 
 class Status(msgspec.Struct):
@@ -41,19 +107,70 @@ class Status(msgspec.Struct):
 
 
 _BINARY_DOC = 'Exactly the JSON integer 0 or 1: 1.0, true and "1" are refused.'
+_NAME_DOC = "[A-Za-z0-9_.:-]{1,64}"
 
 
 class FeedbackRequest(msgspec.Struct):
-    """The body of POST /feedback; other fields are ignored (parsing is in records.py)."""
+    """The body of POST /feedback; other fields are ignored (parsing is in records.py).
 
-    prediction: Annotated[Literal[0, 1], msgspec.Meta(description=_BINARY_DOC)]
+    Without ``prediction`` it must carry the ``id`` of a stored prediction, which it labels.
+    """
+
     actual: Annotated[Literal[0, 1], msgspec.Meta(description=_BINARY_DOC)]
+    prediction: Annotated[Literal[0, 1], msgspec.Meta(description=_BINARY_DOC)] | None = None
+    model: Annotated[str, msgspec.Meta(pattern=f"^{_NAME_DOC}$")] = "default"
+    version: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.:-]{0,64}$")] = ""
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
+    score: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    timestamp: (
+        Annotated[str, msgspec.Meta(description="RFC 3339, with a time zone")]
+        | Annotated[float, msgspec.Meta(ge=0, description="Unix seconds")]
+        | None
+    ) = None
+
+
+class PredictionRequest(msgspec.Struct):
+    """The body of POST /predictions."""
+
+    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    prediction: Annotated[Literal[0, 1], msgspec.Meta(description=_BINARY_DOC)]
+    model: Annotated[str, msgspec.Meta(pattern=f"^{_NAME_DOC}$")] = "default"
+    version: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.:-]{0,64}$")] = ""
+    score: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
+    timestamp: (
+        Annotated[str, msgspec.Meta(description="RFC 3339, with a time zone")]
+        | Annotated[float, msgspec.Meta(ge=0, description="Unix seconds")]
+        | None
+    ) = None
+
+
+class FeedbackBatchRequest(msgspec.Struct):
+    items: list[FeedbackRequest]
+
+
+class PredictionBatchRequest(msgspec.Struct):
+    items: list[PredictionRequest]
 
 
 encode = msgspec.json.Encoder().encode
 
 
 @functools.lru_cache(maxsize=4096)
-def feedback_accepted(counts: Counts) -> bytes:
+def feedback_accepted(counts: Counts, duplicate: bool = False) -> bytes:
     """The encoded answer at these counts; every request of one commit and series shares it."""
-    return encode(FeedbackAccepted(True, Metrics.of(counts)))
+    return encode(FeedbackAccepted(True, Metrics.of(counts), duplicate))
+
+
+def series_metrics(series: Series, state: SeriesState) -> SeriesMetrics:
+    c = state.counts
+    return SeriesMetrics(*series, c.accuracy, c.precision, c.recall, c.f1_score)
+
+
+def model_summary(series: Series, state: SeriesState) -> ModelSummary:
+    c, s = state.counts, state
+    return ModelSummary(
+        *series,
+        CountsBody(*c.fields),
+        Metrics.of(c),
+        PredictionStats(s.predicted, s.labelled, s.pending, s.expired, s.label_coverage),
+    )

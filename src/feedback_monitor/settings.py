@@ -1,5 +1,6 @@
 """Typed settings from the environment (prefix ``FEEDBACK_MONITOR_``) and the command line."""
 
+from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -37,4 +38,19 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(
         default=1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
+    )
+    max_series: int = Field(
+        default=1000, ge=1, description="Most (model, version) series kept; more is refused (422)."
+    )
+    prediction_ttl: timedelta = Field(
+        default=timedelta(days=30),
+        gt=timedelta(0),
+        description="How long a prediction waits for its label, and an id is remembered "
+        "(seconds or ISO 8601, such as P30D).",
+    )
+    max_batch_items: int = Field(
+        default=10_000, ge=1, description="Most items in one batch request (413 above)."
+    )
+    max_batch_body_bytes: int = Field(
+        default=32 * 1024 * 1024, ge=1024, description="Largest batch request body (413 above)."
     )

@@ -1,41 +1,76 @@
-"""Where the truth is kept: the Store protocol that every backend implements."""
+"""Where the truth is kept: the Store protocol and the shapes of what goes in and comes out."""
 
-from collections.abc import Awaitable, Mapping
-from typing import Protocol
+from collections.abc import Awaitable, Sequence
+from typing import NamedTuple, Protocol
 
 from feedback_monitor.confusion import Counts
+from feedback_monitor.records import Feedback, Prediction
+from feedback_monitor.series import Series, SeriesState
 
-Series = tuple[str, str]
-"""A (model, version) pair: one confusion matrix."""
+
+class Entry(NamedTuple):
+    """One request's writes: counts of its id-less feedback, and its items that have an id
+    (with their index in the request), applied all or nothing."""
+
+    deltas: dict[Series, Counts]
+    keyed: list[tuple[int, Feedback | Prediction]]
+
+
+class Accepted(NamedTuple):
+    """An entry applied: how many items counted, how many were repeats, the series touched."""
+
+    accepted: int
+    duplicates: int
+    series: list[Series]
+
+
+class Refused(NamedTuple):
+    """An entry refused whole, because of its item at index ``at``."""
+
+    status: int
+    message: str
+    reason: str
+    at: int
+
+
+Totals = dict[Series, SeriesState]
+"""The state of every series a transaction touched, right after it."""
 
 
 class Store(Protocol):
-    """Durable confusion counts per series. Called from one writer thread only."""
+    """The durable state. Called from one writer only."""
 
-    def load(self) -> dict[Series, Counts]:
-        """The committed counts of every series."""
+    def load(self) -> Totals:
+        """Every series."""
 
-    def commit(self, deltas: Mapping[Series, Counts]) -> dict[Series, Counts]:
-        """Add ``deltas`` in one durable transaction; return the totals it produced."""
+    def write(
+        self, entries: Sequence[Entry], now: float
+    ) -> tuple[list[Accepted | Refused], Totals]:
+        """Apply the entries in one durable transaction; each is applied whole or refused."""
+
+    def expire(self, before: float) -> Totals:
+        """Drop predictions stored before ``before`` and still unlabelled, and older ids."""
 
     def ping(self) -> None:
-        """Return if the store answers; raise otherwise."""
+        """Return if the store takes writes; raise otherwise."""
 
     def close(self) -> None:
         """Release the store; later calls are errors."""
 
 
 class AsyncStore(Protocol):
-    """The Store as the event loop uses it: the same calls, awaited, one at a time."""
+    """The Store as the event loop uses it. ``write`` may return a plain future."""
 
-    async def load(self) -> dict[Series, Counts]: ...
+    async def load(self) -> Totals: ...
 
-    def commit(self, deltas: Mapping[Series, Counts]) -> Awaitable[dict[Series, Counts]]:
-        """May return a plain future: the recorder waits on it without a task."""
+    def write(self, entries: Sequence[Entry]) -> Awaitable[tuple[list[Accepted | Refused], Totals]]:
+        """Stamped with the writer's clock: the time of the commit."""
+
+    async def expire(self, before: float) -> Totals: ...
 
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
 
 
-__all__ = ["AsyncStore", "Series", "Store"]
+__all__ = ["Accepted", "AsyncStore", "Entry", "Refused", "Series", "Store", "Totals"]

@@ -11,12 +11,12 @@ SIGKILL, leaves no writer behind once the transaction in hand is done.
 
 Protocol: one JSON array per line each way; answers come in the order of the requests.
 
-- ``["load"]`` -> ``["ok", rows]``; ``["ping"]`` -> ``["ok", null]``.
-- ``["commit", rows]`` -> ``["ok", rows, stats]``: ``rows`` are the totals of the request's
-  series after the transaction that held it; ``stats`` is ``[feedback, seconds]`` of that
-  transaction on the first answer it produced, else ``null``.
-- A row is ``[model, version, tp, tn, fp, fn]``. Any failure -> ``["error", "<exception>"]``
-  for each request it affected; the child stays up.
+- ``["load"]`` -> ``["ok", states]``; ``["expire", before]`` -> ``["ok", states]``;
+  ``["ping"]`` -> ``["ok", null]``.
+- ``["write", entries]`` -> ``["ok", outcomes, states, stats]``: consecutive writes share one
+  transaction; ``states`` are the series it touched, after it; ``stats`` is
+  ``[feedback, seconds]`` of that transaction on the first answer it produced, else ``null``.
+- Any failure -> ``["error", "<exception>"]`` for each request it affected; the child stays up.
 """
 
 import asyncio
@@ -26,7 +26,7 @@ import select
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
@@ -34,10 +34,13 @@ import msgspec
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.errors import Unavailable
-from feedback_monitor.store import Series, Store
+from feedback_monitor.records import Feedback, Prediction
+from feedback_monitor.series import Series, SeriesState
+from feedback_monitor.store import Accepted, Entry, Refused, Store, Totals
 from feedback_monitor.store.sqlite import SQLiteStore
 
 Row = tuple[str, str, int, int, int, int]
+WriteAnswer = tuple[list[Accepted | Refused], Totals]
 OnCommit = Callable[[int, float], None]
 """Told the feedback count and the seconds of every transaction."""
 
@@ -71,6 +74,49 @@ def from_rows(rows: list[Row]) -> dict[Series, Counts]:
     return {(row[0], row[1]): Counts(*row[2:]) for row in rows}
 
 
+def encode_states(states: Totals) -> list[list[Any]]:
+    return [
+        [m, v, *s.counts.fields, s.predicted, s.labelled, s.expired, s.delay_sum, s.delays]
+        for (m, v), s in states.items()
+    ]
+
+
+def decode_states(rows: list[list[Any]]) -> Totals:
+    return {
+        (r[0], r[1]): SeriesState(Counts(*r[2:6]), r[6], r[7], r[8], r[9], tuple(r[10]))
+        for r in rows
+    }
+
+
+def encode_entry(entry: Entry) -> list[Any]:
+    keyed = [[i, "p" if isinstance(item, Prediction) else "f", *item] for i, item in entry.keyed]
+    return [to_rows(entry.deltas), keyed]
+
+
+def decode_entry(encoded: list[Any]) -> Entry:
+    rows, keyed = encoded
+    items: list[tuple[int, Feedback | Prediction]] = [
+        (i, Prediction(*fields) if kind == "p" else Feedback(*fields)) for i, kind, *fields in keyed
+    ]
+    return Entry(from_rows(rows), items)
+
+
+def encode_outcome(outcome: Accepted | Refused) -> list[Any]:
+    return ["a" if isinstance(outcome, Accepted) else "r", *outcome]
+
+
+def decode_outcome(encoded: list[Any]) -> Accepted | Refused:
+    kind, *fields = encoded
+    if kind == "a":
+        return Accepted(fields[0], fields[1], [(m, v) for m, v in fields[2]])
+    return Refused(*fields)
+
+
+def decode_write(answer: list[Any]) -> tuple[list[Accepted | Refused], Totals]:
+    outcomes, states = answer
+    return [decode_outcome(o) for o in outcomes], decode_states(states)
+
+
 class ChildStore:
     """The async face of the store process; requests are pipelined and answered in order.
 
@@ -102,9 +148,9 @@ class ChildStore:
             self._starting = asyncio.ensure_future(self._start())
         return await asyncio.shield(self._starting)
 
-    async def _commit_when_running(self, rows: list[Row]) -> dict[Series, Counts]:
+    async def _write_when_running(self, request: list[Any]) -> "WriteAnswer":
         pipe = await self._running()
-        answer: dict[Series, Counts] = await pipe.send(["commit", rows], from_rows)
+        answer: WriteAnswer = await pipe.send(request, decode_write)
         return answer
 
     @property
@@ -112,13 +158,17 @@ class ChildStore:
         """The store process's id while it runs."""
         return self._pipe.pid if self._pipe is not None and self._pipe.gone is None else None
 
-    async def load(self) -> dict[Series, Counts]:
-        return from_rows(await (await self._running()).send(["load"]))
+    async def load(self) -> Totals:
+        return decode_states(await (await self._running()).send(["load"]))
 
-    def commit(self, deltas: Mapping[Series, Counts]) -> "asyncio.Future[dict[Series, Counts]]":
+    def write(self, entries: Sequence[Entry]) -> "asyncio.Future[WriteAnswer]":
+        request = ["write", [encode_entry(entry) for entry in entries]]
         if self._pipe is None or self._pipe.gone is not None:
-            return asyncio.ensure_future(self._commit_when_running(to_rows(deltas)))
-        return self._pipe.send(["commit", to_rows(deltas)], from_rows)
+            return asyncio.ensure_future(self._write_when_running(request))
+        return self._pipe.send(request, decode_write)
+
+    async def expire(self, before: float) -> Totals:
+        return decode_states(await (await self._running()).send(["expire", before]))
 
     async def ping(self) -> None:
         await (await self._running()).send(["ping"])
@@ -147,7 +197,7 @@ class _Pipe(asyncio.SubprocessProtocol):
         self.pid = self._transport.get_pid()
 
     def send(
-        self, request: list[object], convert: Callable[[Any], Any] = lambda value: value
+        self, request: Sequence[object], convert: Callable[[Any], Any] = lambda value: value
     ) -> asyncio.Future[Any]:
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         assert self._transport is not None
@@ -174,9 +224,9 @@ class _Pipe(asyncio.SubprocessProtocol):
         if message[0] != "ok":
             answer.set_exception(StoreError(message[1]))
             return
-        if len(message) > 2 and message[2] is not None:
-            self._on_commit(*message[2])
-        answer.set_result(convert(message[1]))
+        if len(message) > 3 and message[3] is not None:
+            self._on_commit(*message[3])
+        answer.set_result(convert(message[1:3] if len(message) > 2 else message[1]))
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 1:  # its stdout is closed: every answer it will ever give has arrived
@@ -227,33 +277,32 @@ def _available_lines(stdin: BinaryIO) -> Iterator[list[bytes]]:
             return
 
 
-def _commit_all(store: Store, requests: list[list[Row]]) -> list[list[object]]:
-    """One transaction for all the commit requests; one answer for each."""
+def _write_all(store: Store, requests: list[list[Any]]) -> list[list[object]]:
+    """One transaction for all the write requests; one answer for each."""
     started = time.perf_counter()
-    merged: dict[Series, Counts] = {}
-    for rows in requests:
-        for series, delta in from_rows(rows).items():
-            merged[series] = merged.get(series, Counts()) + delta
+    entries = [[decode_entry(e) for e in request] for request in requests]
     try:
-        totals = store.commit(merged)
+        outcomes, totals = store.write([e for batch in entries for e in batch], time.time())
     except Exception as error:
         return [["error", f"{type(error).__name__}: {error}"]] * len(requests)
-    stats = [sum(c.total for c in merged.values()), time.perf_counter() - started]
-    return [
-        ["ok", [(m, v, *_fields(totals[m, v])) for m, v, *_ in rows], stats if i == 0 else None]
-        for i, rows in enumerate(requests)
-    ]
-
-
-def _fields(counts: Counts) -> tuple[int, int, int, int]:
-    return (counts.tp, counts.tn, counts.fp, counts.fn)
+    feedback = sum(o.accepted for o in outcomes if isinstance(o, Accepted))
+    stats: list[object] | None = [feedback, time.perf_counter() - started]
+    states = encode_states(totals)
+    answers: list[list[object]] = []
+    for batch in entries:
+        mine, outcomes = outcomes[: len(batch)], outcomes[len(batch) :]
+        answers.append(["ok", [encode_outcome(o) for o in mine], states, stats])
+        stats = None
+    return answers
 
 
 def _answer_one(store: Store, request: list[Any]) -> list[object]:
     try:
         match request:
             case ["load"]:
-                return ["ok", to_rows(store.load())]
+                return ["ok", encode_states(store.load())]
+            case ["expire", before]:
+                return ["ok", encode_states(store.expire(before))]
             case ["ping"]:
                 store.ping()
                 return ["ok", None]
@@ -263,16 +312,16 @@ def _answer_one(store: Store, request: list[Any]) -> list[object]:
 
 
 def _answer(store: Store, requests: list[list[Any]]) -> list[list[object]]:
-    """Answers in order; each run of consecutive commits shares one transaction."""
+    """Answers in order; each run of consecutive writes shares one transaction."""
     answers: list[list[object]] = []
-    commits: list[list[Row]] = []
+    writes: list[list[Any]] = []
     for request in [*requests, ["end"]]:
-        if request[0] == "commit":
-            commits.append(request[1])
+        if request[0] == "write":
+            writes.append(request[1])
             continue
-        if commits:
-            answers += _commit_all(store, commits)
-            commits = []
+        if writes:
+            answers += _write_all(store, writes)
+            writes = []
         if request[0] != "end":
             answers.append(_answer_one(store, request))
     return answers

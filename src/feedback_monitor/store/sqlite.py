@@ -2,21 +2,31 @@
 
 Format (``PRAGMA user_version`` is the schema version, migrated forward at open):
 
-- ``confusion(model, version, tp, tn, fp, fn)``: one row per series, the committed counts.
+- ``confusion(model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum)``: one
+  row per series: its confusion counts, the fate of its stored predictions, the sum of its
+  label delays.
+- ``label_delays(model, version, bucket, count)``: the label-delay histogram (``series.py``).
+- ``outcomes(id, ...)``: every prediction or feedback that came with an id; ``actual`` is NULL
+  while a prediction waits for its label. The id is the primary key, so a repeat is found, not
+  counted; rows leave after the prediction TTL (then an id may be counted anew).
 - ``probe(id, at)``: one row, rewritten by ``ping()`` to prove that commits still succeed.
 
-A commit is one transaction; with ``synchronous=FULL`` the WAL is fsynced
-before ``COMMIT`` returns, so whatever a caller acknowledges after ``commit()`` survives a crash.
+A ``write`` is one transaction for many requests, each inside a savepoint of its own so that a
+refused request leaves no trace and the others stand. With ``synchronous=FULL`` the WAL is
+fsynced before ``COMMIT`` returns: whatever a caller acknowledges afterwards survives a crash.
 """
 
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.store import Series
+from feedback_monitor.records import Feedback, Prediction
+from feedback_monitor.series import DELAY_BUCKETS, Series, SeriesState, delay_bucket
+from feedback_monitor.store import Accepted, Entry, Refused
 
 FILENAME = "feedback.sqlite3"
 
@@ -33,19 +43,94 @@ _MIGRATIONS = (
     ) WITHOUT ROWID, STRICT;
     CREATE TABLE probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL NOT NULL) STRICT;
     """,
+    """
+    ALTER TABLE confusion ADD COLUMN predicted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE confusion ADD COLUMN labelled INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE confusion ADD COLUMN expired INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE confusion ADD COLUMN delay_sum REAL NOT NULL DEFAULT 0;
+    CREATE TABLE label_delays (
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (model, version, bucket)
+    ) WITHOUT ROWID, STRICT;
+    CREATE TABLE outcomes (
+        id TEXT PRIMARY KEY,
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        prediction INTEGER NOT NULL,
+        actual INTEGER,
+        score REAL,
+        predicted_at REAL NOT NULL,
+        stored_at REAL NOT NULL,
+        from_prediction INTEGER NOT NULL
+    ) WITHOUT ROWID, STRICT;
+    CREATE INDEX outcomes_by_age ON outcomes (stored_at);
+    """,
 )
 
-_UPSERT = """
-    INSERT INTO confusion (model, version, tp, tn, fp, fn) VALUES (?, ?, ?, ?, ?, ?)
+_ADD = """
+    INSERT INTO confusion (model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (model, version) DO UPDATE SET
         tp = tp + excluded.tp, tn = tn + excluded.tn,
-        fp = fp + excluded.fp, fn = fn + excluded.fn
-    RETURNING tp, tn, fp, fn
+        fp = fp + excluded.fp, fn = fn + excluded.fn,
+        predicted = predicted + excluded.predicted, labelled = labelled + excluded.labelled,
+        expired = expired + excluded.expired, delay_sum = delay_sum + excluded.delay_sum
+"""
+_ADD_DELAYS = """
+    INSERT INTO label_delays VALUES (?, ?, ?, ?)
+    ON CONFLICT (model, version, bucket) DO UPDATE SET count = count + excluded.count
+"""
+_SERIES = """
+    SELECT model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum
+    FROM confusion
 """
 
 
+@dataclass
+class _Change:
+    """What one transaction adds to one series."""
+
+    counts: Counts = field(default_factory=Counts)
+    predicted: int = 0
+    labelled: int = 0
+    expired: int = 0
+    delay_sum: float = 0.0
+    delays: dict[int, int] = field(default_factory=dict)
+
+    def observe_delay(self, seconds: float) -> None:
+        seconds = max(seconds, 0.0)  # a clock ahead of the client's is no negative delay
+        self.delay_sum += seconds
+        bucket = delay_bucket(seconds)
+        self.delays[bucket] = self.delays.get(bucket, 0) + 1
+
+
+class _Changes(dict[Series, _Change]):
+    def __missing__(self, series: Series) -> _Change:
+        self[series] = change = _Change()
+        return change
+
+    def merge(self, other: "_Changes") -> None:
+        for series, change in other.items():
+            mine = self[series]
+            mine.counts += change.counts
+            mine.predicted += change.predicted
+            mine.labelled += change.labelled
+            mine.expired += change.expired
+            mine.delay_sum += change.delay_sum
+            for bucket, count in change.delays.items():
+                mine.delays[bucket] = mine.delays.get(bucket, 0) + count
+
+
+class _Refusal(Exception):
+    def __init__(self, refused: Refused) -> None:
+        self.refused = refused
+
+
 class SQLiteStore:
-    """Confusion counts in ``<data_dir>/feedback.sqlite3``."""
+    """Confusion counts, predictions and idempotency keys in ``<data_dir>/feedback.sqlite3``."""
 
     def __init__(self, data_dir: Path, lock_timeout: float = 15.0) -> None:
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -74,16 +159,39 @@ class SQLiteStore:
             # executescript commits first, so the script carries its own transaction.
             self._db.executescript(f"BEGIN; {statement}; PRAGMA user_version = {number}; COMMIT;")
 
-    def load(self) -> dict[Series, Counts]:
-        rows = self._db.execute("SELECT model, version, tp, tn, fp, fn FROM confusion")
-        return {(model, version): Counts(*counts) for model, version, *counts in rows}
+    def load(self) -> dict[Series, SeriesState]:
+        return self._states(self._db.execute(_SERIES).fetchall())
 
-    def commit(self, deltas: Mapping[Series, Counts]) -> dict[Series, Counts]:
-        totals = {}
+    def commit(self, deltas: Mapping[Series, Counts]) -> dict[Series, SeriesState]:
+        """Add confusion counts, nothing else: ``write`` with id-less feedback only."""
+        _, totals = self.write([Entry(dict(deltas), [])], time.time())
+        return totals
+
+    def write(
+        self, entries: Sequence[Entry], now: float
+    ) -> tuple[list[Accepted | Refused], dict[Series, SeriesState]]:
+        """Apply every entry that can be applied, in one transaction; the totals it produced."""
+        changes = _Changes()
+        outcomes: list[Accepted | Refused] = []
         with _transaction(self._db):
-            for (model, version), d in deltas.items():
-                row = self._db.execute(_UPSERT, (model, version, d.tp, d.tn, d.fp, d.fn))
-                totals[model, version] = Counts(*row.fetchone())
+            for entry in entries:
+                outcomes.append(self._apply(entry, now, changes))
+            totals = self._add(changes)
+        return outcomes, totals
+
+    def expire(self, before: float) -> dict[Series, SeriesState]:
+        """Drop predictions stored before ``before`` and still unlabelled, and older ids."""
+        changes = _Changes()
+        with _transaction(self._db):
+            waiting = self._db.execute(
+                "SELECT model, version, count(*) FROM outcomes"
+                " WHERE stored_at < ? AND actual IS NULL AND from_prediction GROUP BY 1, 2",
+                (before,),
+            )
+            for model, version, count in waiting.fetchall():
+                changes[model, version].expired += count
+            self._db.execute("DELETE FROM outcomes WHERE stored_at < ?", (before,))
+            totals = self._add(changes)
         return totals
 
     def ping(self) -> None:
@@ -93,6 +201,140 @@ class SQLiteStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def _apply(self, entry: Entry, now: float, changes: _Changes) -> Accepted | Refused:
+        mine = _Changes()
+        for series, delta in entry.deltas.items():
+            mine[series].counts += delta
+        accepted, duplicates = sum(d.total for d in entry.deltas.values()), 0
+        if entry.keyed:
+            self._db.execute("SAVEPOINT entry")
+            try:
+                for index, item in entry.keyed:
+                    if self._keyed(index, item, now, mine):
+                        accepted += 1
+                    else:
+                        duplicates += 1
+            except _Refusal as refusal:
+                self._db.execute("ROLLBACK TO entry")
+                self._db.execute("RELEASE entry")
+                return refusal.refused
+            self._db.execute("RELEASE entry")
+        changes.merge(mine)
+        return Accepted(accepted, duplicates, sorted({*entry.deltas, *mine}))
+
+    def _keyed(self, index: int, item: Feedback | Prediction, now: float, mine: _Changes) -> bool:
+        """Apply one item that has an id; False for a repeat of what is stored."""
+        row = self._db.execute(
+            "SELECT model, version, prediction, actual, predicted_at, from_prediction"
+            " FROM outcomes WHERE id = ?",
+            (item.id,),
+        ).fetchone()
+        if isinstance(item, Prediction):
+            return self._predict(index, item, now, row, mine)
+        return self._label(index, item, now, row, mine)
+
+    def _predict(
+        self,
+        index: int,
+        item: Prediction,
+        now: float,
+        row: tuple[object, ...] | None,
+        mine: _Changes,
+    ) -> bool:
+        if row is not None:
+            if tuple(row[:3]) == (item.model, item.version, item.prediction):
+                mine[item.series]
+                return False
+            raise _Refusal(Refused(409, "Conflicting prediction for id", "conflict", index))
+        self._db.execute(
+            "INSERT INTO outcomes VALUES (?, ?, ?, ?, NULL, ?, ?, ?, 1)",
+            (item.id, item.model, item.version, item.prediction, item.score,
+             item.timestamp if item.timestamp is not None else now, now),
+        )  # fmt: skip
+        mine[item.series].predicted += 1
+        return True
+
+    def _label(
+        self, index: int, item: Feedback, now: float, row: tuple[object, ...] | None, mine: _Changes
+    ) -> bool:
+        if row is None:
+            if item.prediction is None:
+                raise _Refusal(Refused(404, "Unknown prediction id", "unknown_id", index))
+            self._db.execute(
+                "INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                (item.id, item.model, item.version, item.prediction, item.actual, item.score,
+                 item.timestamp if item.timestamp is not None else now, now),
+            )  # fmt: skip
+            change = mine[item.series]
+            change.counts = change.counts.add(item.prediction, item.actual)
+            if item.timestamp is not None:
+                change.observe_delay(now - item.timestamp)
+            return True
+        model, version, prediction, actual, predicted_at, from_prediction = row
+        assert isinstance(model, str)
+        assert isinstance(version, str)
+        assert isinstance(prediction, int)
+        assert isinstance(predicted_at, float)
+        if item.prediction is not None and item.prediction != prediction:
+            message = "Prediction contradicts the stored prediction for id"
+            if actual is not None:
+                message = "Conflicting feedback for id"
+            raise _Refusal(Refused(409, message, "conflict", index))
+        change = mine[model, version]
+        if actual is not None:
+            if actual != item.actual:
+                raise _Refusal(Refused(409, "Conflicting feedback for id", "conflict", index))
+            return False
+        self._db.execute("UPDATE outcomes SET actual = ? WHERE id = ?", (item.actual, item.id))
+        change.counts = change.counts.add(prediction, item.actual)
+        change.labelled += 1 if from_prediction else 0
+        change.observe_delay(now - predicted_at)
+        return True
+
+    def _add(self, changes: _Changes) -> dict[Series, SeriesState]:
+        for (model, version), c in changes.items():
+            k = c.counts
+            self._db.execute(
+                _ADD,
+                (model, version, k.tp, k.tn, k.fp, k.fn,
+                 c.predicted, c.labelled, c.expired, c.delay_sum),
+            )  # fmt: skip
+            self._db.executemany(_ADD_DELAYS, [(model, version, b, n) for b, n in c.delays.items()])
+        if not changes:
+            return {}
+        keys = list(changes)
+        rows = self._db.execute(
+            _SERIES
+            + " WHERE (model, version) IN (VALUES "
+            + ",".join(["(?, ?)"] * len(keys))
+            + ")",
+            [part for key in keys for part in key],
+        ).fetchall()
+        return self._states(rows)
+
+    def _states(self, rows: Iterable[Sequence[object]]) -> dict[Series, SeriesState]:
+        rows = list(rows)
+        delays: dict[Series, list[int]] = {}
+        if rows:
+            for model, version, bucket, count in self._db.execute(
+                "SELECT model, version, bucket, count FROM label_delays"
+                + (" WHERE (model, version) IN (VALUES " + ",".join(["(?, ?)"] * len(rows)) + ")"),
+                [part for row in rows for part in row[:2]],
+            ):
+                delays.setdefault((model, version), [0] * (len(DELAY_BUCKETS) + 1))[bucket] = count
+        states = {}
+        for model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum in rows:
+            series = (str(model), str(version))
+            states[series] = SeriesState(
+                Counts(int(tp), int(tn), int(fp), int(fn)),  # type: ignore[call-overload]
+                int(predicted),  # type: ignore[call-overload]
+                int(labelled),  # type: ignore[call-overload]
+                int(expired),  # type: ignore[call-overload]
+                float(delay_sum),  # type: ignore[arg-type]
+                tuple(delays.get(series, [0] * (len(DELAY_BUCKETS) + 1))),
+            )
+        return states
 
 
 @contextmanager

@@ -1,0 +1,45 @@
+"""Everything committed about one (model, version): its confusion counts, the fate of its
+predictions, and how long labels took to arrive. Immutable; the store returns fresh ones.
+
+>>> s = SeriesState(predicted=4, labelled=1, expired=1)
+>>> s.pending, s.label_coverage
+(2, 0.25)
+"""
+
+from dataclasses import dataclass, field
+
+from feedback_monitor.confusion import Counts
+
+Series = tuple[str, str]
+"""A (model, version) pair."""
+
+# Upper bounds (seconds) of the label-delay histogram: a second to a quarter, then the rest.
+DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400.0, 7 * 86400.0,
+                 30 * 86400.0, 90 * 86400.0)  # fmt: skip
+
+
+def delay_bucket(seconds: float) -> int:
+    """The index of the first bucket whose bound holds ``seconds`` (len(bounds) for +Inf)."""
+    for index, bound in enumerate(DELAY_BUCKETS):
+        if seconds <= bound:
+            return index
+    return len(DELAY_BUCKETS)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesState:
+    counts: Counts = field(default_factory=Counts)
+    predicted: int = 0  # predictions stored through /predictions
+    labelled: int = 0  # of those, joined by a feedback
+    expired: int = 0  # of those, dropped unlabelled after the TTL
+    delay_sum: float = 0.0
+    delays: tuple[int, ...] = field(default=(0,) * (len(DELAY_BUCKETS) + 1))  # per bucket
+
+    @property
+    def pending(self) -> int:
+        return self.predicted - self.labelled - self.expired
+
+    @property
+    def label_coverage(self) -> float:
+        """The labelled share of stored predictions; 0.0 before any."""
+        return self.labelled / self.predicted if self.predicted else 0.0
