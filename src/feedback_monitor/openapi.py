@@ -5,7 +5,19 @@ from typing import Any
 import msgspec
 
 from feedback_monitor import __version__
-from feedback_monitor.schemas import Error, FeedbackAccepted, FeedbackRequest, Status
+from feedback_monitor.schemas import (
+    BatchAccepted,
+    Error,
+    FeedbackAccepted,
+    FeedbackBatchRequest,
+    FeedbackRequest,
+    Models,
+    PredictionAccepted,
+    PredictionBatchAccepted,
+    PredictionBatchRequest,
+    PredictionRequest,
+    Status,
+)
 
 _REF = "#/components/schemas/{name}"
 
@@ -21,25 +33,60 @@ def _error(description: str) -> dict[str, Any]:
     return _json("Error", description)
 
 
-_FEEDBACK = {
-    "post": {
-        "summary": "Record one labelled outcome",
-        "description": "Acknowledged only after the feedback is durably committed.",
-        "operationId": "postFeedback",
-        "requestBody": {"required": True, **_json("FeedbackRequest", "One outcome.")},
-        "responses": {
-            "200": _json("FeedbackAccepted", "Committed; metrics include this feedback."),
-            "400": _error("Missing required fields, values not 0 or 1, or not a JSON object."),
-            "413": _error("Body larger than the configured limit."),
-            "415": _error("Content-Type is not application/json."),
-            "500": _error("Internal server error."),
-            "503": _error("The store is unavailable or the service is shutting down."),
-        },
-    }
+_COMMON = {
+    "400": _error("Not a valid body: a message naming the field (and `index` in a batch)."),
+    "413": _error("Body (or batch) larger than the configured limit."),
+    "415": _error("Content-Type is not application/json."),
+    "422": _error("The series cap is reached: a new (model, version) is refused."),
+    "500": _error("Internal server error."),
+    "503": _error("The store is unavailable or the service is shutting down."),
+}
+_LOOKUPS = {
+    "404": _error("Unknown prediction id (a feedback without prediction names no stored one)."),
+    "409": _error("Conflicting feedback or prediction for an id already stored."),
 }
 
+
+def _post(operation: str, summary: str, request: str, ok: str, ok_schema: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "description": "Acknowledged only after it is durably committed.",
+            "operationId": operation,
+            "requestBody": {"required": True, **_json(request, "See the schema.")},
+            "responses": {ok: _json(ok_schema, "Committed."), **_COMMON, **_LOOKUPS},
+        }
+    }
+
+
+_WRITES = {
+    "/feedback": _post(
+        "postFeedback", "Record one outcome, or label a stored prediction by its id",
+        "FeedbackRequest", "200", "FeedbackAccepted",
+    ),
+    "/feedback/batch": _post(
+        "postFeedbackBatch", "Record many outcomes, all or none, in one commit",
+        "FeedbackBatchRequest", "200", "BatchAccepted",
+    ),
+    "/predictions": _post(
+        "postPrediction", "Store a prediction until its feedback arrives",
+        "PredictionRequest", "201", "PredictionAccepted",
+    ),
+    "/predictions/batch": _post(
+        "postPredictionBatch", "Store many predictions, all or none, in one commit",
+        "PredictionBatchRequest", "201", "PredictionBatchAccepted",
+    ),
+}  # fmt: skip
+
 _PATHS: dict[str, Any] = {
-    "/feedback": _FEEDBACK,
+    **_WRITES,
+    "/api/v1/models": {
+        "get": {
+            "summary": "Every (model, version) with its counts, metrics and predictions",
+            "operationId": "getModels",
+            "responses": {"200": _json("Models", "Committed state of every series.")},
+        }
+    },
     "/metrics": {
         "get": {
             "summary": "Prometheus exposition (OpenMetrics when the Accept header asks for it)",
@@ -103,7 +150,20 @@ def _with_default_error(paths: dict[str, Any]) -> dict[str, Any]:
 def document() -> dict[str, Any]:
     """The whole OpenAPI document."""
     _, components = msgspec.json.schema_components(
-        (FeedbackRequest, FeedbackAccepted, Error, Status), ref_template=_REF
+        (
+            FeedbackRequest,
+            FeedbackBatchRequest,
+            PredictionRequest,
+            PredictionBatchRequest,
+            FeedbackAccepted,
+            BatchAccepted,
+            PredictionAccepted,
+            PredictionBatchAccepted,
+            Models,
+            Error,
+            Status,
+        ),
+        ref_template=_REF,
     )
     return {
         "openapi": "3.1.0",
