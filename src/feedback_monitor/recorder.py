@@ -14,7 +14,7 @@ from types import MappingProxyType
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.errors import ClientError, Unavailable
-from feedback_monitor.records import Feedback, Prediction
+from feedback_monitor.records import Feedback, FeedbackBatch, Prediction
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Series, Totals
 
@@ -37,20 +37,39 @@ class Refusal(ClientError):
         self.index = refused.at if batch else None
 
 
-def entry(records: Sequence[Record]) -> Entry:
-    """Counts of the id-less feedback, and the records with ids in their order."""
-    deltas: dict[Series, Counts] = {}
+def entry(records: Sequence[Record] | FeedbackBatch) -> Entry:
+    """Counts of the id-less feedback, and the records with ids with their index."""
+    if isinstance(records, FeedbackBatch):
+        counted, keyed = records.counted, list[tuple[int, Record]](records.keyed)
+    else:
+        counted, keyed = _count(records)
+    cells: dict[Series, list[int]] = {}
+    for (model, version, prediction, actual), count in counted.items():
+        cell = 2 * (prediction ^ actual) + (1 - prediction)  # the index in (tp, tn, fp, fn)
+        cells.setdefault((model, version), [0, 0, 0, 0])[cell] += count
+    return Entry({series: Counts(*c) for series, c in cells.items()}, keyed)
+
+
+def _count(
+    records: Sequence[Record],
+) -> tuple[dict[tuple[str, str, int, int], int], list[tuple[int, Record]]]:
+    counted: dict[tuple[str, str, int, int], int] = {}
     keyed: list[tuple[int, Record]] = []
-    for index, record in enumerate(records):
-        if record.id is None:
-            assert isinstance(record, Feedback)
-            assert record.prediction is not None  # parsing sends an id-less join nowhere
-            deltas[record.series] = deltas.get(record.series, Counts()).add(
-                record.prediction, record.actual
-            )
+    for index, r in enumerate(records):
+        if r.id is None and isinstance(r, Feedback) and r.prediction is not None:
+            key = (r.model, r.version, r.prediction, r.actual)
+            counted[key] = counted.get(key, 0) + 1
         else:
-            keyed.append((index, record))
-    return Entry(deltas, keyed)
+            keyed.append((index, r))
+    return counted, keyed
+
+
+def created_series(records: Sequence[Record] | FeedbackBatch) -> set[Series]:
+    """The series the records would create (a join names its series only once stored)."""
+    if isinstance(records, FeedbackBatch):
+        counted = {(m, v) for m, v, _, _ in records.counted}
+        return counted | {f.series for _, f in records.keyed if f.prediction is not None}
+    return {r.series for r in records if r.prediction is not None}
 
 
 class Recorder:
@@ -79,7 +98,9 @@ class Recorder:
         accepted = await self.write([feedback], batch=False)
         return accepted, self._states[accepted.series[0]]
 
-    async def write(self, records: Sequence[Record], batch: bool = True) -> Accepted:
+    async def write(
+        self, records: Sequence[Record] | FeedbackBatch, batch: bool = True
+    ) -> Accepted:
         """Commit the records, all or none; raise the store's refusal as a client error."""
         if self._closing:
             raise RecorderClosed
@@ -108,15 +129,14 @@ class Recorder:
             await asyncio.wait(set(self._in_flight))
         await self._store.close()
 
-    def _claim_series(self, records: Sequence[Record], batch: bool) -> None:
+    def _claim_series(self, records: Sequence[Record] | FeedbackBatch, batch: bool) -> None:
         """Refuse a request that would grow the series past the cap; else count its new ones.
 
         One process is the only writer, so checking here, before the store, is exact.
         """
-        new = {r.series for r in records if r.prediction is not None} - self._known
+        new = created_series(records) - self._known
         if len(self._known) + len(new) > self._max_series:
-            index = next(i for i, r in enumerate(records) if r.series in new)
-            raise SeriesCapReached(self._max_series, index if batch else None)
+            raise SeriesCapReached(self._max_series, _first_index(records, new) if batch else None)
         self._known |= new
 
     def _flush(self) -> None:
@@ -149,6 +169,12 @@ class Recorder:
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if not future.done():  # a client that went away may have cancelled it
                 future.set_result(outcome)
+
+
+def _first_index(records: Sequence[Record] | FeedbackBatch, series: set[Series]) -> int | None:
+    if isinstance(records, FeedbackBatch):
+        return None  # counted items keep no index; the whole batch is refused all the same
+    return next(i for i, r in enumerate(records) if r.series in series)
 
 
 class SeriesCapReached(ClientError):

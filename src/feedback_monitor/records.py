@@ -18,6 +18,7 @@ Traceback (most recent call last):
 feedback_monitor.records.InvalidRecord: Invalid model: Expected `str` matching regex ...
 """
 
+import collections
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -133,10 +134,24 @@ def parse_prediction(body: bytes) -> Prediction:
     return _prediction(_decode(body, _decode_body, _Presence.missing_for_prediction))
 
 
-def parse_feedback_batch(body: bytes, max_items: int) -> list[Feedback]:
+class FeedbackBatch(NamedTuple):
+    """A batch as it will be written: id-less feedback only ever gets counted, so it is
+    counted here, per (model, version, prediction, actual); items with an id are kept whole."""
+
+    counted: dict[tuple[str, str, int, int], int]
+    keyed: list[tuple[int, Feedback]]
+
+
+def parse_feedback_batch(body: bytes, max_items: int) -> FeedbackBatch:
     """Every feedback of ``{"items": [...]}``, or the first invalid one's error and index."""
-    items = _items(body, max_items, _Presence.missing_for_feedback)
-    return [_at(index, _feedback, item) for index, item in enumerate(items)]
+    counted: collections.Counter[tuple[str, str, int, int]] = collections.Counter()
+    keyed = []
+    for index, b in enumerate(_items(body, max_items, _Presence.missing_for_feedback)):
+        if b.id is None and b.prediction is not None and b.actual is not None:
+            counted[b.model, b.version, b.prediction, b.actual] += 1  # the hot loop: keep it lean
+        else:
+            keyed.append((index, _at(index, _feedback, b)))
+    return FeedbackBatch(dict(counted), keyed)
 
 
 def parse_prediction_batch(body: bytes, max_items: int) -> list[Prediction]:
