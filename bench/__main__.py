@@ -1,8 +1,10 @@
 """``make bench``: every benchmark, each printing its figures."""
 
-from bench import http_throughput, memory
+from bench import batch_ingestion, http_throughput, memory
 
 if __name__ == "__main__":
     http_throughput.main()
+    print()
+    batch_ingestion.main()
     print()
     memory.main()

@@ -17,9 +17,9 @@ from starlette.types import Receive, Scope
 
 from feedback_monitor import openapi
 from feedback_monitor.body import read_json_body
-from feedback_monitor.collector import FeedbackCollector
 from feedback_monitor.edge import Edge, internal_error, reject
 from feedback_monitor.errors import HTTPError
+from feedback_monitor.exposition import Exposition
 from feedback_monitor.recorder import Recorder
 from feedback_monitor.records import (
     InvalidRecord,
@@ -69,6 +69,7 @@ class Service:
         self.recorder = recorder
         self.registry = registry
         self.telemetry = telemetry
+        self.exposition = Exposition(lambda: recorder.snapshot)
         self.openapi = encode(openapi.document())
 
     async def feedback(self, scope: Scope, receive: Receive) -> bytes:
@@ -115,7 +116,11 @@ class Service:
     async def metrics(self, request: Request) -> Response:
         # prometheus_client's own negotiation: OpenMetrics when the Accept header asks for it.
         encoder, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encoder(self.registry), media_type=content_type)
+        openmetrics = content_type.startswith("application/openmetrics-text")
+        service = encoder(self.registry).decode().removesuffix("# EOF\n")
+        feedback = self.exposition.render(openmetrics)
+        body = service + feedback + ("# EOF\n" if openmetrics else "")
+        return Response(body, media_type=content_type)
 
     async def health(self, request: Request) -> Response:
         return json_response(Status("ok"))
@@ -164,7 +169,6 @@ def create_app(
     recorder = Recorder(
         store or ChildStore(settings.data_dir, telemetry.observe_commit), settings.max_series
     )
-    registry.register(FeedbackCollector(lambda: recorder.snapshot))
     service = Service(settings, recorder, registry, telemetry)
 
     @contextlib.asynccontextmanager

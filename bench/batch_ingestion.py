@@ -1,0 +1,113 @@
+"""Issue 3's figures: batch ingestion, single records with labels and ids, /metrics at 1,000 series.
+
+- 10,000-item batches to POST /feedback/batch with wrk (one thread, a few connections): items/s.
+- Single records carrying model, version and a fresh id each (so every one is an idempotency
+  key written to the store), beside the plain seed record and the bare ASGI ceiling, same run.
+- GET /metrics once the store holds 1,000 series: the median time of a scrape.
+"""
+
+import json
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from bench import wrk
+from bench.http_throughput import start_bare
+from feedback_monitor.testing import ServiceProcess, free_port, wait_for
+
+BATCH_ITEMS = 10_000
+ITEMS_GOAL = 3_000_000
+SECONDS = 5
+METRICS_SERIES = 1000
+METRICS_LIMIT = 0.020
+
+
+def batch_script(path: Path) -> str:
+    items = [{"prediction": i % 2, "actual": (i // 3) % 2} for i in range(BATCH_ITEMS)]
+    path.write_text(json.dumps({"items": items}))
+    return f"""
+wrk.method = "POST"
+local f = io.open("{path}", "rb")
+wrk.body = f:read("*all")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+"""
+
+
+def labelled_script() -> str:
+    """Each request a new id: the run's prefix makes ids unique across runs too."""
+    prefix = uuid.uuid4().hex[:12]
+    return f"""
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = string.format(
+    '{{"prediction": 1, "actual": %d, "model": "fraud", "version": "v3", "id": "{prefix}-%d"}}',
+    counter % 2, counter)
+  return wrk.format("POST", nil, {{["Content-Type"] = "application/json"}}, body)
+end
+"""
+
+
+def scrape_time(url: str) -> float:
+    with httpx.Client() as client:
+        items = [{"prediction": 1, "actual": 1, "model": f"m{i}"} for i in range(METRICS_SERIES)]
+        client.post(url + "/feedback/batch", json={"items": items}).raise_for_status()
+        times = []
+        for _ in range(30):
+            start = time.perf_counter()
+            client.get(url + "/metrics").raise_for_status()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> dict[str, float]:
+    bare_port = free_port()
+    bare = start_bare(bare_port)
+    try:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            ServiceProcess(
+                Path(tmp) / "data", "--max-series", "2000", log=subprocess.DEVNULL
+            ) as service,
+        ):
+            wait_for(f"http://127.0.0.1:{bare_port}/", process=bare)
+            script = batch_script(Path(tmp) / "batch.json")
+            wrk.run(service.url + "/feedback/batch", 1, connections=8, script=script)  # warm-up
+            batches = wrk.run(service.url + "/feedback/batch", SECONDS, 8, script)
+            labelled, seed, ceiling = [], [], []
+            for _ in range(3):
+                ceiling.append(wrk.run(f"http://127.0.0.1:{bare_port}/feedback", SECONDS))
+                seed.append(wrk.run(service.url + "/feedback", SECONDS))
+                labelled.append(
+                    wrk.run(service.url + "/feedback", SECONDS, script=labelled_script())
+                )
+            scrape = scrape_time(service.url)
+    finally:
+        bare.terminate()
+        bare.wait()
+    items_per_second = batches.requests_per_second * BATCH_ITEMS
+    bare_rate = statistics.median(r.requests_per_second for r in ceiling)
+    print(f"POST /feedback/batch, {BATCH_ITEMS}-item batches, wrk -t1 -c8")
+    print(f"  {items_per_second:12,.0f} items/s (goal {ITEMS_GOAL:,}); "
+          f"{batches.non_2xx} non-2xx")  # fmt: skip
+    print("POST /feedback, single records, wrk -t1 -c32 (medians of 3 rounds)")
+    for name, runs in (("seed record", seed), ("model+version+id", labelled)):
+        rate = statistics.median(r.requests_per_second for r in runs)
+        p99 = statistics.median(r.p99 for r in runs)
+        print(f"  {name:18} {rate:8.0f} req/s  ratio {rate / bare_rate:.2f}  "
+              f"p99 {p99 * 1e3:.2f} ms")  # fmt: skip
+    print(f"  {'bare ASGI app':18} {bare_rate:8.0f} req/s")
+    verdict = "ok" if scrape < METRICS_LIMIT else "MISSED"
+    print(f"GET /metrics with {METRICS_SERIES} series: median {scrape * 1e3:.1f} ms "
+          f"(limit {METRICS_LIMIT * 1e3:.0f} ms): {verdict}")  # fmt: skip
+    return {"items_per_second": items_per_second, "metrics_seconds": scrape}
+
+
+if __name__ == "__main__":
+    main()
