@@ -207,18 +207,22 @@ class SQLiteStore:
         for series, delta in entry.deltas.items():
             mine[series].counts += delta
         accepted, duplicates = sum(d.total for d in entry.deltas.values()), 0
-        if entry.keyed:
+        # An item is refused before it writes anything, so only several items need a savepoint.
+        savepoint = len(entry.keyed) > 1
+        if savepoint:
             self._db.execute("SAVEPOINT entry")
-            try:
-                for index, item in entry.keyed:
-                    if self._keyed(index, item, now, mine):
-                        accepted += 1
-                    else:
-                        duplicates += 1
-            except _Refusal as refusal:
+        try:
+            for index, item in entry.keyed:
+                if self._keyed(index, item, now, mine):
+                    accepted += 1
+                else:
+                    duplicates += 1
+        except _Refusal as refusal:
+            if savepoint:
                 self._db.execute("ROLLBACK TO entry")
                 self._db.execute("RELEASE entry")
-                return refusal.refused
+            return refusal.refused
+        if savepoint:
             self._db.execute("RELEASE entry")
         changes.merge(mine)
         return Accepted(accepted, duplicates, sorted({*entry.deltas, *mine}))
