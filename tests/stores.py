@@ -1,31 +1,43 @@
-"""An in-process AsyncStore for unit tests: a sync Store driven from one worker thread."""
+"""Stores for unit tests: a sync Store driven from one worker thread, and wrappers around it."""
 
 import asyncio
-from collections.abc import Callable, Mapping
+import threading
+import time
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
-from feedback_monitor.confusion import Counts
-from feedback_monitor.store import Series, Store
+from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Store, Totals
+from feedback_monitor.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
+WriteAnswer = tuple[list[Accepted | Refused], Totals]
+WAIT = 10.0  # seconds; a deadline for conditions, never a pause
 
 
 class ThreadedStore:
-    """Every call runs on one dedicated thread, so the event loop keeps queueing meanwhile."""
+    """Every call runs on one dedicated thread, so the event loop keeps queueing meanwhile.
 
-    def __init__(self, store: Store) -> None:
+    ``clock`` stamps each write, read on the store's thread as the child store reads its own.
+    """
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self.clock = clock
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="test-store")
 
-    async def _call(self, function: Callable[..., T], *args: object) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
+    def _call(self, function: Callable[..., T], *args: object) -> "asyncio.Future[T]":
+        return asyncio.get_running_loop().run_in_executor(self._thread, function, *args)
 
-    async def load(self) -> dict[Series, Counts]:
+    async def load(self) -> Totals:
         return await self._call(self.store.load)
 
-    async def commit(self, deltas: Mapping[Series, Counts]) -> dict[Series, Counts]:
-        return await self._call(self.store.commit, deltas)
+    def write(self, entries: Sequence[Entry]) -> "asyncio.Future[WriteAnswer]":
+        return self._call(lambda: self.store.write(list(entries), self.clock()))
+
+    async def expire(self, before: float) -> Totals:
+        return await self._call(self.store.expire, before)
 
     async def ping(self) -> None:
         await self._call(self.store.ping)
@@ -35,3 +47,67 @@ class ThreadedStore:
             await self._call(self.store.close)
         finally:
             self._thread.shutdown()
+
+
+class StoreDown(Exception):
+    """The error a broken store raises."""
+
+
+class GatedStore:
+    """A real SQLiteStore whose writes can be held at a gate or made to fail."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.inner = SQLiteStore(data_dir)
+        self.failing = False
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+        self.gate.set()
+
+    def load(self) -> Totals:
+        return self.inner.load()
+
+    def write(self, entries: Sequence[Entry], now: float) -> WriteAnswer:
+        self.entered.set()
+        assert self.gate.wait(WAIT)
+        if self.failing:
+            raise StoreDown("disk on fire")
+        return self.inner.write(entries, now)
+
+    def expire(self, before: float) -> Totals:
+        return self.inner.expire(before)
+
+    def ping(self) -> None:
+        self.inner.ping()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def items(entry: Entry) -> int:
+    """How many records an entry carries."""
+    return sum(delta.total for delta in entry.deltas.values()) + len(entry.keyed)
+
+
+class Sized:
+    """An AsyncStore that notes the record count of every successful write request."""
+
+    def __init__(self, inner: AsyncStore, sizes: list[int]) -> None:
+        self.inner = inner
+        self.sizes = sizes
+
+    async def load(self) -> Totals:
+        return await self.inner.load()
+
+    async def write(self, entries: Sequence[Entry]) -> WriteAnswer:
+        answer = await self.inner.write(entries)
+        self.sizes.append(sum(items(entry) for entry in entries))
+        return answer
+
+    async def expire(self, before: float) -> Totals:
+        return await self.inner.expire(before)
+
+    async def ping(self) -> None:
+        await self.inner.ping()
+
+    async def close(self) -> None:
+        await self.inner.close()

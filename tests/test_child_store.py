@@ -1,16 +1,22 @@
-"""ChildStore: a SQLiteStore in a child process, answering one request at a time over pipes."""
+"""ChildStore: a SQLiteStore in a child process, answering pipelined requests over pipes."""
 
 import asyncio
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
+import msgspec
 import pytest
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.errors import Unavailable
-from feedback_monitor.store import Series
+from feedback_monitor.records import Feedback, Prediction
+from feedback_monitor.series import SeriesState
+from feedback_monitor.store import Accepted, Entry, Refused, Series, Totals
+from feedback_monitor.store import child as child_store
 from feedback_monitor.store.child import ChildStore, StoreError, from_rows, to_rows
 from feedback_monitor.store.sqlite import SQLiteStore
 
@@ -29,7 +35,7 @@ def run(data_dir: Path, scenario: Callable[[ChildStore], Awaitable[None]]) -> No
     asyncio.run(main())
 
 
-def stored(data_dir: Path) -> dict[Series, Counts]:
+def stored(data_dir: Path) -> Totals:
     store = SQLiteStore(data_dir)
     try:
         return store.load()
@@ -37,53 +43,124 @@ def stored(data_dir: Path) -> dict[Series, Counts]:
         store.close()
 
 
+def counted(deltas: dict[Series, Counts]) -> list[Entry]:
+    return [Entry(deltas, [])]
+
+
+def through_json(value: object) -> Any:
+    """What the other end of the pipe reads."""
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
 def test_rows_round_trip() -> None:
     counts = {A: Counts(1, 2, 3, 4), B: Counts(), ("ü", "'\n"): Counts(fn=9)}
-    assert from_rows(to_rows(counts)) == counts
+    assert from_rows(through_json(to_rows(counts))) == counts
 
 
-def test_load_commit_ping_and_close(tmp_path: Path) -> None:
+def test_entries_outcomes_and_states_round_trip() -> None:
+    entry = Entry(
+        {A: Counts(1, 2, 3, 4)},
+        [(2, Prediction("p", 1, *B, 0.25, 1.5)), (5, Feedback(None, 0, id="p")),
+         (6, Feedback(1, 1, "ü", "'\n", "f", None, 1_700_000_000.125))],
+    )  # fmt: skip
+    assert child_store.decode_entry(through_json(child_store.encode_entry(entry))) == entry
+    for outcome in (Accepted(3, 1, [A, B]), Refused(409, "Conflicting feedback for id", "c", 5)):
+        assert child_store.decode_outcome(through_json(child_store.encode_outcome(outcome))) == (
+            outcome
+        )
+    states = {A: SeriesState(), B: SeriesState(Counts(1, 0, 2, 0), 9, 4, 2, 0.5, tuple(range(12)))}
+    assert child_store.decode_states(through_json(child_store.encode_states(states))) == states
+
+
+def test_load_write_expire_ping_and_close(tmp_path: Path) -> None:
     async def scenario(store: ChildStore) -> None:
         assert await store.load() == {}
-        assert await store.commit({A: Counts(1, 2, 3, 4), B: Counts(tp=1)}) == {
-            A: Counts(1, 2, 3, 4),
-            B: Counts(tp=1),
-        }
-        assert await store.commit({A: Counts(tn=1)}) == {A: Counts(1, 3, 3, 4)}
+        outcomes, totals = await store.write(counted({A: Counts(1, 2, 3, 4), B: Counts(tp=1)}))
+        assert outcomes == [Accepted(11, 0, [A, B])]
+        assert totals == {A: SeriesState(Counts(1, 2, 3, 4)), B: SeriesState(Counts(tp=1))}
+        prediction = Entry({}, [(0, Prediction("p", 0, *B))])
+        assert await store.write([prediction]) == ([Accepted(1, 0, [B])], {
+            B: SeriesState(Counts(tp=1), predicted=1)
+        })  # fmt: skip
+        assert await store.expire(0.0) == {}  # stored just now: not before the epoch
+        assert await store.expire(time.time() + 3600) == {B: SeriesState(Counts(tp=1), 1, 0, 1)}
         await store.ping()
 
     run(tmp_path, scenario)
-    assert stored(tmp_path) == {A: Counts(1, 3, 3, 4), B: Counts(tp=1)}  # the child let go
+    assert stored(tmp_path) == {  # the child let go of the file
+        A: SeriesState(Counts(1, 2, 3, 4)),
+        B: SeriesState(Counts(tp=1), 1, 0, 1),
+    }
+
+
+def test_pipelined_writes_are_answered_in_order_each_with_its_outcomes(tmp_path: Path) -> None:
+    async def scenario(store: ChildStore) -> None:
+        await store.load()  # the child is up
+        requests = [
+            [Entry({}, [(0, Prediction("p", 1, *B))])],
+            [Entry({A: Counts(tn=1)}, []), Entry({}, [(4, Feedback(None, 1, id="nowhere"))])],
+            [Entry({}, [(0, Feedback(None, 1, id="p"))])],
+        ]
+        # Sent without waiting: the child may merge them into one transaction.
+        answers = await asyncio.gather(*(store.write(request) for request in requests))
+        assert [outcomes for outcomes, _ in answers] == [
+            [Accepted(1, 0, [B])],
+            [Accepted(1, 0, [A]), Refused(404, "Unknown prediction id", "unknown_id", 4)],
+            [Accepted(1, 0, [B])],
+        ]
+        final = {A: SeriesState(Counts(tn=1)), B: (await store.load())[B]}
+        assert final[B].counts == Counts(tp=1)
+        assert answers[-1][1] == {series: final[series] for series in answers[-1][1]}
+
+    run(tmp_path, scenario)
+
+
+def test_consecutive_writes_share_one_transaction_and_its_stats(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path)
+    write = ["write", [child_store.encode_entry(Entry({A: Counts(tp=1)}, []))]]
+    requests: list[list[Any]] = [write, write, ["ping"], write, ["nonsense"]]
+    answers: list[Any] = child_store._answer(store, [through_json(r) for r in requests])
+    store.close()
+    assert [answer[0] for answer in answers] == ["ok", "ok", "ok", "ok", "error"]
+    first, second, _, third, _ = answers
+    assert first[3][0] == 2  # the first answer of a transaction carries its feedback count
+    assert second[3] is None
+    assert third[3][0] == 1
+    for answer in (first, second):
+        assert child_store.decode_states(answer[2]) == {A: SeriesState(Counts(tp=2))}
 
 
 def test_a_failed_request_is_a_store_error_and_the_child_stays_up(tmp_path: Path) -> None:
     async def scenario(store: ChildStore) -> None:
-        await store.commit({A: Counts(tp=1)})
+        await store.write(counted({A: Counts(tp=1)}))
         with pytest.raises(StoreError) as failed:
-            await store.commit({A: Counts(tp=1), B: Counts(tp=2**63)})  # B cannot be stored
+            await store.write(counted({A: Counts(tp=1), B: Counts(tp=2**63)}))  # B overflows
         assert isinstance(failed.value, Unavailable)
         assert failed.value.status == 503
-        assert await store.load() == {A: Counts(tp=1)}  # rolled back, and still answering
+        assert await store.load() == {A: SeriesState(Counts(tp=1))}  # rolled back, still up
 
     run(tmp_path, scenario)
 
 
 def test_a_dead_child_fails_the_call_in_hand_and_is_restarted(tmp_path: Path) -> None:
     async def scenario(store: ChildStore) -> None:
-        await store.commit({A: Counts(fp=1)})
+        await store.write(counted({A: Counts(fp=1)}))
         first = store.pid
         assert first is not None
         os.kill(first, signal.SIGKILL)  # dead before it can read another request
         with pytest.raises(StoreError):  # sent at once, no await since the kill
-            await store.commit({A: Counts(fp=1)})
-        assert await store.load() == {A: Counts(fp=1)}  # a new child, on the same data
+            await store.write(counted({A: Counts(fp=1)}))
+        assert await store.load() == {A: SeriesState(Counts(fp=1))}  # a new child, same data
         replaced = store.pid
         assert replaced is not None
         assert replaced != first
         os.kill(replaced, signal.SIGKILL)
         while store.pid is not None:  # until the death has been seen
             await asyncio.sleep(0.01)
-        assert await store.commit({A: Counts(fp=1)}) == {A: Counts(fp=2)}
+        assert await store.write(counted({A: Counts(fp=1)})) == (
+            [Accepted(1, 0, [A])],
+            {A: SeriesState(Counts(fp=2))},
+        )
 
     run(tmp_path, scenario)
 
@@ -91,11 +168,11 @@ def test_a_dead_child_fails_the_call_in_hand_and_is_restarted(tmp_path: Path) ->
 def test_a_cancelled_call_does_not_shift_later_answers(tmp_path: Path) -> None:
     async def scenario(store: ChildStore) -> None:
         await store.load()  # the child is up
-        commit = asyncio.ensure_future(store.commit({A: Counts(tp=1)}))  # its request is sent
-        commit.cancel()
-        # Whether or not the cancelled commit was applied, the next answer must be this one's.
-        answer = await store.commit({A: Counts(tn=1)})
-        assert answer[A].tn == 1
+        write = store.write(counted({A: Counts(tp=1)}))  # its request is sent
+        write.cancel()
+        # Whether or not the cancelled write was applied, the next answer must be this one's.
+        _, answer = await store.write(counted({A: Counts(tn=1)}))
+        assert answer[A].counts.tn == 1
         assert await store.load() == answer
 
     run(tmp_path, scenario)

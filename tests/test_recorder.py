@@ -2,76 +2,25 @@
 
 import asyncio
 import itertools
+import json
 import random
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sklearn.metrics import confusion_matrix
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.recorder import Recorder, RecorderClosed
-from feedback_monitor.records import Feedback
-from feedback_monitor.store import AsyncStore, Series
+from feedback_monitor.records import Feedback, parse_feedback_batch
+from feedback_monitor.series import SeriesState
+from feedback_monitor.store import Accepted, AsyncStore, Series
 from feedback_monitor.store.child import ChildStore
 from feedback_monitor.store.sqlite import SQLiteStore
-from tests.stores import ThreadedStore
+from tests.stores import WAIT, GatedStore, Sized, StoreDown, ThreadedStore
 
-WAIT = 10.0  # seconds; a deadline for conditions, never a pause
 BASE = {("a", ""): Counts(5, 6, 7, 8)}
-
-
-class StoreDown(Exception):
-    """The error a broken store raises."""
-
-
-class GatedStore:
-    """A real SQLiteStore whose commits can be held at a gate or made to fail."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.inner = SQLiteStore(data_dir)
-        self.failing = False
-        self.entered = threading.Event()
-        self.gate = threading.Event()
-        self.gate.set()
-
-    def load(self) -> dict[Series, Counts]:
-        return self.inner.load()
-
-    def commit(self, deltas: Mapping[Series, Counts]) -> dict[Series, Counts]:
-        self.entered.set()
-        assert self.gate.wait(WAIT)
-        if self.failing:
-            raise StoreDown("disk on fire")
-        return self.inner.commit(deltas)
-
-    def ping(self) -> None:
-        self.inner.ping()
-
-    def close(self) -> None:
-        self.inner.close()
-
-
-class Sized:
-    """An AsyncStore that notes the feedback count of every successful commit request."""
-
-    def __init__(self, inner: AsyncStore, sizes: list[int]) -> None:
-        self.inner = inner
-        self.sizes = sizes
-
-    async def load(self) -> dict[Series, Counts]:
-        return await self.inner.load()
-
-    async def commit(self, deltas: Mapping[Series, Counts]) -> dict[Series, Counts]:
-        totals = await self.inner.commit(deltas)
-        self.sizes.append(sum(delta.total for delta in deltas.values()))
-        return totals
-
-    async def ping(self) -> None:
-        await self.inner.ping()
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 def feedbacks(count: int, seed: int) -> list[Feedback]:
@@ -84,16 +33,28 @@ def feedbacks(count: int, seed: int) -> list[Feedback]:
 def totals(base: Mapping[Series, Counts], records: list[Feedback]) -> dict[Series, Counts]:
     result = dict(base)
     for f in records:
+        assert f.prediction is not None
         result[f.series] = result.get(f.series, Counts()).add(f.prediction, f.actual)
     return result
+
+
+def counts_of(states: Mapping[Series, SeriesState]) -> dict[Series, Counts]:
+    return {series: state.counts for series, state in states.items()}
 
 
 def reopened(data_dir: Path) -> dict[Series, Counts]:
     store = SQLiteStore(data_dir)
     try:
-        return store.load()
+        return counts_of(store.load())
     finally:
         store.close()
+
+
+async def counted(recorder: Recorder, feedback: Feedback) -> Counts:
+    """Record a feedback that must count; its series' counts right after its commit."""
+    accepted, state = await recorder.record(feedback)
+    assert accepted == Accepted(1, 0, [feedback.series])
+    return state.counts
 
 
 def seed_store(data_dir: Path) -> None:
@@ -121,10 +82,10 @@ def test_concurrent_records_are_group_committed_and_answered_from_totals(
     async def main() -> list[Counts]:
         recorder = Recorder(Sized(make_store(tmp_path), sizes))
         await recorder.start()
-        assert dict(recorder.snapshot) == BASE
+        assert counts_of(recorder.snapshot) == BASE
         try:
-            answers = await asyncio.gather(*(recorder.record(f) for f in records))
-            assert dict(recorder.snapshot) == totals(BASE, records)
+            answers = await asyncio.gather(*(counted(recorder, f) for f in records))
+            assert counts_of(recorder.snapshot) == totals(BASE, records)
             return answers
         finally:
             await recorder.close()
@@ -153,8 +114,9 @@ def test_clients_waiting_for_answers_get_exactly_their_own_totals(
     async def client(recorder: Recorder, model: str) -> list[tuple[Counts, Counts]]:
         pairs, expected = [], Counts()
         for f in clients[model]:
+            assert f.prediction is not None
             expected = expected.add(f.prediction, f.actual)
-            pairs.append((await recorder.record(f._replace(model=model)), expected))
+            pairs.append((await counted(recorder, f._replace(model=model)), expected))
         return pairs
 
     async def main() -> list[list[tuple[Counts, Counts]]]:
@@ -182,9 +144,9 @@ def test_close_commits_and_answers_what_is_queued(tmp_path: Path) -> None:
         recorder = Recorder(Sized(ThreadedStore(store), sizes))
         await recorder.start()
         store.gate.clear()
-        in_flight = asyncio.create_task(recorder.record(first))
+        in_flight = asyncio.create_task(counted(recorder, first))
         assert await asyncio.to_thread(store.entered.wait, WAIT)  # first commit holds the writer
-        queued = [asyncio.create_task(recorder.record(f)) for f in rest]
+        queued = [asyncio.create_task(counted(recorder, f)) for f in rest]
         closing = asyncio.create_task(recorder.close())
         # Released only after the queued records and close() have all taken their first step.
         asyncio.get_running_loop().call_soon(store.gate.set)
@@ -232,12 +194,12 @@ def test_a_failing_commit_is_raised_to_every_caller_and_leaves_the_snapshot(
                 *(recorder.record(f) for f in records), return_exceptions=True
             )
             assert all(isinstance(outcome, StoreDown) for outcome in outcomes), outcomes
-            assert dict(recorder.snapshot) == BASE
+            assert counts_of(recorder.snapshot) == BASE
             assert sizes == []
             store.failing = False  # the writer lives on once the store recovers
-            answer = await recorder.record(Feedback(0, 1, model="a"))
+            answer = await counted(recorder, Feedback(0, 1, model="a"))
             assert answer == BASE["a", ""].add(prediction=0, actual=1)
-            assert dict(recorder.snapshot) == {("a", ""): answer}
+            assert counts_of(recorder.snapshot) == {("a", ""): answer}
         finally:
             await recorder.close()
 
@@ -254,13 +216,14 @@ def test_a_cancelled_caller_does_not_disturb_the_others(tmp_path: Path) -> None:
         await recorder.start()
         try:
             store.gate.clear()
-            tasks = [asyncio.create_task(recorder.record(f)) for f in records]
+            tasks = [asyncio.create_task(counted(recorder, f)) for f in records]
             assert await asyncio.to_thread(store.entered.wait, WAIT)
             tasks[0].cancel()
             store.gate.set()
             answers = await asyncio.gather(*tasks[1:])
             assert tasks[0].cancelled()
-            assert await recorder.record(records[0]) == recorder.snapshot[records[0].series]
+            again = await counted(recorder, records[0])
+            assert again == recorder.snapshot[records[0].series].counts
             return answers
         finally:
             await recorder.close()
@@ -277,8 +240,37 @@ def test_snapshot_is_read_only(tmp_path: Path) -> None:
         await recorder.start()
         try:
             with pytest.raises(TypeError):
-                recorder.snapshot["a", ""] = Counts()  # type: ignore[index]
+                recorder.snapshot["a", ""] = SeriesState()  # type: ignore[index]
         finally:
             await recorder.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_parsed_batch_counts_every_cell_under_its_series(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    items: list[dict[str, Any]] = [
+        {"prediction": rng.randint(0, 1), "actual": rng.randint(0, 1), "model": rng.choice("ab")}
+        for _ in range(rng.randint(1, 300))
+    ]
+    parsed = parse_feedback_batch(json.dumps({"items": items}).encode(), len(items))
+
+    async def scenario() -> Accepted:
+        recorder = Recorder(threaded(tmp_path))
+        await recorder.start()
+        try:
+            return await recorder.write(parsed)
+        finally:
+            await recorder.close()
+
+    accepted = asyncio.run(scenario())
+    assert (accepted.accepted, accepted.duplicates) == (len(items), 0)
+    expected = {}
+    for name in sorted({item["model"] for item in items}):
+        mine = [item for item in items if item["model"] == name]
+        actual, predicted = [i["actual"] for i in mine], [i["prediction"] for i in mine]
+        tn, fp, fn, tp = confusion_matrix(actual, predicted, labels=[0, 1]).ravel().tolist()
+        expected[name, ""] = Counts(tp, tn, fp, fn)
+    assert accepted.series == list(expected)
+    assert reopened(tmp_path) == expected

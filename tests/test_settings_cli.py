@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ def test_defaults_are_the_documented_ones() -> None:
     assert (settings.host, settings.port, settings.data_dir) == ("127.0.0.1", 5000, Path("data"))
     assert (settings.log_level, settings.log_format) == (LogLevel.INFO, LogFormat.TEXT)
     assert settings.max_body_bytes == 1024 * 1024
+    assert (settings.max_series, settings.prediction_ttl) == (1000, timedelta(days=30))
+    assert (settings.max_batch_items, settings.max_batch_body_bytes) == (10_000, 32 * 1024 * 1024)
 
 
 ENVIRONMENT = {
@@ -50,6 +53,10 @@ ENVIRONMENT = {
     "LOG_LEVEL": "debug",
     "LOG_FORMAT": "json",
     "MAX_BODY_BYTES": "4096",
+    "MAX_SERIES": "7",
+    "PREDICTION_TTL": "P7DT12H",
+    "MAX_BATCH_ITEMS": "100",
+    "MAX_BATCH_BODY_BYTES": "8192",
 }
 
 
@@ -63,6 +70,8 @@ def test_every_setting_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert settings.log_level is LogLevel.DEBUG
     assert settings.log_format is LogFormat.JSON
     assert settings.max_body_bytes == 4096
+    assert (settings.max_series, settings.prediction_ttl) == (7, timedelta(days=7, hours=12))
+    assert (settings.max_batch_items, settings.max_batch_body_bytes) == (100, 8192)
     assert {PREFIX + field.upper() for field in Settings.model_fields} == {
         PREFIX + name for name in ENVIRONMENT
     }  # the environment above covers every setting
@@ -71,7 +80,9 @@ def test_every_setting_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
 def test_every_setting_has_a_flag(served: list[Settings], tmp_path: Path) -> None:
     cli.main(
         ["serve", "--host", "::1", "--port", "0", "--data-dir", str(tmp_path),
-         "--log-level", "warning", "--log-format", "json", "--max-body-bytes", "2048"]
+         "--log-level", "warning", "--log-format", "json", "--max-body-bytes", "2048",
+         "--max-series", "3", "--prediction-ttl", "PT1H", "--max-batch-items", "5",
+         "--max-batch-body-bytes", "4096"]
     )  # fmt: skip
     assert served == [
         make_settings(
@@ -81,6 +92,10 @@ def test_every_setting_has_a_flag(served: list[Settings], tmp_path: Path) -> Non
             log_level=LogLevel.WARNING,
             log_format=LogFormat.JSON,
             max_body_bytes=2048,
+            max_series=3,
+            prediction_ttl=timedelta(hours=1),
+            max_batch_items=5,
+            max_batch_body_bytes=4096,
         )
     ]
 
@@ -107,6 +122,13 @@ def test_flags_override_the_environment_field_by_field(
         (["--log-level", "verbose"], "log_level"),
         (["--max-body-bytes", "10"], "max_body_bytes"),
         (["--host", ""], "host"),
+        (["--max-series", "0"], "max_series"),
+        (["--max-series", "many"], "max_series"),
+        (["--prediction-ttl", "PT0S"], "prediction_ttl"),
+        (["--prediction-ttl=-P1D"], "prediction_ttl"),
+        (["--prediction-ttl", "soon"], "prediction_ttl"),
+        (["--max-batch-items", "0"], "max_batch_items"),
+        (["--max-batch-body-bytes", "100"], "max_batch_body_bytes"),
     ],
 )
 def test_an_invalid_flag_exits_2_with_one_line(
@@ -119,6 +141,23 @@ def test_an_invalid_flag_exits_2_with_one_line(
     out, err = capsys.readouterr()
     assert out == ""
     assert_one_line_naming(err, setting)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settings.prediction_ttl is documented as 'seconds or ISO 8601', but pydantic's "
+    "timedelta refuses a string of seconds, the only form a flag or variable can take",
+)
+@pytest.mark.parametrize("where", ["flag", "environment"])
+def test_prediction_ttl_in_seconds(
+    where: str, served: list[Settings], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if where == "flag":
+        cli.main(["serve", "--prediction-ttl", "3600"])
+    else:
+        monkeypatch.setenv(PREFIX + "PREDICTION_TTL", "3600")
+        cli.main(["serve"])
+    assert [settings.prediction_ttl for settings in served] == [timedelta(hours=1)]
 
 
 def assert_one_line_naming(stderr: str, setting: str) -> None:

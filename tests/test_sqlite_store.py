@@ -2,12 +2,13 @@
 
 import random
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
 
 from feedback_monitor.confusion import Counts
+from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Series
 from feedback_monitor.store import sqlite as sqlite_store
 from feedback_monitor.store.sqlite import SQLiteStore
@@ -26,6 +27,11 @@ def store(data_dir: Path) -> Iterator[SQLiteStore]:
     opened = SQLiteStore(data_dir)
     yield opened
     opened.close()
+
+
+def states(counts: Mapping[Series, Counts]) -> dict[Series, SeriesState]:
+    """What the store holds for series that only ever got id-less feedback."""
+    return {series: SeriesState(c) for series, c in counts.items()}
 
 
 def random_deltas(rng: random.Random) -> dict[Series, Counts]:
@@ -50,16 +56,17 @@ def test_a_new_store_is_empty_and_answers(store: SQLiteStore, data_dir: Path) ->
 
 def test_commit_returns_the_totals_it_produced(store: SQLiteStore) -> None:
     first = {A: Counts(1, 2, 3, 4), B: Counts(tp=1)}
-    assert store.commit(first) == first
+    assert store.commit(first) == states(first)
     second = {A: Counts(10, 0, 0, 1)}
-    assert store.commit(second) == {A: Counts(11, 2, 3, 5)}  # only the series it touched
-    assert store.load() == add_up(first, second)
+    assert store.commit(second) == states({A: Counts(11, 2, 3, 5)})  # only the series touched
+    assert store.load() == states(add_up(first, second))
 
 
 def test_empty_commit_changes_nothing(store: SQLiteStore) -> None:
     store.commit({A: Counts(tn=1)})
     assert store.commit({}) == {}
-    assert store.load() == {A: Counts(tn=1)}
+    assert store.write([], 0.0) == ([], {})
+    assert store.load() == states({A: Counts(tn=1)})
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -72,11 +79,10 @@ def test_load_after_reopen_equals_the_committed_totals(data_dir: Path, seed: int
     running: dict[Series, Counts] = {}
     for delta, answer in zip(committed, returned, strict=True):
         running = add_up(running, delta)
-        assert answer == {series: running[series] for series in delta}
-    expected = add_up(*committed)
+        assert answer == states({series: running[series] for series in delta})
     reopened = SQLiteStore(data_dir)
     try:
-        assert reopened.load() == expected
+        assert reopened.load() == states(add_up(*committed))
     finally:
         reopened.close()
 
@@ -100,9 +106,23 @@ def test_schema_version_is_set_and_kept(data_dir: Path) -> None:
         tables = db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
         journal_mode = pragma(db, "journal_mode")
     db.close()
-    assert version == len(sqlite_store._MIGRATIONS) >= 1
-    assert sorted(tables) == [("confusion",), ("probe",)]
+    assert version == len(sqlite_store._MIGRATIONS) >= 2
+    assert sorted(tables) == [("confusion",), ("label_delays",), ("outcomes",), ("probe",)]
     assert journal_mode == "wal"  # WAL is a property of the file, not only of a connection
+
+
+def test_a_file_of_the_first_schema_is_migrated_with_its_counts(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    with sqlite3.connect(data_dir / sqlite_store.FILENAME) as db:
+        db.executescript(sqlite_store._MIGRATIONS[0] + "PRAGMA user_version = 1;")
+        db.execute("INSERT INTO confusion VALUES ('churn', '2024-06', 1, 2, 3, 4)")
+    db.close()
+    store = SQLiteStore(data_dir)
+    try:
+        assert store.load() == states({B: Counts(1, 2, 3, 4)})
+        assert store.commit({B: Counts(tp=1)}) == states({B: Counts(2, 2, 3, 4)})
+    finally:
+        store.close()
 
 
 def test_the_open_store_locks_out_other_connections(store: SQLiteStore) -> None:
@@ -122,7 +142,7 @@ def test_a_second_store_on_the_same_dir_fails_while_the_first_is_open(
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         SQLiteStore(data_dir, lock_timeout=0.2)
     store.commit({A: Counts(fn=1)})  # the first store is unharmed
-    assert store.load() == {A: Counts(fn=1)}
+    assert store.load() == states({A: Counts(fn=1)})
 
 
 def test_a_second_store_opens_once_the_first_is_closed(data_dir: Path) -> None:
@@ -131,7 +151,7 @@ def test_a_second_store_opens_once_the_first_is_closed(data_dir: Path) -> None:
     first.close()
     second = SQLiteStore(data_dir)
     try:
-        assert second.load() == {B: Counts(fp=7)}
+        assert second.load() == states({B: Counts(fp=7)})
     finally:
         second.close()
 
@@ -144,7 +164,7 @@ def test_a_failing_commit_rolls_back_every_series(store: SQLiteStore) -> None:
     with pytest.raises(OverflowError):
         store.commit(poisoned)
     assert store.load() == before
-    assert store.commit({A: Counts(tn=1)}) == {A: Counts(1, 2, 1, 1)}  # no transaction left open
+    assert store.commit({A: Counts(tn=1)}) == states({A: Counts(1, 2, 1, 1)})  # none left open
 
 
 def test_calls_after_close_are_errors(data_dir: Path) -> None:
@@ -154,3 +174,5 @@ def test_calls_after_close_are_errors(data_dir: Path) -> None:
         closed.ping()
     with pytest.raises(sqlite3.ProgrammingError):
         closed.commit({A: Counts(tp=1)})
+    with pytest.raises(sqlite3.ProgrammingError):
+        closed.expire(0.0)

@@ -1,0 +1,294 @@
+"""SQLiteStore.write with ids: predictions joined by their feedback, idempotent repeats,
+conflicts, entries refused whole, expiry; checked against plain dict bookkeeping and sklearn."""
+
+import bisect
+import copy
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sklearn.metrics import confusion_matrix
+
+from feedback_monitor.confusion import Counts
+from feedback_monitor.records import Feedback, Prediction
+from feedback_monitor.series import DELAY_BUCKETS, SeriesState
+from feedback_monitor.store import Accepted, Entry, Refused, Series
+from feedback_monitor.store.sqlite import SQLiteStore
+
+NOW = 1_700_000_000.0
+A: Series = ("default", "")
+FRAUD: Series = ("fraud", "v2")
+Record = Feedback | Prediction
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    opened = SQLiteStore(tmp_path)
+    yield opened
+    opened.close()
+
+
+def entry(*records: Record) -> Entry:
+    return Entry({}, list(enumerate(records)))
+
+
+def one(store: SQLiteStore, *records: Record, now: float = NOW) -> Accepted | Refused:
+    (outcome,), _ = store.write([entry(*records)], now)
+    return outcome
+
+
+def histogram(*delays: float) -> tuple[int, ...]:
+    """Per-bucket counts, each delay in the first bucket whose upper bound holds it."""
+    counts = [0] * (len(DELAY_BUCKETS) + 1)
+    for delay in delays:
+        counts[bisect.bisect_left(DELAY_BUCKETS, delay)] += 1
+    return tuple(counts)
+
+
+def test_the_same_feedback_id_counts_once(store: SQLiteStore) -> None:
+    first = Feedback(1, 0, *FRAUD, id="f-1")
+    assert one(store, first) == Accepted(1, 0, [FRAUD])
+    assert one(store, first) == Accepted(0, 1, [FRAUD])
+    assert one(store, first._replace(score=0.3, timestamp=NOW - 5)) == Accepted(0, 1, [FRAUD])
+    for other in (first._replace(actual=1), first._replace(prediction=0)):
+        assert one(store, other) == Refused(409, "Conflicting feedback for id", "conflict", 0)
+    assert store.load()[FRAUD].counts == Counts(fp=1)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "stored_at", "delay"),
+    [(NOW - 90, NOW - 60, 90.0), (None, NOW - 5000, 5000.0), (NOW - 86400, NOW, 86400.0),
+     (NOW - 10**8, NOW, 10.0**8), (NOW + 30, NOW, 0.0)],
+    ids=["timestamped", "stored time", "on a bucket bound", "past every bound", "clock ahead"],
+)  # fmt: skip
+def test_a_prediction_then_its_feedback_counts_under_the_prediction(
+    store: SQLiteStore, timestamp: float | None, stored_at: float, delay: float
+) -> None:
+    prediction = Prediction("p-1", 1, *FRAUD, score=0.8, timestamp=timestamp)
+    assert one(store, prediction, now=stored_at) == Accepted(1, 0, [FRAUD])
+    assert store.load() == {FRAUD: SeriesState(predicted=1)}
+    waiting = store.load()[FRAUD]
+    assert (waiting.pending, waiting.label_coverage) == (1, 0.0)
+    # The label names neither model nor prediction: both come from the stored prediction.
+    assert one(store, Feedback(None, 0, id="p-1")) == Accepted(1, 0, [FRAUD])
+    joined = SeriesState(Counts(fp=1), 1, 1, 0, delay, histogram(delay))
+    assert store.load() == {FRAUD: joined}
+    assert (joined.pending, joined.label_coverage) == (0, 1.0)
+
+
+def test_a_label_repeating_the_stored_prediction_joins_it(store: SQLiteStore) -> None:
+    one(store, Prediction("p-1", 1, *FRAUD))
+    assert one(store, Feedback(1, 1, id="p-1")) == Accepted(1, 0, [FRAUD])
+    assert store.load()[FRAUD].counts == Counts(tp=1)
+    assert A not in store.load()  # the feedback's own (default) series is not created
+
+
+def test_labels_of_a_stored_prediction_are_idempotent(store: SQLiteStore) -> None:
+    one(store, Prediction("p-1", 0, *FRAUD, timestamp=NOW - 10))
+    assert one(store, Feedback(None, 1, id="p-1")) == Accepted(1, 0, [FRAUD])
+    after = store.load()
+    assert one(store, Feedback(None, 1, id="p-1"), now=NOW + 99) == Accepted(0, 1, [FRAUD])
+    assert one(store, Feedback(0, 1, id="p-1")) == Accepted(0, 1, [FRAUD])
+    assert one(store, Feedback(None, 0, id="p-1")) == Refused(
+        409, "Conflicting feedback for id", "conflict", 0
+    )
+    assert store.load() == after  # the delay of a repeat is not observed either
+
+
+def test_an_unknown_id_is_404(store: SQLiteStore) -> None:
+    assert one(store, Feedback(None, 1, id="nowhere")) == Refused(
+        404, "Unknown prediction id", "unknown_id", 0
+    )
+    assert store.load() == {}
+
+
+def test_a_label_contradicting_the_stored_prediction_is_409(store: SQLiteStore) -> None:
+    one(store, Prediction("p-1", 1, *FRAUD))
+    refused = one(store, Feedback(0, 1, id="p-1"))
+    assert isinstance(refused, Refused)
+    assert (refused.status, refused.reason, refused.at) == (409, "conflict", 0)
+    assert store.load() == {FRAUD: SeriesState(predicted=1)}  # still waiting for its label
+    assert one(store, Feedback(None, 1, id="p-1")) == Accepted(1, 0, [FRAUD])
+
+
+def test_predictions_are_idempotent_and_conflicts_409(store: SQLiteStore) -> None:
+    prediction = Prediction("p-1", 1, *FRAUD)
+    assert one(store, prediction) == Accepted(1, 0, [FRAUD])
+    assert one(store, prediction._replace(score=0.1)) == Accepted(0, 1, [FRAUD])
+    for other in (prediction._replace(prediction=0), prediction._replace(model="other")):
+        refused = one(store, other)
+        assert isinstance(refused, Refused)
+        assert (refused.status, refused.reason) == (409, "conflict")
+    assert store.load() == {FRAUD: SeriesState(predicted=1)}
+
+
+def test_a_refused_entry_leaves_no_trace_and_the_others_stand(store: SQLiteStore) -> None:
+    kept = Entry({A: Counts(tp=2)}, [(0, Prediction("p-1", 1, *FRAUD))])
+    refused = Entry(
+        {("new", ""): Counts(tn=5), FRAUD: Counts(fn=1)},
+        [(3, Prediction("p-2", 1, *FRAUD)), (7, Feedback(None, 1, id="p-1")),
+         (9, Feedback(None, 1, id="nowhere"))],
+    )  # fmt: skip
+    reused = entry(Prediction("p-2", 0, *FRAUD))  # p-2 is free again after the rollback
+    alone = Entry({A: Counts(fp=9)}, [(1, Prediction("p-1", 0, *FRAUD))])  # one keyed item
+    outcomes, totals = store.write([kept, refused, reused, alone], NOW)
+    assert outcomes == [
+        Accepted(3, 0, [A, FRAUD]),
+        Refused(404, "Unknown prediction id", "unknown_id", 9),
+        Accepted(1, 0, [FRAUD]),
+        Refused(409, "Conflicting prediction for id", "conflict", 1),
+    ]
+    expected = {A: SeriesState(Counts(tp=2)), FRAUD: SeriesState(predicted=2)}
+    assert totals == expected
+    assert store.load() == expected
+    assert one(store, Feedback(None, 1, id="p-2")) == Accepted(1, 0, [FRAUD])
+    assert store.load()[FRAUD].counts == Counts(fn=1)  # p-2 is reused's prediction 0
+
+
+def test_expiry_drops_unlabelled_predictions_stored_before_the_cutoff(
+    store: SQLiteStore,
+) -> None:
+    one(store, Prediction("old", 1, *FRAUD), Prediction("old-labelled", 1, *FRAUD), now=100)
+    one(store, Prediction("old-default", 0), Feedback(1, 1, id="direct"), now=100)
+    one(store, Prediction("young", 1, *FRAUD, timestamp=0.0), now=200)  # old, stored late
+    one(store, Feedback(None, 1, id="old-labelled"), now=150)
+    assert store.expire(before=150) == {
+        FRAUD: SeriesState(Counts(tp=1), 3, 1, 1, 50.0, histogram(50.0)),
+        A: SeriesState(Counts(tp=1), 1, 0, 1),
+    }
+    assert store.expire(before=150) == {}  # nothing left to expire
+    state = store.load()[FRAUD]
+    assert (state.pending, state.label_coverage) == (1, 1 / 3)
+    assert one(store, Feedback(None, 1, id="old")) == Refused(
+        404, "Unknown prediction id", "unknown_id", 0
+    )
+    assert one(store, Feedback(None, 1, id="young")) == Accepted(1, 0, [FRAUD])
+    # An id older than the cutoff is forgotten, so it counts anew.
+    assert one(store, Feedback(1, 1, id="direct")) == Accepted(1, 0, [A])
+
+
+def test_predictions_labels_and_ids_survive_a_reopen(tmp_path: Path) -> None:
+    first = SQLiteStore(tmp_path)
+    one(first, Prediction("p-1", 1, *FRAUD, timestamp=NOW - 60), Feedback(0, 0, id="f-1"))
+    before = first.load()
+    first.close()
+    second = SQLiteStore(tmp_path)
+    try:
+        assert second.load() == before
+        assert one(second, Feedback(None, 1, id="p-1")) == Accepted(1, 0, [FRAUD])
+        assert one(second, Feedback(0, 0, id="f-1")) == Accepted(0, 1, [A])
+        assert one(second, Prediction("p-1", 1, *FRAUD)) == Accepted(0, 1, [FRAUD])
+        assert second.load()[FRAUD] == SeriesState(Counts(tp=1), 1, 1, 0, 60.0, histogram(60.0))
+    finally:
+        second.close()
+
+
+# A random stream against bookkeeping written from the issue's rules, with sklearn counting.
+
+
+@dataclass
+class Row:
+    series: Series
+    prediction: int
+    actual: int | None
+    predicted_at: float
+
+
+@dataclass
+class Book:
+    rows: dict[str, Row] = field(default_factory=dict)
+    pairs: dict[Series, list[tuple[int, int]]] = field(default_factory=dict)  # (pred, actual)
+    predicted: dict[Series, int] = field(default_factory=dict)
+    labelled: dict[Series, int] = field(default_factory=dict)
+    delays: dict[Series, list[float]] = field(default_factory=dict)
+
+    def count(self, series: Series, prediction: int, actual: int) -> None:
+        self.pairs.setdefault(series, []).append((prediction, actual))
+
+    def delay(self, series: Series, seconds: float) -> None:
+        self.delays.setdefault(series, []).append(seconds)
+
+    def apply(self, record: Record, now: float) -> tuple[str, Series] | int:
+        """ "new" or "repeat" with the series it counts under; or the refusal's status."""
+        row = self.rows.get(record.id or "")
+        if isinstance(record, Prediction):
+            if row is not None:
+                same = (row.series, row.prediction) == (record.series, record.prediction)
+                return ("repeat", row.series) if same else 409
+            at = now if record.timestamp is None else record.timestamp
+            self.rows[record.id] = Row(record.series, record.prediction, None, at)
+            self.predicted[record.series] = self.predicted.get(record.series, 0) + 1
+            return "new", record.series
+        if row is None:
+            if record.prediction is None:
+                return 404
+            self.rows[record.id or ""] = Row(record.series, record.prediction, record.actual, now)
+            self.count(record.series, record.prediction, record.actual)
+            if record.timestamp is not None:
+                self.delay(record.series, now - record.timestamp)
+            return "new", record.series
+        if record.prediction not in (None, row.prediction) or row.actual not in (
+            None,
+            record.actual,
+        ):
+            return 409
+        if row.actual is not None:
+            return "repeat", row.series
+        row.actual = record.actual
+        self.count(row.series, row.prediction, record.actual)
+        self.labelled[row.series] = self.labelled.get(row.series, 0) + 1
+        self.delay(row.series, now - row.predicted_at)
+        return "new", row.series
+
+    def state(self, series: Series) -> SeriesState:
+        predictions, actuals = zip(*self.pairs.get(series, [(0, 0)]), strict=True)
+        tn, fp, fn, tp = confusion_matrix(actuals, predictions, labels=[0, 1]).ravel().tolist()
+        counts = Counts(tp, tn, fp, fn) if series in self.pairs else Counts()
+        delays = self.delays.get(series, [])
+        return SeriesState(
+            counts, self.predicted.get(series, 0), self.labelled.get(series, 0), 0,
+            pytest.approx(sum(delays)), histogram(*delays),  # type: ignore[arg-type]
+        )  # fmt: skip
+
+
+def random_record(rng: random.Random, now: float) -> Record:
+    """Mostly consistent about each id (its series, prediction and actual), sometimes not."""
+    number = rng.randrange(30)
+    series = [A, FRAUD, ("fraud", "v3")][number % 3]
+    prediction, actual = number % 2, number // 2 % 2
+    if rng.random() < 0.1:
+        series, prediction, actual = rng.choice([A, FRAUD]), 1 - prediction, 1 - actual
+    timestamp = rng.choice([None, now - rng.uniform(0, 10**6)])
+    if rng.random() < 0.4:
+        return Prediction(f"id-{number}", prediction, *series, timestamp=timestamp)
+    given = rng.choice([None, prediction])
+    return Feedback(given, actual, *series, id=f"id-{number}", timestamp=timestamp)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_random_stream_matches_the_bookkeeping(store: SQLiteStore, seed: int) -> None:
+    rng = random.Random(seed)
+    book = Book()
+    for step in range(40):
+        now = NOW + 1000 * step
+        entries = [
+            [random_record(rng, now) for _ in range(rng.randint(1, 3))]
+            for _ in range(rng.randint(1, 3))
+        ]
+        outcomes, _ = store.write([entry(*records) for records in entries], now)
+        for records, outcome in zip(entries, outcomes, strict=True):
+            trial = copy.deepcopy(book)  # an entry is applied whole or not at all
+            applied = [trial.apply(record, now) for record in records]
+            refusals = [(i, a) for i, a in enumerate(applied) if isinstance(a, int)]
+            if refusals:
+                assert isinstance(outcome, Refused)
+                assert (outcome.at, outcome.status) == refusals[0]
+                continue
+            book = trial
+            kinds = [a[0] for a in applied if not isinstance(a, int)]
+            touched = sorted({a[1] for a in applied if not isinstance(a, int)})
+            assert outcome == Accepted(kinds.count("new"), kinds.count("repeat"), touched)
+    assert store.load() == {series: book.state(series) for series in store.load()}
+    assert set(store.load()) == {*book.pairs, *book.predicted}
