@@ -103,11 +103,6 @@ def test_repeats_say_duplicate_and_batches_count_them(tmp_path: Path) -> None:
     assert prediction.json() == {"success": True}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge.reject answers the InvalidRecord 'too_many_items' with 400, while issue 3 and "
-    "the OpenAPI document's 413 say that a batch past the item limit is 413",
-)
 @pytest.mark.parametrize(
     "request_",
     [

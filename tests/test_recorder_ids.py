@@ -114,11 +114,6 @@ def test_a_join_repeating_its_prediction_does_not_count_against_the_cap(tmp_path
     run(threaded(tmp_path), scenario, max_series=1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recorder._claim_series keeps the series of a refused request in _known: "
-    "each refusal uses up a slot of the cap for a series that was never stored",
-)
 def test_a_refused_request_does_not_use_up_the_cap(tmp_path: Path) -> None:
     async def scenario(recorder: Recorder) -> None:
         await recorder.write([Prediction("p-1", 0, *M0)])

@@ -124,7 +124,7 @@ def test_the_invalid_item_is_named_by_its_index(
     rng = random.Random(at)
     items: list[Any] = [random_feedback(rng) for _ in range(10)]
     items[at] = bad
-    if reason != "missing_fields":  # (for a missing field, see the xfail below)
+    if reason != "missing_fields":  # (a missing field: see the test below)
         items.append({"prediction": 1, "actual": 1, "score": 7})  # a later invalid item
     error = rejection(batch(items), parse_feedback_batch)
     assert (error.reason, error.index) == (reason, at)
@@ -140,11 +140,6 @@ def test_an_id_less_batch_names_its_item_missing_a_field(missing: Item) -> None:
     assert (error.message, error.reason, error.index) == (MISSING, "missing_fields", 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="records._decode: msgspec checks values, not presence, so an item missing a field "
-    "is passed over and a later item with a bad value is reported instead",
-)
 @pytest.mark.parametrize(
     "later", [{"prediction": 3, "actual": 1}, {"prediction": 1, "actual": 1, "model": "a b"}]
 )

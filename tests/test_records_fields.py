@@ -124,11 +124,6 @@ def test_the_seed_messages_hold_beside_optional_fields_in_any_order(
         assert rejection(json.dumps(dict(order)).encode()).message == message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="records._decode reports whichever bad value msgspec meets first: the error for one "
-    "JSON object depends on the order of its members",
-)
 def test_the_error_does_not_depend_on_the_order_of_members() -> None:
     fields = {"prediction": 3, "actual": 1, "score": 5}
     errors = {
@@ -147,10 +142,5 @@ def test_a_prediction_needs_an_id_and_a_0_or_1(fields: dict[str, object], messag
     assert rejection(body(**fields), parse_prediction).message == message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="records._Body shares its actual field with predictions: a /predictions body with an "
-    "ignorable actual that is not 0/1 is refused with 'Values must be 0 or 1'",
-)
 def test_a_prediction_ignores_actual() -> None:
     assert parse_prediction(body(**PREDICTION, actual=7)) == Prediction("p-1", 1)

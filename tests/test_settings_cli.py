@@ -143,11 +143,6 @@ def test_an_invalid_flag_exits_2_with_one_line(
     assert_one_line_naming(err, setting)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="settings.prediction_ttl is documented as 'seconds or ISO 8601', but pydantic's "
-    "timedelta refuses a string of seconds, the only form a flag or variable can take",
-)
 @pytest.mark.parametrize("where", ["flag", "environment"])
 def test_prediction_ttl_in_seconds(
     where: str, served: list[Settings], monkeypatch: pytest.MonkeyPatch

@@ -82,7 +82,7 @@ class Recorder:
         self._in_flight: set[asyncio.Future[tuple[list[Accepted | Refused], Totals]]] = set()
         self._closing = False
         self._states: dict[Series, SeriesState] = {}
-        self._known: set[Series] = set()  # committed or promised to a write in flight
+        self._claimed: dict[Series, int] = {}  # new series of writes in flight, and how many
 
     @property
     def snapshot(self) -> Mapping[Series, SeriesState]:
@@ -91,7 +91,6 @@ class Recorder:
 
     async def start(self) -> None:
         self._states = await self._store.load()
-        self._known = set(self._states)
 
     async def record(self, feedback: Feedback) -> tuple[Accepted, SeriesState]:
         """Commit one feedback; its outcome, and its series' state right after the commit."""
@@ -104,13 +103,16 @@ class Recorder:
         """Commit the records, all or none; raise the store's refusal as a client error."""
         if self._closing:
             raise RecorderClosed
-        self._claim_series(records, batch)
+        claimed = self._claim_series(records, batch)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Accepted | Refused] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)  # after every request already readable has joined
         self._pending.append((entry(records), future))
-        outcome = await future
+        try:
+            outcome = await future
+        finally:
+            self._release(claimed)
         if isinstance(outcome, Refused):
             raise Refusal(outcome, batch)
         return outcome
@@ -129,15 +131,25 @@ class Recorder:
             await asyncio.wait(set(self._in_flight))
         await self._store.close()
 
-    def _claim_series(self, records: Sequence[Record] | FeedbackBatch, batch: bool) -> None:
-        """Refuse a request that would grow the series past the cap; else count its new ones.
-
-        One process is the only writer, so checking here, before the store, is exact.
-        """
-        new = created_series(records) - self._known
-        if len(self._known) + len(new) > self._max_series:
+    def _claim_series(self, records: Sequence[Record] | FeedbackBatch, batch: bool) -> set[Series]:
+        """Refuse a request that would grow the series past the cap; else hold its new ones
+        until its write is answered. One process is the only writer, so this is exact."""
+        new = created_series(records) - self._states.keys()
+        if (
+            len(new - self._claimed.keys()) + len(self._claimed) + len(self._states)
+            > self._max_series
+        ):
             raise SeriesCapReached(self._max_series, _first_index(records, new) if batch else None)
-        self._known |= new
+        for series in new:
+            self._claimed[series] = self._claimed.get(series, 0) + 1
+        return new
+
+    def _release(self, claimed: set[Series]) -> None:
+        """Committed series are in the snapshot now; a refused or failed write frees its own."""
+        for series in claimed:
+            self._claimed[series] -= 1
+            if not self._claimed[series]:
+                del self._claimed[series]
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []

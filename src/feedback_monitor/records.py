@@ -28,6 +28,8 @@ from typing import Annotated, NamedTuple, TypeVar
 import msgspec
 
 T = TypeVar("T")
+B = TypeVar("B")
+Item = TypeVar("Item")
 
 MISSING_FIELDS = "Missing required fields"
 BAD_VALUES = "Values must be 0 or 1"
@@ -77,11 +79,14 @@ class Prediction(NamedTuple):
 class InvalidRecord(ValueError):
     """A body that cannot be records; ``reason`` is a short stable label, ``index`` the item."""
 
-    def __init__(self, message: str, reason: str, index: int | None = None) -> None:
+    def __init__(
+        self, message: str, reason: str, index: int | None = None, status: int = 400
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason
         self.index = index
+        self.status = status
 
 
 class _Body(msgspec.Struct, gc=False):
@@ -96,6 +101,19 @@ class _Body(msgspec.Struct, gc=False):
 
 class _Batch(msgspec.Struct, gc=False):
     items: list[_Body]
+
+
+class _PredictionBody(msgspec.Struct, gc=False):
+    id: _Id | None = None
+    prediction: _Binary | None = None
+    model: _Name = "default"
+    version: _Version = ""
+    score: _Score | None = None
+    timestamp: _Timestamp | None = None
+
+
+class _PredictionBatch(msgspec.Struct, gc=False):
+    items: list[_PredictionBody]
 
 
 class _Presence(msgspec.Struct, gc=False):
@@ -114,6 +132,22 @@ class _Presence(msgspec.Struct, gc=False):
     def missing_for_prediction(self) -> bool:
         return not (self.has("id") and self.has("prediction"))
 
+    def bad_value(self, fields: tuple[str, ...]) -> bool:
+        """Whether one of these 0/1 fields holds anything but the JSON integer 0 or 1."""
+        return any(self.has(f) and bytes(getattr(self, f)) not in _BINARY_TEXTS for f in fields)
+
+
+class _Kind(NamedTuple):
+    """What a record needs: its 0/1 fields, and when it lacks a required field."""
+
+    binary: tuple[str, ...]
+    missing: Callable[[_Presence], bool]
+
+
+_FEEDBACK = _Kind(("prediction", "actual"), _Presence.missing_for_feedback)
+_PREDICTION = _Kind(("prediction",), _Presence.missing_for_prediction)
+_BINARY_TEXTS = (b"0", b"1", b"-0")
+
 
 class _PresenceBatch(msgspec.Struct, gc=False):
     items: list[_Presence]
@@ -121,18 +155,20 @@ class _PresenceBatch(msgspec.Struct, gc=False):
 
 _decode_body = msgspec.json.Decoder(_Body).decode
 _decode_batch = msgspec.json.Decoder(_Batch).decode
+_decode_prediction = msgspec.json.Decoder(_PredictionBody).decode
+_decode_prediction_batch = msgspec.json.Decoder(_PredictionBatch).decode
 _decode_presence = msgspec.json.Decoder(_Presence).decode
 _decode_presence_batch = msgspec.json.Decoder(_PresenceBatch).decode
 
 
 def parse_feedback(body: bytes) -> Feedback:
     """The feedback in a request body."""
-    return _feedback(_decode(body, _decode_body, _Presence.missing_for_feedback))
+    return _feedback(_decode(body, _decode_body, _FEEDBACK, batch=False))
 
 
 def parse_prediction(body: bytes) -> Prediction:
     """The prediction in a request body."""
-    return _prediction(_decode(body, _decode_body, _Presence.missing_for_prediction))
+    return _prediction(_decode(body, _decode_prediction, _PREDICTION, batch=False))
 
 
 class FeedbackBatch(NamedTuple):
@@ -149,7 +185,7 @@ _CELL = operator.attrgetter("model", "version", "prediction", "actual")
 
 def parse_feedback_batch(body: bytes, max_items: int) -> FeedbackBatch:
     """Every feedback of ``{"items": [...]}``, or the first invalid one's error and index."""
-    items = _items(body, max_items, _Presence.missing_for_feedback)
+    items = _items(_decode(body, _decode_batch, _FEEDBACK, batch=True).items, max_items)
     if not any(map(_ID, items)):  # the common case, counted in C by Counter: no ids to keep
         counted = collections.Counter(map(_CELL, items))
         if not any(None in cell[2:] for cell in counted):
@@ -170,8 +206,10 @@ def _feedback_batch(items: list[_Body]) -> FeedbackBatch:
 
 def parse_prediction_batch(body: bytes, max_items: int) -> list[Prediction]:
     """Every prediction of ``{"items": [...]}``, or the first invalid one's error and index."""
-    items = _items(body, max_items, _Presence.missing_for_prediction)
-    return [_at(index, _prediction, item) for index, item in enumerate(items)]
+    batch = _decode(body, _decode_prediction_batch, _PREDICTION, batch=True)
+    return [
+        _at(index, _prediction, item) for index, item in enumerate(_items(batch.items, max_items))
+    ]
 
 
 def _feedback(b: _Body) -> Feedback:
@@ -182,7 +220,7 @@ def _feedback(b: _Body) -> Feedback:
     )
 
 
-def _prediction(b: _Body) -> Prediction:
+def _prediction(b: _PredictionBody) -> Prediction:
     if b.id is None or b.prediction is None:
         raise InvalidRecord(MISSING_FIELDS, "missing_fields")
     return Prediction(b.id, b.prediction, b.model, b.version, b.score, _seconds(b.timestamp))
@@ -192,21 +230,21 @@ def _seconds(timestamp: datetime | float | None) -> float | None:
     return timestamp.timestamp() if isinstance(timestamp, datetime) else timestamp
 
 
-def _at(index: int, build: Callable[[_Body], T], item: _Body) -> T:
+def _at(index: int, build: Callable[[B], T], item: B) -> T:
     try:
         return build(item)
     except InvalidRecord as error:
         raise InvalidRecord(error.message, error.reason, index) from None
 
 
-def _items(body: bytes, max_items: int, missing: Callable[[_Presence], bool]) -> list[_Body]:
-    items = _decode(body, _decode_batch, missing).items
+def _items(items: list[Item], max_items: int) -> list[Item]:
     if len(items) > max_items:
-        raise InvalidRecord(f"Too many items: at most {max_items} per batch", "too_many_items")
+        message = f"Too many items: at most {max_items} per batch"
+        raise InvalidRecord(message, "too_many_items", status=413)
     return items
 
 
-def _decode(body: bytes, decode: Callable[[bytes], T], missing: Callable[[_Presence], bool]) -> T:
+def _decode(body: bytes, decode: Callable[[bytes], T], kind: _Kind, batch: bool) -> T:
     if not body.isascii():
         try:
             body.decode("utf-8")
@@ -220,22 +258,32 @@ def _decode(body: bytes, decode: Callable[[bytes], T], missing: Callable[[_Prese
         raise _malformed(error) from None
     except RecursionError:
         raise _too_deep() from None
-    # A bad value can be reported before the parser reaches a syntax error further on, and the
-    # seed reports missing fields before bad values: a second, lenient read settles both.
-    presence = _presence(body, invalid.index)
-    if presence is not None and invalid.reason == "invalid_value" and missing(presence):
-        raise InvalidRecord(MISSING_FIELDS, "missing_fields", invalid.index)
-    raise invalid
+    raise _first_error(body, invalid, kind, batch)
 
 
-def _presence(body: bytes, index: int | None) -> _Presence | None:
-    """The fields present in the body, or in its item ``index``; raises if it is not JSON."""
+def _first_error(body: bytes, invalid: InvalidRecord, kind: _Kind, batch: bool) -> InvalidRecord:
+    """The error to report: the first item at fault, and in it the seed's order: missing
+    fields, then bad 0/1 values, then any other field. msgspec stops at the first bad value it
+    meets, so a second, lenient read (which also finds a syntax error further on) decides."""
+    presences = _presences(body, batch)
+    if presences is None:  # not an object (or not a list of them): the first error stands
+        return invalid
+    last = len(presences) - 1 if invalid.index is None else invalid.index
+    for index, presence in enumerate(presences[: last + 1]):
+        at = index if batch else None
+        if kind.missing(presence):
+            return InvalidRecord(MISSING_FIELDS, "missing_fields", at)
+        if presence.bad_value(kind.binary):
+            return InvalidRecord(BAD_VALUES, "invalid_value", at)
+    return invalid
+
+
+def _presences(body: bytes, batch: bool) -> list[_Presence] | None:
+    """The fields present in the body or in each item; raises if the body is not JSON."""
     try:
-        if index is None:
-            return _decode_presence(body)
-        return _decode_presence_batch(body).items[index]
+        return _decode_presence_batch(body).items if batch else [_decode_presence(body)]
     except msgspec.ValidationError:
-        return None  # not an object: the first error stands
+        return None
     except msgspec.DecodeError as error:
         raise _malformed(error) from None
     except RecursionError:

@@ -3,8 +3,9 @@
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -18,6 +19,11 @@ class LogLevel(StrEnum):
     INFO = "info"
     WARNING = "warning"
     ERROR = "error"
+
+
+def _seconds_text(value: object) -> object:
+    """A duration given as digits (a flag, an environment variable) is seconds."""
+    return int(value) if isinstance(value, str) and value.isdigit() else value
 
 
 class Settings(BaseSettings):
@@ -42,7 +48,7 @@ class Settings(BaseSettings):
     max_series: int = Field(
         default=1000, ge=1, description="Most (model, version) series kept; more is refused (422)."
     )
-    prediction_ttl: timedelta = Field(
+    prediction_ttl: Annotated[timedelta, BeforeValidator(_seconds_text)] = Field(
         default=timedelta(days=30),
         gt=timedelta(0),
         description="How long a prediction waits for its label, and an id is remembered "
