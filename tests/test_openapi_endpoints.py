@@ -62,7 +62,8 @@ CASES: dict[str, tuple[tuple[httpx.Request, ...], int, int | None]] = {
     "prediction batch repeat": ((predictions(P_A), predictions(P_A)), 201, None),
     "prediction batch invalid item": ((predictions(P_A, {"id": "b"}),), 400, 1),
     "prediction batch conflict": ((predictions(P_A, {**P_A, "prediction": 0}),), 409, 1),
-    "prediction batch cap": ((model("a"), predictions(P_A, P_B, P_C)), 422, 1),
+    # a is stored; b takes the last place; c finds none: the index is c's.
+    "prediction batch cap": ((model("a"), predictions(P_A, P_B, P_C)), 422, 2),
     "models empty": ((get("/api/v1/models"),), 200, None),
     "models": ((predict(model="a"), predict(id="p-2"), post(JOIN), get("/api/v1/models")), 200,
                None),

@@ -62,7 +62,8 @@ def expected_batch(items: list[Item]) -> FeedbackBatch:
             item.get("score"), None if timestamp is None else float(timestamp),
         )  # fmt: skip
         keyed.append((index, feedback))
-    return FeedbackBatch(dict(counted), keyed)
+    series = [(item.get("model", "default"), item.get("version", "")) for item in items]
+    return FeedbackBatch(dict(counted), keyed, series)
 
 
 @pytest.mark.parametrize("with_ids", [False, True])
@@ -85,10 +86,12 @@ def test_a_prediction_batch_is_every_prediction_in_order() -> None:
 
 
 def test_an_empty_batch_and_a_full_one_are_fine() -> None:
-    assert parse_feedback_batch(batch([]), MAX) == FeedbackBatch({}, [])
+    assert parse_feedback_batch(batch([]), MAX) == FeedbackBatch({}, [], [])
     assert parse_prediction_batch(batch([]), MAX) == []
     full = [{"prediction": 0, "actual": 0}] * MAX
-    assert parse_feedback_batch(batch(full), MAX) == FeedbackBatch({("default", "", 0, 0): MAX}, [])
+    assert parse_feedback_batch(batch(full), MAX) == FeedbackBatch(
+        {("default", "", 0, 0): MAX}, [], [("default", "")] * MAX
+    )
 
 
 @pytest.mark.parametrize(

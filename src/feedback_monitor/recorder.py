@@ -135,11 +135,11 @@ class Recorder:
         """Refuse a request that would grow the series past the cap; else hold its new ones
         until its write is answered. One process is the only writer, so this is exact."""
         new = created_series(records) - self._states.keys()
-        if (
-            len(new - self._claimed.keys()) + len(self._claimed) + len(self._states)
-            > self._max_series
-        ):
-            raise SeriesCapReached(self._max_series, _first_index(records, new) if batch else None)
+        unclaimed = new - self._claimed.keys()
+        room = self._max_series - len(self._states) - len(self._claimed)
+        if len(unclaimed) > room:
+            index = _past_the_cap(records, unclaimed, room) if batch else None
+            raise SeriesCapReached(self._max_series, index)
         for series in new:
             self._claimed[series] = self._claimed.get(series, 0) + 1
         return new
@@ -183,10 +183,16 @@ class Recorder:
                 future.set_result(outcome)
 
 
-def _first_index(records: Sequence[Record] | FeedbackBatch, series: set[Series]) -> int | None:
-    if isinstance(records, FeedbackBatch):
-        return None  # counted items keep no index; the whole batch is refused all the same
-    return next(i for i, r in enumerate(records) if r.series in series)
+def _past_the_cap(records: Sequence[Record] | FeedbackBatch, new: set[Series], room: int) -> int:
+    """The index of the first item whose new series finds no room left."""
+    named = records.series if isinstance(records, FeedbackBatch) else [r.series for r in records]
+    seen: set[Series] = set()
+    for index, series in enumerate(named):
+        if series in new:
+            seen.add(series)
+            if len(seen) > room:
+                return index
+    raise AssertionError("more new series than room, yet none past it")
 
 
 class SeriesCapReached(ClientError):

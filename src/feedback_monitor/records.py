@@ -15,7 +15,7 @@ True
 >>> parse_feedback(b'{"prediction": 1, "actual": 0, "model": "a b"}')  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-feedback_monitor.records.InvalidRecord: Invalid model: Expected `str` matching regex ...
+feedback_monitor.records.InvalidRecord: Invalid model: 1 to 64 characters, each a letter, ...
 """
 
 import collections
@@ -27,6 +27,7 @@ from typing import Annotated, NamedTuple, TypeVar
 
 import msgspec
 
+Series = tuple[str, str]
 T = TypeVar("T")
 B = TypeVar("B")
 Item = TypeVar("Item")
@@ -36,11 +37,15 @@ BAD_VALUES = "Values must be 0 or 1"
 
 # msgspec refuses true, 1.0 and "1" for an int, so only the JSON integers 0 and 1 pass.
 _Binary = Annotated[int, msgspec.Meta(ge=0, le=1)]
-_Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
-_Version = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{0,64}$")]
+_Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}\Z")]  # \Z: no final newline
+_Version = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{0,64}\Z")]
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 _Timestamp = Annotated[datetime, msgspec.Meta(tz=True)] | Annotated[float, msgspec.Meta(ge=0.0)]
+_NAME_RULES = {
+    "model": "1 to 64 characters, each a letter, a digit or one of _ . : -",
+    "version": "at most 64 characters, each a letter, a digit or one of _ . : -",
+}
 _ERROR_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>.*)`)?$", re.S)
 _ITEM_PATH = re.compile(r"^\.items\[(?P<index>\d+)\](?:\.(?P<field>\w+))?")
 
@@ -177,10 +182,12 @@ class FeedbackBatch(NamedTuple):
 
     counted: dict[tuple[str, str, int, int], int]
     keyed: list[tuple[int, Feedback]]
+    series: list[Series]  # each item's (model, version), to name an item at fault later
 
 
 _ID = operator.attrgetter("id")
 _CELL = operator.attrgetter("model", "version", "prediction", "actual")
+_SERIES = operator.attrgetter("model", "version")
 
 
 def parse_feedback_batch(body: bytes, max_items: int) -> FeedbackBatch:
@@ -189,7 +196,7 @@ def parse_feedback_batch(body: bytes, max_items: int) -> FeedbackBatch:
     if not any(map(_ID, items)):  # the common case, counted in C by Counter: no ids to keep
         counted = collections.Counter(map(_CELL, items))
         if not any(None in cell[2:] for cell in counted):
-            return FeedbackBatch(dict(counted), [])
+            return FeedbackBatch(dict(counted), [], list(map(_SERIES, items)))
     return _feedback_batch(items)
 
 
@@ -201,7 +208,7 @@ def _feedback_batch(items: list[_Body]) -> FeedbackBatch:
             counted[b.model, b.version, b.prediction, b.actual] += 1  # the hot loop: keep it lean
         else:
             keyed.append((index, _at(index, _feedback, b)))
-    return FeedbackBatch(dict(counted), keyed)
+    return FeedbackBatch(dict(counted), keyed, list(map(_SERIES, items)))
 
 
 def parse_prediction_batch(body: bytes, max_items: int) -> list[Prediction]:
@@ -310,6 +317,8 @@ def _invalid(error: str) -> InvalidRecord:
     if field in ("prediction", "actual"):
         return InvalidRecord(BAD_VALUES, "invalid_value", index)
     if field:
+        if "regex" in message:  # say the rule in words rather than as a pattern
+            message = _NAME_RULES[field]
         return InvalidRecord(f"Invalid {field}: {message}", f"invalid_{field}", index)
     if index is not None:
         return InvalidRecord("Item must be a JSON object", "not_an_object", index)

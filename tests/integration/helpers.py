@@ -8,19 +8,21 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 import httpx
 import uvicorn
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as openmetrics_families,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from feedback_monitor.app import create_app
-from feedback_monitor.confusion import Counts
 from feedback_monitor.settings import Settings
-from feedback_monitor.store import AsyncStore, Series
+from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Totals
 from feedback_monitor.store.sqlite import SQLiteStore
 from feedback_monitor.testing import ServiceProcess
 
@@ -54,6 +56,16 @@ def parse_samples(text: str) -> Samples:
     }
 
 
+def parse_openmetrics_samples(text: str) -> Samples:
+    """Every sample of an OpenMetrics exposition, by name and sorted labels."""
+    families = openmetrics_families(text)  # type: ignore[no-untyped-call]
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in families
+        for sample in family.samples
+    }
+
+
 def scrape(client: httpx.Client) -> Samples:
     """The samples on ``/metrics`` of the server ``client`` talks to."""
     response = client.get("/metrics")
@@ -77,13 +89,15 @@ def seed_samples(samples: Samples) -> Samples:
     return {key: value for key, value in samples.items() if key[0] in SEED_METRICS}
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
+def wait_until(
+    condition: Callable[[], bool], timeout: float = 30.0, what: str = "", every: float = 0.01
+) -> None:
+    """Poll ``condition`` every ``every`` seconds until it holds; fail after ``timeout``."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError(f"not within {timeout} s: {what or condition}")
-        time.sleep(0.01)  # polling a condition, with a deadline
+        time.sleep(every)  # polling a condition, with a deadline
 
 
 def port_refuses(port: int) -> bool:
@@ -109,6 +123,14 @@ def serving(data_dir: Path, *args: str, log_path: Path) -> Iterator[ServiceProce
         yield service
 
 
+def stop(service: ServiceProcess, how: str) -> None:
+    """``kill`` (SIGKILL, as in a crash) or ``terminate`` (SIGTERM, the graceful shutdown)."""
+    if how == "kill":
+        service.kill()
+    else:
+        service.terminate()
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and every live descendant of it (the service may run its store in a child)."""
     parents: dict[int, list[int]] = {}
@@ -126,9 +148,9 @@ def process_tree(pid: int) -> list[int]:
 
 
 class LocalStore:
-    """A real SQLiteStore called straight from the event loop, whose calls can be made to fail.
+    """A real SQLiteStore called straight from the event loop, whose writes can be made to fail.
 
-    For an in-process server: ``failing_commit`` makes every commit raise, as a bug or a broken
+    For an in-process server: ``failing_commit`` makes every write raise, as a bug or a broken
     disk would; closing ``sqlite`` makes every call fail for real.
     """
 
@@ -136,13 +158,16 @@ class LocalStore:
         self.sqlite = SQLiteStore(data_dir)
         self.failing_commit = threading.Event()
 
-    async def load(self) -> dict[Series, Counts]:
+    async def load(self) -> Totals:
         return self.sqlite.load()
 
-    async def commit(self, deltas: Mapping[Series, Counts]) -> dict[Series, Counts]:
+    async def write(self, entries: Sequence[Entry]) -> tuple[list[Accepted | Refused], Totals]:
         if self.failing_commit.is_set():
             raise OSError("the store is on fire")
-        return self.sqlite.commit(deltas)
+        return self.sqlite.write(entries, time.time())
+
+    async def expire(self, before: float) -> Totals:
+        return self.sqlite.expire(before)
 
     async def ping(self) -> None:
         self.sqlite.ping()

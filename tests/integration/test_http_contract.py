@@ -6,7 +6,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
 
 from feedback_monitor.testing import ServiceProcess
 from tests.integration.helpers import (
@@ -18,6 +17,7 @@ from tests.integration.helpers import (
     serving,
     total,
 )
+from tests.integration.views import sklearn_metrics
 
 pytestmark = pytest.mark.integration
 
@@ -52,17 +52,6 @@ def small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     args = ("--max-body-bytes", str(SMALL_LIMIT))
     with serving(root / "data", *args, log_path=root / "service.log") as started:
         yield started
-
-
-def sklearn_metrics(sent: list[tuple[int, int]]) -> dict[str, float]:
-    y_pred = [prediction for prediction, _ in sent]
-    y_true = [actual for _, actual in sent]
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "precision": float(precision_score(y_true, y_pred, zero_division=0)),
-        "recall": float(recall_score(y_true, y_pred, zero_division=0)),
-        "f1_score": float(f1_score(y_true, y_pred, zero_division=0)),
-    }
 
 
 def assert_rejected(
@@ -279,6 +268,12 @@ def test_chunked_body_without_content_length(
         ("PUT", "/feedback", 405, "/feedback"),
         ("DELETE", "/feedback", 405, "/feedback"),
         ("POST", "/metrics", 405, "/metrics"),
+        ("GET", "/feedback/batch", 405, "/feedback/batch"),
+        ("GET", "/predictions", 405, "/predictions"),
+        ("PUT", "/predictions/batch", 405, "/predictions/batch"),
+        ("POST", "/api/v1/models", 405, "/api/v1/models"),
+        ("GET", "/api/v1/models/", 404, "other"),
+        ("GET", "/api/v1/model", 404, "other"),
     ],
 )
 def test_unknown_route_and_method_as_json(

@@ -6,16 +6,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from feedback_monitor.testing import ServiceProcess
 from tests.integration.helpers import (
     COUNTERS,
     GAUGES,
     feedback,
+    parse_openmetrics_samples,
     parse_samples,
     scrape,
     seed_samples,
     serving,
+    stop,
 )
+from tests.integration.views import series_state
 
 pytestmark = pytest.mark.integration
 
@@ -68,6 +70,32 @@ def test_promtool_accepts_the_text_format_before_and_after_feedback(
     assert_promtool_accepts(client)
 
 
+def send_to_several_series(client: httpx.Client) -> None:
+    """Series with every allowed kind of name: feedback, predictions joined, waiting, alone."""
+    for model, version in (("a.b:c-d_E9", "1.0"), ("a.b:c-d_E9", ""), ("other", "2024-01")):
+        body = {"prediction": 1, "actual": 0, "model": model, "version": version}
+        assert client.post("/feedback", json=body).status_code == 200
+    for id_ in ("joined", "waiting"):
+        prediction = {"id": id_, "prediction": 1, "model": "other", "timestamp": 1}
+        assert client.post("/predictions", json=prediction).status_code == 201
+    assert client.post("/feedback", json={"id": "joined", "actual": 1}).status_code == 200
+    only = {"id": "only", "prediction": 0, "model": "predicted-only"}  # counters at 0, no gauges
+    assert client.post("/predictions", json=only).status_code == 201
+
+
+def test_promtool_accepts_the_exposition_of_several_series(client: httpx.Client) -> None:
+    send_to_several_series(client)
+    assert_promtool_accepts(client)
+
+
+def test_both_formats_show_the_same_series_state(client: httpx.Client) -> None:
+    send_to_several_series(client)
+    om = client.get("/metrics", headers={"accept": OPENMETRICS}).text
+    both = [series_state(samples) for samples in (scrape(client), parse_openmetrics_samples(om))]
+    assert len(both[0]) > 50
+    assert both[0] == both[1]
+
+
 def test_openmetrics_when_the_accept_header_asks(client: httpx.Client) -> None:
     send_mix(client)
     response = client.get("/metrics", headers={"accept": OPENMETRICS})
@@ -107,21 +135,16 @@ def test_values_after_feedback(client: httpx.Client) -> None:
     }
 
 
-def stop_service(service: ServiceProcess, how: str) -> None:
-    if how == "kill":
-        service.kill()
-    else:
-        service.terminate()
-
-
-@pytest.mark.parametrize("stop", ["terminate", "kill"])
-def test_values_survive_a_restart(tmp_path: Path, stop: str) -> None:
+@pytest.mark.parametrize("how", ["terminate", "kill"])
+def test_values_survive_a_restart(tmp_path: Path, how: str) -> None:
     data, log = tmp_path / "data", tmp_path / "service.log"
     with serving(data, log_path=log) as service, httpx.Client(base_url=service.url) as client:
         send_mix(client)
-        before = seed_samples(scrape(client))
-        stop_service(service, stop)
+        send_to_several_series(client)
+        before = series_state(scrape(client))
+        stop(service, how)
     with serving(data, log_path=log) as service, httpx.Client(base_url=service.url) as client:
-        after = seed_samples(scrape(client))
-    assert len(before) == len(COUNTERS) + len(GAUGES)
-    assert after == before
+        after = series_state(scrape(client))
+    # The default series and four named ones with feedback, one with a prediction only.
+    assert len(seed_samples(before)) == 5 * (len(COUNTERS) + len(GAUGES)) + len(COUNTERS)
+    assert after == before  # predictions and label delays included
