@@ -83,10 +83,9 @@ _ADD_DELAYS = """
     INSERT INTO label_delays VALUES (?, ?, ?, ?)
     ON CONFLICT (model, version, bucket) DO UPDATE SET count = count + excluded.count
 """
-_SERIES = """
-    SELECT model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum
-    FROM confusion
-"""
+_NO_DELAYS = (0,) * (len(DELAY_BUCKETS) + 1)
+_COLUMNS = "model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum"
+_SERIES = f"SELECT {_COLUMNS} FROM confusion"
 
 
 @dataclass
@@ -152,6 +151,9 @@ class SQLiteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._migrate()
+        # The only writer holds the file exclusively, so what it wrote is all there is.
+        self._delays = self._load_delays()
+        self._new_delays: dict[Series, tuple[int, ...]] = {}
 
     def _migrate(self) -> None:
         (current,) = self._db.execute("PRAGMA user_version").fetchone()
@@ -160,7 +162,13 @@ class SQLiteStore:
             self._db.executescript(f"BEGIN; {statement}; PRAGMA user_version = {number}; COMMIT;")
 
     def load(self) -> dict[Series, SeriesState]:
-        return self._states(self._db.execute(_SERIES).fetchall())
+        return self._states(self._db.execute(_SERIES).fetchall(), self._delays)
+
+    def _load_delays(self) -> dict[Series, tuple[int, ...]]:
+        delays: dict[Series, list[int]] = {}
+        for model, version, bucket, count in self._db.execute("SELECT * FROM label_delays"):
+            delays.setdefault((model, version), list(_NO_DELAYS))[bucket] = count
+        return {series: tuple(counts) for series, counts in delays.items()}
 
     def commit(self, deltas: Mapping[Series, Counts]) -> dict[Series, SeriesState]:
         """Add confusion counts, nothing else: ``write`` with id-less feedback only."""
@@ -177,6 +185,7 @@ class SQLiteStore:
             for entry in entries:
                 outcomes.append(self._apply(entry, now, changes))
             totals = self._add(changes)
+        self._committed()
         return outcomes, totals
 
     def expire(self, before: float) -> dict[Series, SeriesState]:
@@ -192,6 +201,7 @@ class SQLiteStore:
                 changes[model, version].expired += count
             self._db.execute("DELETE FROM outcomes WHERE stored_at < ?", (before,))
             totals = self._add(changes)
+        self._committed()
         return totals
 
     def ping(self) -> None:
@@ -202,28 +212,29 @@ class SQLiteStore:
     def close(self) -> None:
         self._db.close()
 
+    def _count(self, entry: Entry, changes: _Changes) -> Accepted:
+        """Id-less feedback only: nothing to look up, nothing to refuse."""
+        for series, delta in entry.deltas.items():
+            changes[series].counts += delta
+        return Accepted(sum(d.total for d in entry.deltas.values()), 0, sorted(entry.deltas))
+
     def _apply(self, entry: Entry, now: float, changes: _Changes) -> Accepted | Refused:
+        if not entry.keyed:
+            return self._count(entry, changes)
         mine = _Changes()
         for series, delta in entry.deltas.items():
             mine[series].counts += delta
         accepted, duplicates = sum(d.total for d in entry.deltas.values()), 0
-        # An item is refused before it writes anything, so only several items need a savepoint.
-        savepoint = len(entry.keyed) > 1
-        if savepoint:
-            self._db.execute("SAVEPOINT entry")
         try:
-            for index, item in entry.keyed:
-                if self._keyed(index, item, now, mine):
-                    accepted += 1
-                else:
-                    duplicates += 1
+            # An item is refused before it writes anything: only several need a savepoint.
+            with _savepoint(self._db, len(entry.keyed) > 1):
+                for index, item in entry.keyed:
+                    if self._keyed(index, item, now, mine):
+                        accepted += 1
+                    else:
+                        duplicates += 1
         except _Refusal as refusal:
-            if savepoint:
-                self._db.execute("ROLLBACK TO entry")
-                self._db.execute("RELEASE entry")
             return refusal.refused
-        if savepoint:
-            self._db.execute("RELEASE entry")
         changes.merge(mine)
         return Accepted(accepted, duplicates, sorted({*entry.deltas, *mine}))
 
@@ -297,36 +308,29 @@ class SQLiteStore:
         return True
 
     def _add(self, changes: _Changes) -> dict[Series, SeriesState]:
-        for (model, version), c in changes.items():
+        """Add the changes; the touched series' states. Call inside the transaction, and
+        ``_committed()`` after it: the delay histograms are kept in memory as well."""
+        rows = []
+        self._new_delays = {}
+        for series, c in changes.items():
             k = c.counts
-            self._db.execute(
-                _ADD,
-                (model, version, k.tp, k.tn, k.fp, k.fn,
-                 c.predicted, c.labelled, c.expired, c.delay_sum),
-            )  # fmt: skip
-            self._db.executemany(_ADD_DELAYS, [(model, version, b, n) for b, n in c.delays.items()])
-        if not changes:
-            return {}
-        keys = list(changes)
-        rows = self._db.execute(
-            _SERIES
-            + " WHERE (model, version) IN (VALUES "
-            + ",".join(["(?, ?)"] * len(keys))
-            + ")",
-            [part for key in keys for part in key],
-        ).fetchall()
-        return self._states(rows)
+            rows.append(self._db.execute(
+                _ADD + " RETURNING " + _COLUMNS,
+                (*series, k.tp, k.tn, k.fp, k.fn, c.predicted, c.labelled, c.expired, c.delay_sum),
+            ).fetchone())  # fmt: skip
+            if c.delays:
+                self._db.executemany(_ADD_DELAYS, [(*series, b, n) for b, n in c.delays.items()])
+                old = self._delays.get(series, _NO_DELAYS)
+                self._new_delays[series] = tuple(n + c.delays.get(b, 0) for b, n in enumerate(old))
+        return self._states(rows, {**self._delays, **self._new_delays})
 
-    def _states(self, rows: Iterable[Sequence[object]]) -> dict[Series, SeriesState]:
-        rows = list(rows)
-        delays: dict[Series, list[int]] = {}
-        if rows:
-            for model, version, bucket, count in self._db.execute(
-                "SELECT model, version, bucket, count FROM label_delays"
-                + (" WHERE (model, version) IN (VALUES " + ",".join(["(?, ?)"] * len(rows)) + ")"),
-                [part for row in rows for part in row[:2]],
-            ):
-                delays.setdefault((model, version), [0] * (len(DELAY_BUCKETS) + 1))[bucket] = count
+    def _committed(self) -> None:
+        self._delays.update(self._new_delays)
+        self._new_delays = {}
+
+    def _states(
+        self, rows: Iterable[Sequence[object]], delays: Mapping[Series, tuple[int, ...]]
+    ) -> dict[Series, SeriesState]:
         states = {}
         for model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum in rows:
             series = (str(model), str(version))
@@ -336,7 +340,7 @@ class SQLiteStore:
                 int(labelled),  # type: ignore[call-overload]
                 int(expired),  # type: ignore[call-overload]
                 float(delay_sum),  # type: ignore[arg-type]
-                tuple(delays.get(series, [0] * (len(DELAY_BUCKETS) + 1))),
+                delays.get(series, _NO_DELAYS),
             )
         return states
 
@@ -351,3 +355,19 @@ def _transaction(db: sqlite3.Connection) -> Iterator[None]:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+@contextmanager
+def _savepoint(db: sqlite3.Connection, needed: bool) -> Iterator[None]:
+    """Undo the body's writes if it raises (when ``needed``)."""
+    if not needed:
+        yield
+        return
+    db.execute("SAVEPOINT entry")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK TO entry")
+        db.execute("RELEASE entry")
+        raise
+    db.execute("RELEASE entry")
