@@ -9,7 +9,7 @@ totals the store returned, so reads never touch the disk and never see uncommitt
 import asyncio
 import functools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
 from types import MappingProxyType
 
 from feedback_monitor.confusion import Counts
@@ -19,6 +19,7 @@ from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Series, Totals
 
 Record = Feedback | Prediction
+_NOTHING: frozenset[tuple[str, str]] = frozenset()
 _Waiter = tuple[Entry, "asyncio.Future[Accepted | Refused]"]
 
 
@@ -40,14 +41,23 @@ class Refusal(ClientError):
 def entry(records: Sequence[Record] | FeedbackBatch) -> Entry:
     """Counts of the id-less feedback, and the records with ids with their index."""
     if isinstance(records, FeedbackBatch):
-        counted, keyed = records.counted, list[tuple[int, Record]](records.keyed)
-    else:
-        counted, keyed = _count(records)
+        return Entry(_cells(records.counted), list[tuple[int, Record]](records.keyed))
+    if len(records) == 1 and isinstance(one := records[0], Feedback) and one.id is None:
+        assert one.prediction is not None  # parsing lets no id-less join through
+        return Entry({one.series: _ONE[one.prediction, one.actual]}, [])  # the hot path
+    counted, keyed = _count(records)
+    return Entry(_cells(counted), keyed)
+
+
+_ONE = {(p, a): Counts().add(p, a) for p in (0, 1) for a in (0, 1)}
+
+
+def _cells(counted: Mapping[tuple[str, str, int, int], int]) -> dict[Series, Counts]:
     cells: dict[Series, list[int]] = {}
     for (model, version, prediction, actual), count in counted.items():
         cell = 2 * (prediction ^ actual) + (1 - prediction)  # the index in (tp, tn, fp, fn)
         cells.setdefault((model, version), [0, 0, 0, 0])[cell] += count
-    return Entry({series: Counts(*c) for series, c in cells.items()}, keyed)
+    return {series: Counts(*c) for series, c in cells.items()}
 
 
 def _count(
@@ -131,9 +141,12 @@ class Recorder:
             await asyncio.wait(set(self._in_flight))
         await self._store.close()
 
-    def _claim_series(self, records: Sequence[Record] | FeedbackBatch, batch: bool) -> set[Series]:
+    def _claim_series(self, records: Sequence[Record] | FeedbackBatch, batch: bool) -> Set[Series]:
         """Refuse a request that would grow the series past the cap; else hold its new ones
         until its write is answered. One process is the only writer, so this is exact."""
+        if not isinstance(records, FeedbackBatch) and len(records) == 1:  # the hot path
+            if records[0].series in self._states:
+                return _NOTHING
         new = created_series(records) - self._states.keys()
         unclaimed = new - self._claimed.keys()
         room = self._max_series - len(self._states) - len(self._claimed)
@@ -144,7 +157,7 @@ class Recorder:
             self._claimed[series] = self._claimed.get(series, 0) + 1
         return new
 
-    def _release(self, claimed: set[Series]) -> None:
+    def _release(self, claimed: Set[Series]) -> None:
         """Committed series are in the snapshot now; a refused or failed write frees its own."""
         for series in claimed:
             self._claimed[series] -= 1
