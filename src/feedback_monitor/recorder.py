@@ -144,9 +144,13 @@ class Recorder:
     def _claim_series(self, records: Sequence[Record] | FeedbackBatch, batch: bool) -> Set[Series]:
         """Refuse a request that would grow the series past the cap; else hold its new ones
         until its write is answered. One process is the only writer, so this is exact."""
-        if not isinstance(records, FeedbackBatch) and len(records) == 1:  # the hot path
-            if records[0].series in self._states:
-                return _NOTHING
+        known = self._states
+        if (
+            not isinstance(records, FeedbackBatch)
+            and len(records) == 1
+            and records[0].series in known
+        ):
+            return _NOTHING  # the hot path: one record of a series already stored
         new = created_series(records) - self._states.keys()
         unclaimed = new - self._claimed.keys()
         room = self._max_series - len(self._states) - len(self._claimed)
