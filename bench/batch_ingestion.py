@@ -78,8 +78,8 @@ def main() -> dict[str, float]:
         ):
             wait_for(f"http://127.0.0.1:{bare_port}/", process=bare)
             script = batch_script(Path(tmp) / "batch.json")
-            wrk.run(service.url + "/feedback/batch", 1, connections=8, script=script)  # warm-up
-            batches = wrk.run(service.url + "/feedback/batch", SECONDS, 8, script)
+            wrk.run(service.url + "/feedback/batch", 1, connections=4, script=script)  # warm-up
+            batches = wrk.run(service.url + "/feedback/batch", SECONDS, 4, script)
             labelled, seed, ceiling = [], [], []
             for _ in range(3):
                 ceiling.append(wrk.run(f"http://127.0.0.1:{bare_port}/feedback", SECONDS))
@@ -93,7 +93,7 @@ def main() -> dict[str, float]:
         bare.wait()
     items_per_second = batches.requests_per_second * BATCH_ITEMS
     bare_rate = statistics.median(r.requests_per_second for r in ceiling)
-    print(f"POST /feedback/batch, {BATCH_ITEMS}-item batches, wrk -t1 -c8")
+    print(f"POST /feedback/batch, {BATCH_ITEMS}-item batches, wrk -t1 -c4")
     print(f"  {items_per_second:12,.0f} items/s (goal {ITEMS_GOAL:,}); "
           f"{batches.non_2xx} non-2xx")  # fmt: skip
     print("POST /feedback, single records, wrk -t1 -c32 (medians of 3 rounds)")

@@ -5,7 +5,7 @@ import collections
 import json
 import random
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -47,7 +47,7 @@ def random_feedback(rng: random.Random) -> Item:
     return item
 
 
-def expected_batch(items: list[Item]) -> FeedbackBatch:
+def expected_batch(items: list[Item]) -> "Expected":
     """Id-less items counted per (model, version, prediction, actual); the others kept whole."""
     counted: collections.Counter[tuple[str, str, int, int]] = collections.Counter()
     keyed = []
@@ -63,7 +63,18 @@ def expected_batch(items: list[Item]) -> FeedbackBatch:
         )  # fmt: skip
         keyed.append((index, feedback))
     series = [(item.get("model", "default"), item.get("version", "")) for item in items]
-    return FeedbackBatch(dict(counted), keyed, series)
+    return Expected(dict(counted), keyed, series)
+
+
+class Expected(NamedTuple):
+    counted: dict[tuple[str, str, int, int], int]
+    keyed: list[tuple[int, Feedback]]
+    series: list[tuple[str, str]]
+
+
+def seen(parsed: FeedbackBatch) -> Expected:
+    """What a parsed batch holds, in the shape of the expectation."""
+    return Expected(parsed.counted, parsed.keyed, parsed.series())
 
 
 @pytest.mark.parametrize("with_ids", [False, True])
@@ -73,7 +84,7 @@ def test_a_feedback_batch_is_counted_and_its_keyed_items_kept(seed: int, with_id
     items = [random_feedback(rng) for _ in range(rng.randint(1, MAX))]
     if not with_ids:
         items = [{k: v for k, v in item.items() if k != "id"} | {"prediction": 1} for item in items]
-    assert parse_feedback_batch(batch(items), MAX) == expected_batch(items)
+    assert seen(parse_feedback_batch(batch(items), MAX)) == expected_batch(items)
 
 
 def test_a_prediction_batch_is_every_prediction_in_order() -> None:
@@ -86,10 +97,10 @@ def test_a_prediction_batch_is_every_prediction_in_order() -> None:
 
 
 def test_an_empty_batch_and_a_full_one_are_fine() -> None:
-    assert parse_feedback_batch(batch([]), MAX) == FeedbackBatch({}, [], [])
+    assert seen(parse_feedback_batch(batch([]), MAX)) == Expected({}, [], [])
     assert parse_prediction_batch(batch([]), MAX) == []
     full = [{"prediction": 0, "actual": 0}] * MAX
-    assert parse_feedback_batch(batch(full), MAX) == FeedbackBatch(
+    assert seen(parse_feedback_batch(batch(full), MAX)) == Expected(
         {("default", "", 0, 0): MAX}, [], [("default", "")] * MAX
     )
 

@@ -24,17 +24,20 @@ async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         raise ClientError(415, "Content-Type must be application/json", "unsupported_media_type")
     if content_length.isdigit() and int(content_length) > limit:
         raise _too_large(limit)  # refused before reading a byte of it
-    body = b""
+    chunks = []
+    size = 0
     more = True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientError(400, "Client disconnected before the body ended", "disconnected")
-        body += message.get("body", b"")
-        if len(body) > limit:
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
             raise _too_large(limit)
+        chunks.append(chunk)
         more = message.get("more_body", False)
-    return body
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one copy of a large body
 
 
 def _too_large(limit: int) -> ClientError:

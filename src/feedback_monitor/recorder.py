@@ -202,7 +202,7 @@ class Recorder:
 
 def _past_the_cap(records: Sequence[Record] | FeedbackBatch, new: set[Series], room: int) -> int:
     """The index of the first item whose new series finds no room left."""
-    named = records.series if isinstance(records, FeedbackBatch) else [r.series for r in records]
+    named = records.series() if isinstance(records, FeedbackBatch) else [r.series for r in records]
     seen: set[Series] = set()
     for index, series in enumerate(named):
         if series in new:

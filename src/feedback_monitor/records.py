@@ -21,9 +21,9 @@ feedback_monitor.records.InvalidRecord: Invalid model: 1 to 64 characters, each 
 import collections
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, NamedTuple, TypeVar
+from typing import Annotated, Any, NamedTuple, TypeVar
 
 import msgspec
 
@@ -182,22 +182,43 @@ class FeedbackBatch(NamedTuple):
 
     counted: dict[tuple[str, str, int, int], int]
     keyed: list[tuple[int, Feedback]]
-    series: list[Series]  # each item's (model, version), to name an item at fault later
+    source: Sequence[Any]  # the items as decoded, to name one at fault later
+
+    def series(self) -> list[Series]:
+        """Each item's (model, version), in order."""
+        return list(map(_SERIES, self.source))
 
 
 _ID = operator.attrgetter("id")
 _CELL = operator.attrgetter("model", "version", "prediction", "actual")
 _SERIES = operator.attrgetter("model", "version")
+_MODEL = operator.attrgetter("model")
+_VERSION = operator.attrgetter("version")
+_PREDICTION_OF = operator.attrgetter("prediction")
+_ACTUAL_OF = operator.attrgetter("actual")
 
 
 def parse_feedback_batch(body: bytes, max_items: int) -> FeedbackBatch:
     """Every feedback of ``{"items": [...]}``, or the first invalid one's error and index."""
     items = _items(_decode(body, _decode_batch, _FEEDBACK, batch=True).items, max_items)
-    if not any(map(_ID, items)):  # the common case, counted in C by Counter: no ids to keep
-        counted = collections.Counter(map(_CELL, items))
-        if not any(None in cell[2:] for cell in counted):
-            return FeedbackBatch(dict(counted), [], list(map(_SERIES, items)))
+    # The common cases are counted in C (map, sum, Counter) rather than item by item.
+    if not any(map(_ID, items)):
+        predictions, actuals = list(map(_PREDICTION_OF, items)), list(map(_ACTUAL_OF, items))
+        if None not in predictions and None not in actuals:
+            return FeedbackBatch(_count_cells(items, predictions, actuals), [], items)
     return _feedback_batch(items)
+
+
+def _count_cells(
+    items: list[_Body], predictions: list[int], actuals: list[int]
+) -> dict[tuple[str, str, int, int], int]:
+    if len(set(map(_MODEL, items))) > 1 or len(set(map(_VERSION, items))) > 1:
+        return dict(collections.Counter(map(_CELL, items)))
+    model, version = _SERIES(items[0]) if items else ("default", "")
+    tp = sum(map(operator.mul, predictions, actuals))
+    fp, fn = sum(predictions) - tp, sum(actuals) - tp
+    cells = {(1, 1): tp, (0, 0): len(items) - tp - fp - fn, (1, 0): fp, (0, 1): fn}
+    return {(model, version, p, a): n for (p, a), n in cells.items() if n}
 
 
 def _feedback_batch(items: list[_Body]) -> FeedbackBatch:
@@ -208,7 +229,7 @@ def _feedback_batch(items: list[_Body]) -> FeedbackBatch:
             counted[b.model, b.version, b.prediction, b.actual] += 1  # the hot loop: keep it lean
         else:
             keyed.append((index, _at(index, _feedback, b)))
-    return FeedbackBatch(dict(counted), keyed, list(map(_SERIES, items)))
+    return FeedbackBatch(dict(counted), keyed, items)
 
 
 def parse_prediction_batch(body: bytes, max_items: int) -> list[Prediction]:
