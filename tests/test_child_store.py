@@ -12,12 +12,11 @@ import msgspec
 import pytest
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.errors import Unavailable
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, Entry, Refused, Series, Totals
 from feedback_monitor.store import child as child_store
-from feedback_monitor.store.child import ChildStore, StoreError, from_rows, to_rows
+from feedback_monitor.store.child import ChildStore, StoreBug, StoreError, from_rows, to_rows
 from feedback_monitor.store.sqlite import SQLiteStore
 
 A: Series = ("default", "")
@@ -130,13 +129,12 @@ def test_consecutive_writes_share_one_transaction_and_its_stats(tmp_path: Path) 
         assert child_store.decode_states(answer[2]) == {A: SeriesState(Counts(tp=2))}
 
 
-def test_a_failed_request_is_a_store_error_and_the_child_stays_up(tmp_path: Path) -> None:
+def test_a_failed_request_is_refused_whole_and_the_child_stays_up(tmp_path: Path) -> None:
     async def scenario(store: ChildStore) -> None:
         await store.write(counted({A: Counts(tp=1)}))
-        with pytest.raises(StoreError) as failed:
+        # A count SQLite cannot hold is no trouble of the disk's: a bug, answered 500.
+        with pytest.raises(StoreBug):
             await store.write(counted({A: Counts(tp=1), B: Counts(tp=2**63)}))  # B overflows
-        assert isinstance(failed.value, Unavailable)
-        assert failed.value.status == 503
         assert await store.load() == {A: SeriesState(Counts(tp=1))}  # rolled back, still up
 
     run(tmp_path, scenario)
@@ -176,3 +174,18 @@ def test_a_cancelled_call_does_not_shift_later_answers(tmp_path: Path) -> None:
         assert await store.load() == answer
 
     run(tmp_path, scenario)
+
+
+def test_a_bug_in_the_store_process_is_internal_and_its_trouble_unavailable(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    async def scenario(store: ChildStore) -> None:
+        await store.load()
+        pipe = store._pipe  # a malformed request stands for a bug on either side
+        assert pipe is not None
+        with pytest.raises(StoreBug):
+            await pipe.send(["write", [["not", "an", "entry"]]])
+        await store.ping()  # the child stays up
+
+    run(tmp_path, scenario)
+    assert "Traceback" in capfd.readouterr().err  # the child logged the bug's traceback

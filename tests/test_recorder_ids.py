@@ -217,3 +217,16 @@ def test_expire_drops_old_unlabelled_predictions_from_the_snapshot(tmp_path: Pat
         )
 
     run(ThreadedStore(SQLiteStore(tmp_path), lambda: time.time() + offset[0]), scenario)
+
+
+def test_a_series_just_committed_is_not_counted_twice_against_the_cap(tmp_path: Path) -> None:
+    # cap 3, m0 stored; m1 and m2 sent together: m1's claim must not still count once m1 is
+    # in the snapshot, so m2 fits; and a request touching only stored series always fits.
+    async def scenario(recorder: Recorder) -> None:
+        await recorder.record(model(0))
+        await asyncio.gather(recorder.record(model(1)), recorder.record(model(2)))
+        assert set(recorder.snapshot) == {("m0", ""), ("m1", ""), ("m2", "")}
+        batch = await recorder.write([model(0), model(1), model(2)])
+        assert batch.accepted == 3
+
+    run(threaded(tmp_path), scenario, max_series=3)

@@ -1,4 +1,4 @@
-"""The HTTP edge: routes, body limits and the mapping of errors to status codes."""
+"""The endpoints and the application; ``edge.py`` maps errors to status codes."""
 
 import asyncio
 import contextlib

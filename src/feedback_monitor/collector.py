@@ -1,4 +1,9 @@
-"""The Prometheus custom collector: every scrape reads one snapshot of committed state."""
+"""The feedback metrics' names, help texts and values, and a prometheus_client Collector of them.
+
+``/metrics`` renders these families itself (``exposition.py``, much faster at many series); the
+Collector serves anyone embedding the snapshot in a registry of their own, and the tests as the
+reference the fast rendering must equal.
+"""
 
 from collections.abc import Callable, Iterator, Mapping
 from itertools import accumulate

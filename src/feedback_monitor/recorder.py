@@ -103,7 +103,8 @@ class Recorder:
         self._states = await self._store.load()
 
     async def record(self, feedback: Feedback) -> tuple[Accepted, SeriesState]:
-        """Commit one feedback; its outcome, and its series' state right after the commit."""
+        """Commit one feedback; its outcome, and its series' state once committed (as of when
+        this request resumes, so possibly with later commits too)."""
         accepted = await self.write([feedback], batch=False)
         return accepted, self._states[accepted.series[0]]
 
@@ -153,8 +154,10 @@ class Recorder:
             return _NOTHING  # the hot path: one record of a series already stored
         new = created_series(records) - self._states.keys()
         unclaimed = new - self._claimed.keys()
-        room = self._max_series - len(self._states) - len(self._claimed)
-        if len(unclaimed) > room:
+        # A claim lasts until its request resumes, after its series joined the snapshot.
+        in_flight = self._claimed.keys() - self._states.keys()
+        room = self._max_series - len(self._states) - len(in_flight)
+        if unclaimed and len(unclaimed) > room:
             index = _past_the_cap(records, unclaimed, room) if batch else None
             raise SeriesCapReached(self._max_series, index)
         for series in new:

@@ -40,7 +40,7 @@ class Telemetry:
         )
         self.commit_batch_size = Histogram(
             "feedback_commit_batch_size",
-            "Feedback records committed together in one transaction (group commit).",
+            "Records stored by one transaction (group commit): feedback counted, predictions kept.",
             buckets=_BATCH_BUCKETS,
             registry=registry,
         )

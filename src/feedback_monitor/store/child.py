@@ -16,7 +16,9 @@ Protocol: one JSON array per line each way; answers come in the order of the req
 - ``["write", entries]`` -> ``["ok", outcomes, states, stats]``: consecutive writes share one
   transaction; ``states`` are the series it touched, after it; ``stats`` is
   ``[feedback, seconds]`` of that transaction on the first answer it produced, else ``null``.
-- Any failure -> ``["error", "<exception>"]`` for each request it affected; the child stays up.
+- Any failure -> ``["error", kind, "<exception>"]`` for each request it affected, where kind is
+  ``unavailable`` for the store's own trouble (disk, lock) and ``internal`` for a bug, whose
+  traceback the child writes to stderr (the server's log); the child stays up.
 """
 
 import asyncio
@@ -24,8 +26,10 @@ import collections
 import os
 import select
 import signal
+import sqlite3
 import sys
 import time
+import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -64,6 +68,10 @@ class StoreError(Unavailable):
 
     def __str__(self) -> str:
         return f"Store unavailable: {self.detail}"
+
+
+class StoreBug(RuntimeError):
+    """The store process failed on a bug: a 500, with its traceback in the log."""
 
 
 def to_rows(counts: Mapping[Series, Counts]) -> list[Row]:
@@ -120,7 +128,7 @@ def decode_write(answer: list[Any]) -> tuple[list[Accepted | Refused], Totals]:
 class ChildStore:
     """The async face of the store process; requests are pipelined and answered in order.
 
-    ``commit`` returns a plain future, resolved straight from the pipe's data callback: the hot
+    ``write`` returns a plain future, resolved straight from the pipe's data callback: the hot
     path creates no task and resumes no coroutine per commit.
     """
 
@@ -222,7 +230,8 @@ class _Pipe(asyncio.SubprocessProtocol):
         self, answer: asyncio.Future[Any], convert: Callable[[Any], Any], message: list[Any]
     ) -> None:
         if message[0] != "ok":
-            answer.set_exception(StoreError(message[1]))
+            kind, detail = message[1:3]
+            answer.set_exception(StoreError(detail) if kind == "unavailable" else StoreBug(detail))
             return
         if len(message) > 3 and message[3] is not None:
             self._on_commit(*message[3])
@@ -280,11 +289,11 @@ def _available_lines(stdin: BinaryIO) -> Iterator[list[bytes]]:
 def _write_all(store: Store, requests: list[list[Any]]) -> list[list[object]]:
     """One transaction for all the write requests; one answer for each."""
     started = time.perf_counter()
-    entries = [[decode_entry(e) for e in request] for request in requests]
     try:
+        entries = [[decode_entry(e) for e in request] for request in requests]
         outcomes, totals = store.write([e for batch in entries for e in batch], time.time())
     except Exception as error:
-        return [["error", f"{type(error).__name__}: {error}"]] * len(requests)
+        return [_failure(error)] * len(requests)
     feedback = sum(o.accepted for o in outcomes if isinstance(o, Accepted))
     stats: list[object] | None = [feedback, time.perf_counter() - started]
     states = encode_states(totals)
@@ -307,8 +316,20 @@ def _answer_one(store: Store, request: list[Any]) -> list[object]:
                 store.ping()
                 return ["ok", None]
         raise ValueError(f"unknown request {request!r}")
-    except Exception as error:  # reported to the server, which logs and answers 503
-        return ["error", f"{type(error).__name__}: {error}"]
+    except Exception as error:
+        return _failure(error)
+
+
+def _failure(error: Exception) -> list[object]:
+    """The answer for a failed request: the store's own trouble, or a bug (logged here)."""
+    detail = f"{type(error).__name__}: {error}"
+    if isinstance(error, OSError) or type(error) in (
+        sqlite3.OperationalError,
+        sqlite3.DatabaseError,
+    ):
+        return ["error", "unavailable", detail]
+    traceback.print_exc()  # to stderr: the server's log
+    return ["error", "internal", detail]
 
 
 def _answer(store: Store, requests: list[list[Any]]) -> list[list[object]]:

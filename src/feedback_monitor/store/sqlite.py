@@ -11,8 +11,9 @@ Format (``PRAGMA user_version`` is the schema version, migrated forward at open)
   counted; rows leave after the prediction TTL (then an id may be counted anew).
 - ``probe(id, at)``: one row, rewritten by ``ping()`` to prove that commits still succeed.
 
-A ``write`` is one transaction for many requests, each inside a savepoint of its own so that a
-refused request leaves no trace and the others stand. With ``synchronous=FULL`` the WAL is
+A ``write`` is one transaction for many requests; a refused request leaves no trace and the
+others stand (a request of several items with ids runs inside a savepoint of its own; a single
+item is refused before it writes anything). With ``synchronous=FULL`` the WAL is
 fsynced before ``COMMIT`` returns: whatever a caller acknowledges afterwards survives a crash.
 """
 
@@ -291,6 +292,8 @@ class SQLiteStore:
         assert isinstance(version, str)
         assert isinstance(prediction, int)
         assert isinstance(predicted_at, float)
+        # An id already stored keeps its series: the feedback's own model and version, which
+        # may be mere defaults, do not move it (only a different outcome conflicts).
         if item.prediction is not None and item.prediction != prediction:
             message = "Prediction contradicts the stored prediction for id"
             if actual is not None:
