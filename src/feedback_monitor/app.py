@@ -22,7 +22,6 @@ from feedback_monitor.errors import HTTPError
 from feedback_monitor.exposition import Exposition
 from feedback_monitor.recorder import Recorder
 from feedback_monitor.records import (
-    InvalidRecord,
     parse_feedback,
     parse_feedback_batch,
     parse_prediction,
@@ -137,9 +136,9 @@ class Service:
         return Response(self.openapi, media_type="application/json")
 
     async def refused(self, request: Request, error: Exception) -> Response:
-        assert isinstance(error, HTTPError | InvalidRecord)
+        assert isinstance(error, HTTPError)
         status = reject(self.telemetry, request.method, request.url.path, error)
-        return json_response(Error(error.message, getattr(error, "index", None)), status)
+        return json_response(Error(error.message, error.index), status)
 
     async def http_error(self, request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
@@ -199,7 +198,6 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={
             HTTPError: service.refused,
-            InvalidRecord: service.refused,
             HTTPException: service.http_error,
             Exception: internal_error,
         },

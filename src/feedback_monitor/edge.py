@@ -15,7 +15,6 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedback_monitor.errors import HTTPError
-from feedback_monitor.records import InvalidRecord
 from feedback_monitor.schemas import Error, encode
 from feedback_monitor.telemetry import Telemetry
 
@@ -71,7 +70,7 @@ class Edge:
     async def _fast(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> int:
         try:
             body = await handler(scope, receive)
-        except (HTTPError, InvalidRecord) as error:
+        except HTTPError as error:
             status = reject(self.telemetry, scope["method"], scope["path"], error)
             await send_json(send, status, encode(Error(error.message, error.index)))
             return status
@@ -101,9 +100,9 @@ class Edge:
         return status
 
 
-def reject(telemetry: Telemetry, method: str, path: str, error: HTTPError | InvalidRecord) -> int:
+def reject(telemetry: Telemetry, method: str, path: str, error: HTTPError) -> int:
     """Count and log a refused request, return its status; request bodies are never logged."""
-    status = getattr(error, "status", 400)
+    status = error.status
     if status < 500:
         telemetry.validation_errors.labels(error.reason).inc()
         log.info("rejected %s %s: %d %s: %s", method, path, status, error.reason, error.message)

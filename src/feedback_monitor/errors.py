@@ -5,19 +5,18 @@ They are mapped to responses only at the HTTP edge. Anything else raised is a bu
 
 
 class HTTPError(Exception):
-    """A request that cannot be served as sent, or not now."""
+    """A request that cannot be served as sent, or not now; ``index`` names a batch item."""
 
-    index: int | None = None
-
-    def __init__(self, status: int, message: str, reason: str) -> None:
+    def __init__(self, status: int, message: str, reason: str, index: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.reason = reason
+        self.index = index
 
 
 class ClientError(HTTPError):
-    """A 4xx: the client must change the request; ``index`` names the batch item at fault."""
+    """A 4xx: the client must change the request."""
 
 
 class Unavailable(HTTPError):

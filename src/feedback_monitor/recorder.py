@@ -34,8 +34,9 @@ class Refusal(ClientError):
     """A request the store refused whole (unknown id, conflict), naming the item at fault."""
 
     def __init__(self, refused: Refused, batch: bool) -> None:
-        super().__init__(refused.status, refused.message, refused.reason)
-        self.index = refused.at if batch else None
+        super().__init__(
+            refused.status, refused.message, refused.reason, refused.at if batch else None
+        )
 
 
 def entry(records: Sequence[Record] | FeedbackBatch) -> Entry:
@@ -217,7 +218,5 @@ def _past_the_cap(records: Sequence[Record] | FeedbackBatch, new: set[Series], r
 
 class SeriesCapReached(ClientError):
     def __init__(self, cap: int, index: int | None) -> None:
-        super().__init__(
-            422, f"Too many series: at most {cap} (model, version) pairs", "series_cap"
-        )
-        self.index = index
+        message = f"Too many series: at most {cap} (model, version) pairs"
+        super().__init__(422, message, "series_cap", index)

@@ -27,6 +27,8 @@ from typing import Annotated, Any, NamedTuple, TypeVar
 
 import msgspec
 
+from feedback_monitor.errors import ClientError
+
 Series = tuple[str, str]
 T = TypeVar("T")
 B = TypeVar("B")
@@ -81,17 +83,13 @@ class Prediction(NamedTuple):
         return (self.model, self.version)
 
 
-class InvalidRecord(ValueError):
+class InvalidRecord(ClientError, ValueError):
     """A body that cannot be records; ``reason`` is a short stable label, ``index`` the item."""
 
     def __init__(
         self, message: str, reason: str, index: int | None = None, status: int = 400
     ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.reason = reason
-        self.index = index
-        self.status = status
+        super().__init__(status, message, reason, index)
 
 
 class _Body(msgspec.Struct, gc=False):
