@@ -22,7 +22,7 @@ Value = Callable[[SeriesState], float]
 LABELS = ("model", "version")
 DEFAULT_SERIES = ("default", "")
 
-_COUNTERS: tuple[tuple[str, str, Value], ...] = (
+COUNTERS: tuple[tuple[str, str, Value], ...] = (
     ("true_positives", "Feedback with prediction 1 and actual 1.", lambda s: s.counts.tp),
     ("true_negatives", "Feedback with prediction 0 and actual 0.", lambda s: s.counts.tn),
     ("false_positives", "Feedback with prediction 1 and actual 0.", lambda s: s.counts.fp),
@@ -33,7 +33,7 @@ _COUNTERS: tuple[tuple[str, str, Value], ...] = (
     ("feedback_expired_predictions", "Stored predictions dropped unlabelled after the TTL.",
      lambda s: s.expired),
 )  # fmt: skip
-_GAUGES: tuple[tuple[str, str, Value], ...] = (
+GAUGES: tuple[tuple[str, str, Value], ...] = (
     ("accuracy", "(TP + TN) / all feedback, over all committed feedback.",
      lambda s: s.counts.accuracy),
     ("precision", "TP / (TP + FP), over all committed feedback; 0 when undefined.",
@@ -43,7 +43,16 @@ _GAUGES: tuple[tuple[str, str, Value], ...] = (
     ("f1_score", "Harmonic mean of precision and recall; 0 when undefined.",
      lambda s: s.counts.f1_score),
 )  # fmt: skip
-_BOUNDS = [str(bound) for bound in DELAY_BUCKETS] + ["+Inf"]
+PENDING = ("feedback_pending_predictions", "Stored predictions waiting for a label.")
+COVERAGE = (
+    "feedback_label_coverage",
+    "Labelled share of the predictions stored through /predictions.",
+)
+DELAY = (
+    "feedback_label_delay_seconds",
+    "From the prediction's timestamp to the arrival of its label.",
+)
+BOUNDS = [repr(bound) for bound in DELAY_BUCKETS] + ["+Inf"]  # the histogram's le labels
 
 
 class FeedbackCollector(Collector):
@@ -55,12 +64,12 @@ class FeedbackCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         # One consistent copy for the whole scrape; before any feedback, the default series at 0.
         states = dict(self._snapshot()) or {DEFAULT_SERIES: SeriesState()}
-        for name, documentation, value in _COUNTERS:
+        for name, documentation, value in COUNTERS:
             counter = CounterMetricFamily(name, documentation, labels=LABELS)
             for series, state in states.items():
                 counter.add_metric(series, value(state))
             yield counter
-        for name, documentation, value in _GAUGES:
+        for name, documentation, value in GAUGES:
             gauge = GaugeMetricFamily(name, documentation, labels=LABELS)
             for series, state in states.items():
                 if state.counts.total:  # before any feedback a ratio has no value to report
@@ -69,23 +78,13 @@ class FeedbackCollector(Collector):
         yield from self._predictions(states)
 
     def _predictions(self, states: Mapping[Series, SeriesState]) -> Iterator[Metric]:
-        pending = GaugeMetricFamily(
-            "feedback_pending_predictions", "Stored predictions waiting for a label.", labels=LABELS
-        )
-        coverage = GaugeMetricFamily(
-            "feedback_label_coverage",
-            "Labelled share of the predictions stored through /predictions.",
-            labels=LABELS,
-        )
-        delay = HistogramMetricFamily(
-            "feedback_label_delay_seconds",
-            "From the prediction's timestamp to the arrival of its label.",
-            labels=LABELS,
-        )
+        pending = GaugeMetricFamily(*PENDING, labels=LABELS)
+        coverage = GaugeMetricFamily(*COVERAGE, labels=LABELS)
+        delay = HistogramMetricFamily(*DELAY, labels=LABELS)
         for series, state in states.items():
             pending.add_metric(series, state.pending)
             if state.predicted:
                 coverage.add_metric(series, state.label_coverage)
-            buckets = list(zip(_BOUNDS, accumulate(state.delays), strict=True))
+            buckets = list(zip(BOUNDS, accumulate(state.delays), strict=True))
             delay.add_metric(series, buckets, state.delay_sum)
         yield from (pending, coverage, delay)

@@ -10,19 +10,16 @@ this renderer to. Label values need no escaping: names are validated to ``[A-Za-
 from collections.abc import Callable, Mapping
 from itertools import accumulate
 
-from feedback_monitor.collector import _COUNTERS, _GAUGES, DEFAULT_SERIES, Value
-from feedback_monitor.series import DELAY_BUCKETS, Series, SeriesState
-
-_PENDING = ("feedback_pending_predictions", "Stored predictions waiting for a label.")
-_COVERAGE = (
-    "feedback_label_coverage",
-    "Labelled share of the predictions stored through /predictions.",
+from feedback_monitor.collector import (
+    BOUNDS,
+    COUNTERS,
+    COVERAGE,
+    DEFAULT_SERIES,
+    DELAY,
+    GAUGES,
+    PENDING,
 )
-_DELAY = (
-    "feedback_label_delay_seconds",
-    "From the prediction's timestamp to the arrival of its label.",
-)
-_BOUNDS = [repr(bound) for bound in DELAY_BUCKETS] + ["+Inf"]
+from feedback_monitor.series import Series, SeriesState
 
 
 def _number(value: float) -> str:
@@ -32,20 +29,20 @@ def _number(value: float) -> str:
 def _series_lines(series: Series, state: SeriesState) -> list[str]:
     """This series' lines, one string per family, in the order of ``_headers``."""
     labels = f'model="{series[0]}",version="{series[1]}"'
-    lines = [f"{name}_total{{{labels}}} {_number(value(state))}\n" for name, _, value in _COUNTERS]
+    lines = [f"{name}_total{{{labels}}} {_number(value(state))}\n" for name, _, value in COUNTERS]
     shown = state.counts.total > 0  # before any feedback a ratio has no value to report
     lines += [
         f"{name}{{{labels}}} {_number(value(state))}\n" if shown else ""
-        for name, _, value in _GAUGES
+        for name, _, value in GAUGES
     ]
-    lines.append(f"{_PENDING[0]}{{{labels}}} {_number(state.pending)}\n")
+    lines.append(f"{PENDING[0]}{{{labels}}} {_number(state.pending)}\n")
     coverage = state.label_coverage if state.predicted else None
-    lines.append("" if coverage is None else f"{_COVERAGE[0]}{{{labels}}} {_number(coverage)}\n")
-    name = _DELAY[0]
+    lines.append("" if coverage is None else f"{COVERAGE[0]}{{{labels}}} {_number(coverage)}\n")
+    name = DELAY[0]
     cumulative = list(accumulate(state.delays))
     buckets = "".join(
         f'{name}_bucket{{{labels},le="{bound}"}} {_number(count)}\n'
-        for bound, count in zip(_BOUNDS, cumulative, strict=True)
+        for bound, count in zip(BOUNDS, cumulative, strict=True)
     )
     lines.append(
         buckets
@@ -61,11 +58,11 @@ def _headers(openmetrics: bool) -> list[str]:
 
     suffix = "" if openmetrics else "_total"  # OpenMetrics names a counter without _total
     return [
-        *(header(name + suffix, help_text, "counter") for name, help_text, _ in _COUNTERS),
-        *(header(name, help_text, "gauge") for name, help_text, _ in _GAUGES),
-        header(*_PENDING, "gauge"),
-        header(*_COVERAGE, "gauge"),
-        header(*_DELAY, "histogram"),
+        *(header(name + suffix, help_text, "counter") for name, help_text, _ in COUNTERS),
+        *(header(name, help_text, "gauge") for name, help_text, _ in GAUGES),
+        header(*PENDING, "gauge"),
+        header(*COVERAGE, "gauge"),
+        header(*DELAY, "histogram"),
     ]
 
 
@@ -94,6 +91,3 @@ class Exposition:
         if cached is None or cached[0] is not state:
             cached = self._rendered[series] = (state, _series_lines(series, state))
         return cached[1]
-
-
-__all__ = ["Exposition", "Value"]

@@ -28,8 +28,8 @@ from typing import Annotated, Any, NamedTuple, TypeVar
 import msgspec
 
 from feedback_monitor.errors import ClientError
+from feedback_monitor.series import Series
 
-Series = tuple[str, str]
 T = TypeVar("T")
 B = TypeVar("B")
 Item = TypeVar("Item")
