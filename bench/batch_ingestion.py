@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 
 from bench import wrk
-from bench.http_throughput import start_bare
-from feedback_monitor.testing import ServiceProcess, free_port, wait_for
+from bench.http_throughput import bare_server
+from feedback_monitor.testing import ServiceProcess
 
 BATCH_ITEMS = 10_000
 ITEMS_GOAL = 3_000_000
@@ -67,30 +67,22 @@ def scrape_time(url: str) -> float:
 
 
 def main() -> dict[str, float]:
-    bare_port = free_port()
-    bare = start_bare(bare_port)
-    try:
-        with (
-            tempfile.TemporaryDirectory() as tmp,
-            ServiceProcess(
-                Path(tmp) / "data", "--max-series", "2000", log=subprocess.DEVNULL
-            ) as service,
-        ):
-            wait_for(f"http://127.0.0.1:{bare_port}/", process=bare)
-            script = batch_script(Path(tmp) / "batch.json")
-            wrk.run(service.url + "/feedback/batch", 1, connections=4, script=script)  # warm-up
-            batches = wrk.run(service.url + "/feedback/batch", SECONDS, 4, script)
-            labelled, seed, ceiling = [], [], []
-            for _ in range(3):
-                ceiling.append(wrk.run(f"http://127.0.0.1:{bare_port}/feedback", SECONDS))
-                seed.append(wrk.run(service.url + "/feedback", SECONDS))
-                labelled.append(
-                    wrk.run(service.url + "/feedback", SECONDS, script=labelled_script())
-                )
-            scrape = scrape_time(service.url)
-    finally:
-        bare.terminate()
-        bare.wait()
+    with (
+        bare_server() as bare,
+        tempfile.TemporaryDirectory() as tmp,
+        ServiceProcess(
+            Path(tmp) / "data", "--max-series", "2000", log=subprocess.DEVNULL
+        ) as service,
+    ):
+        script = batch_script(Path(tmp) / "batch.json")
+        wrk.run(service.url + "/feedback/batch", 1, connections=4, script=script)  # warm-up
+        batches = wrk.run(service.url + "/feedback/batch", SECONDS, 4, script)
+        labelled, seed, ceiling = [], [], []
+        for _ in range(3):
+            ceiling.append(wrk.run(bare + "/feedback", SECONDS))
+            seed.append(wrk.run(service.url + "/feedback", SECONDS))
+            labelled.append(wrk.run(service.url + "/feedback", SECONDS, script=labelled_script()))
+        scrape = scrape_time(service.url)
     items_per_second = batches.requests_per_second * BATCH_ITEMS
     bare_rate = statistics.median(r.requests_per_second for r in ceiling)
     print(f"POST /feedback/batch, {BATCH_ITEMS}-item batches, wrk -t1 -c4")

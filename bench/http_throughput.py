@@ -4,10 +4,12 @@ Rounds alternate between the two servers so that both see the same machine noise
 are medians over rounds. Afterwards the stored counts are read back: every 200 must be durable.
 """
 
+import contextlib
 import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -29,36 +31,39 @@ def stored_total(url: str) -> int:
     )
 
 
-def start_bare(port: int) -> "subprocess.Popen[bytes]":
-    # The same server stack and options as `feedback-monitor serve` (see cli.serve).
-    return subprocess.Popen(
+@contextlib.contextmanager
+def bare_server() -> Iterator[str]:
+    """The ceiling's URL: ``bench.bare`` on the server stack and options of ``cli.serve``."""
+    port = free_port()
+    process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "bench.bare:app", "--port", str(port),
          "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--no-proxy-headers",
          "--no-server-header", "--log-level", "warning"],
     )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(url + "/", process=process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait()
 
 
 def main() -> dict[str, float]:
-    bare_port = free_port()
-    bare = start_bare(bare_port)
-    try:
-        with (
-            tempfile.TemporaryDirectory() as tmp,
-            ServiceProcess(Path(tmp), log=subprocess.DEVNULL) as service,
-        ):
-            wait_for(f"http://127.0.0.1:{bare_port}/", process=bare)
-            wrk.run(service.url + "/feedback", 1)  # warm-up of both
-            wrk.run(f"http://127.0.0.1:{bare_port}/feedback", 1)
-            stored_before = stored_total(service.url)
-            ours, ceiling = [], []
-            for _ in range(ROUNDS):
-                ceiling.append(wrk.run(f"http://127.0.0.1:{bare_port}/feedback", SECONDS))
-                ours.append(wrk.run(service.url + "/feedback", SECONDS))
-            acknowledged = sum(r.ok for r in ours)
-            stored = stored_total(service.url) - stored_before
-    finally:
-        bare.terminate()
-        bare.wait()
+    with (
+        bare_server() as bare,
+        tempfile.TemporaryDirectory() as tmp,
+        ServiceProcess(Path(tmp), log=subprocess.DEVNULL) as service,
+    ):
+        wrk.run(service.url + "/feedback", 1)  # warm-up of both
+        wrk.run(bare + "/feedback", 1)
+        stored_before = stored_total(service.url)
+        ours, ceiling = [], []
+        for _ in range(ROUNDS):
+            ceiling.append(wrk.run(bare + "/feedback", SECONDS))
+            ours.append(wrk.run(service.url + "/feedback", SECONDS))
+        acknowledged = sum(r.ok for r in ours)
+        stored = stored_total(service.url) - stored_before
     ours_rate = statistics.median(r.requests_per_second for r in ours)
     bare_rate = statistics.median(r.requests_per_second for r in ceiling)
     p50 = statistics.median(r.p50 for r in ours)
