@@ -106,8 +106,20 @@ class Status(msgspec.Struct):
     status: str
 
 
-_BINARY_DOC = 'Exactly the JSON integer 0 or 1: 1.0, true and "1" are refused.'
-_NAME_DOC = "[A-Za-z0-9_.:-]{1,64}"
+# The documented shapes of the request fields; the parser (records.py) enforces them. Patterns
+# end in $ here: JSON Schema's regular expressions are ECMA-262's, which have no \Z.
+_Binary = Annotated[
+    Literal[0, 1],
+    msgspec.Meta(description='Exactly the JSON integer 0 or 1: 1.0, true and "1" are refused.'),
+]
+_Model = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.:-]{1,64}$")]
+_Version = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.:-]{0,64}$")]
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_Score = Annotated[float, msgspec.Meta(ge=0, le=1)]
+_Timestamp = (
+    Annotated[str, msgspec.Meta(description="RFC 3339, with a time zone")]
+    | Annotated[float, msgspec.Meta(ge=0, description="Unix seconds")]
+)
 
 
 class FeedbackRequest(msgspec.Struct):
@@ -116,32 +128,24 @@ class FeedbackRequest(msgspec.Struct):
     Without ``prediction`` it must carry the ``id`` of a stored prediction, which it labels.
     """
 
-    actual: Annotated[Literal[0, 1], msgspec.Meta(description=_BINARY_DOC)]
-    prediction: Annotated[Literal[0, 1], msgspec.Meta(description=_BINARY_DOC)] | None = None
-    model: Annotated[str, msgspec.Meta(pattern=f"^{_NAME_DOC}$")] = "default"
-    version: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.:-]{0,64}$")] = ""
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] | None = None
-    score: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
-    timestamp: (
-        Annotated[str, msgspec.Meta(description="RFC 3339, with a time zone")]
-        | Annotated[float, msgspec.Meta(ge=0, description="Unix seconds")]
-        | None
-    ) = None
+    actual: _Binary
+    prediction: _Binary | None = None
+    model: _Model = "default"
+    version: _Version = ""
+    id: _Id | None = None
+    score: _Score | None = None
+    timestamp: _Timestamp | None = None
 
 
 class PredictionRequest(msgspec.Struct):
     """The body of POST /predictions."""
 
-    id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-    prediction: Annotated[Literal[0, 1], msgspec.Meta(description=_BINARY_DOC)]
-    model: Annotated[str, msgspec.Meta(pattern=f"^{_NAME_DOC}$")] = "default"
-    version: Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.:-]{0,64}$")] = ""
-    score: Annotated[float, msgspec.Meta(ge=0, le=1)] | None = None
-    timestamp: (
-        Annotated[str, msgspec.Meta(description="RFC 3339, with a time zone")]
-        | Annotated[float, msgspec.Meta(ge=0, description="Unix seconds")]
-        | None
-    ) = None
+    id: _Id
+    prediction: _Binary
+    model: _Model = "default"
+    version: _Version = ""
+    score: _Score | None = None
+    timestamp: _Timestamp | None = None
 
 
 class FeedbackBatchRequest(msgspec.Struct):
