@@ -78,8 +78,12 @@ class Service:
         return feedback_accepted(state.counts, duplicate=outcome.duplicates > 0)
 
     async def feedback_batch(self, request: Request) -> Response:
-        body = await read_json_body(request.scope, request.receive, self._batch_bytes)
-        outcome = await self.recorder.write(parse_feedback_batch(body, self._batch_items))
+        body = await read_json_body(
+            request.scope, request.receive, self.settings.max_batch_body_bytes
+        )
+        outcome = await self.recorder.write(
+            parse_feedback_batch(body, self.settings.max_batch_items)
+        )
         snapshot = self.recorder.snapshot
         metrics = [series_metrics(series, snapshot[series]) for series in outcome.series]
         return json_response(BatchAccepted(True, outcome.accepted, outcome.duplicates, metrics))
@@ -90,22 +94,18 @@ class Service:
         return json_response(PredictionAccepted(True, outcome.duplicates > 0), 201)
 
     async def prediction_batch(self, request: Request) -> Response:
-        body = await read_json_body(request.scope, request.receive, self._batch_bytes)
-        outcome = await self.recorder.write(parse_prediction_batch(body, self._batch_items))
+        body = await read_json_body(
+            request.scope, request.receive, self.settings.max_batch_body_bytes
+        )
+        outcome = await self.recorder.write(
+            parse_prediction_batch(body, self.settings.max_batch_items)
+        )
         answer = PredictionBatchAccepted(True, outcome.accepted, outcome.duplicates)
         return json_response(answer, 201)
 
     async def models(self, request: Request) -> Response:
         snapshot = sorted(self.recorder.snapshot.items())
         return json_response(Models([model_summary(series, state) for series, state in snapshot]))
-
-    @property
-    def _batch_bytes(self) -> int:
-        return self.settings.max_batch_body_bytes
-
-    @property
-    def _batch_items(self) -> int:
-        return self.settings.max_batch_items
 
     async def post_feedback(self, request: Request) -> Response:
         """The same handler for a caller that reaches it through Starlette."""

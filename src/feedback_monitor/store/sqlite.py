@@ -223,9 +223,7 @@ class SQLiteStore:
         if not entry.keyed:
             return self._count(entry, changes)
         mine = _Changes()
-        for series, delta in entry.deltas.items():
-            mine[series].counts += delta
-        accepted, duplicates = sum(d.total for d in entry.deltas.values()), 0
+        accepted, duplicates = self._count(entry, mine).accepted, 0
         try:
             # An item is refused before it writes anything: only several need a savepoint.
             with _savepoint(self._db, len(entry.keyed) > 1):
