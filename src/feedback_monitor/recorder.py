@@ -43,9 +43,6 @@ def entry(records: Sequence[Record] | FeedbackBatch) -> Entry:
     """Counts of the id-less feedback, and the records with ids with their index."""
     if isinstance(records, FeedbackBatch):
         return Entry(_cells(records.counted), list[tuple[int, Record]](records.keyed))
-    if len(records) == 1 and isinstance(one := records[0], Feedback) and one.id is None:
-        assert one.prediction is not None  # parsing lets no id-less join through
-        return Entry({one.series: _ONE[one.prediction, one.actual]}, [])  # the hot path
     counted, keyed = _count(records)
     return Entry(_cells(counted), keyed)
 
@@ -106,21 +103,33 @@ class Recorder:
     async def record(self, feedback: Feedback) -> tuple[Accepted, SeriesState]:
         """Commit one feedback; its outcome, and its series' state once committed (as of when
         this request resumes, so possibly with later commits too)."""
-        accepted = await self.write([feedback], batch=False)
+        if (
+            feedback.id is None
+            and feedback.prediction is not None
+            and feedback.series in self._states
+        ):
+            # The hot path: only counted, on a series already stored, so nothing to claim.
+            one = Entry({feedback.series: _ONE[feedback.prediction, feedback.actual]}, [])
+            accepted = await self._submit(one, _NOTHING, batch=False)
+        else:
+            accepted = await self.write([feedback], batch=False)
         return accepted, self._states[accepted.series[0]]
 
     async def write(
         self, records: Sequence[Record] | FeedbackBatch, batch: bool = True
     ) -> Accepted:
         """Commit the records, all or none; raise the store's refusal as a client error."""
+        return await self._submit(entry(records), self._claim_series(records, batch), batch)
+
+    async def _submit(self, entry: Entry, claimed: Set[Series], batch: bool) -> Accepted:
         if self._closing:
+            self._release(claimed)
             raise RecorderClosed
-        claimed = self._claim_series(records, batch)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Accepted | Refused] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)  # after every request already readable has joined
-        self._pending.append((entry(records), future))
+        self._pending.append((entry, future))
         try:
             outcome = await future
         finally:
