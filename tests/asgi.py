@@ -3,7 +3,7 @@ lifespan, and answers checked against the OpenAPI document with jsonschema."""
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,18 @@ from feedback_monitor.app import create_app
 from feedback_monitor.edge import Edge
 from feedback_monitor.openapi import document
 from feedback_monitor.settings import Settings
-from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Totals
+from feedback_monitor.store import (
+    Accepted,
+    AsyncStore,
+    Entry,
+    Point,
+    Refused,
+    Series,
+    Totals,
+    Window,
+)
 from feedback_monitor.store.child import StoreError
+from feedback_monitor.windows import Span, TimeView
 
 DOC = document()
 LIMIT = 300_000  # room for the absurd-nesting body, which is smaller
@@ -39,8 +49,14 @@ class BrokenStore:
     ) -> tuple[list[Accepted | Refused], Totals]:
         raise StoreError("store process exited with -9")
 
-    def expire(self, before: float) -> Totals:
+    def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:
         return {}
+
+    def window(self, series: Series, view: TimeView, spans: Sequence[Span]) -> Window:
+        raise StoreError("store process exited with -9")
+
+    def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
+        raise StoreError("store process exited with -9")
 
     def ping(self) -> None:
         raise StoreError("store process exited with -9")

@@ -3,13 +3,24 @@
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Store, Totals
+from feedback_monitor.store import (
+    Accepted,
+    AsyncStore,
+    Entry,
+    Point,
+    Refused,
+    Series,
+    Store,
+    Totals,
+    Window,
+)
 from feedback_monitor.store.sqlite import SQLiteStore
+from feedback_monitor.windows import Span, TimeView
 
 T = TypeVar("T")
 WriteAnswer = tuple[list[Accepted | Refused], Totals]
@@ -36,8 +47,14 @@ class ThreadedStore:
     def write(self, entries: Sequence[Entry]) -> "asyncio.Future[WriteAnswer]":
         return self._call(lambda: self.store.write(list(entries), self.clock()))
 
-    async def expire(self, before: float) -> Totals:
-        return await self._call(self.store.expire, before)
+    async def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:
+        return await self._call(self.store.expire, before, cutoffs)
+
+    async def window(self, series: Series, view: TimeView, spans: Sequence[Span]) -> Window:
+        return await self._call(self.store.window, series, view, spans)
+
+    async def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
+        return await self._call(self.store.points, series, view, span, step)
 
     async def ping(self) -> None:
         await self._call(self.store.ping)
@@ -73,8 +90,14 @@ class GatedStore:
             raise StoreDown("disk on fire")
         return self.inner.write(entries, now)
 
-    def expire(self, before: float) -> Totals:
-        return self.inner.expire(before)
+    def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:
+        return self.inner.expire(before, cutoffs)
+
+    def window(self, series: Series, view: TimeView, spans: Sequence[Span]) -> Window:
+        return self.inner.window(series, view, spans)
+
+    def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
+        return self.inner.points(series, view, span, step)
 
     def ping(self) -> None:
         self.inner.ping()
@@ -103,8 +126,14 @@ class Sized:
         self.sizes.append(sum(items(entry) for entry in entries))
         return answer
 
-    async def expire(self, before: float) -> Totals:
-        return await self.inner.expire(before)
+    async def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:
+        return await self.inner.expire(before, cutoffs)
+
+    async def window(self, series: Series, view: TimeView, spans: Sequence[Span]) -> Window:
+        return await self.inner.window(series, view, spans)
+
+    async def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
+        return await self.inner.points(series, view, span, step)
 
     async def ping(self) -> None:
         await self.inner.ping()

@@ -16,6 +16,7 @@ from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.store import Accepted, AsyncStore, Series
 from feedback_monitor.store.child import ChildStore
 from feedback_monitor.store.sqlite import SQLiteStore
+from feedback_monitor.windows import Retention
 from tests.stores import Sized, ThreadedStore
 
 T = TypeVar("T")
@@ -203,7 +204,7 @@ def test_expire_drops_old_unlabelled_predictions_from_the_snapshot(tmp_path: Pat
         await recorder.record(Feedback(None, 0, id="old-labelled"))
         offset[0] = 0.0
         await recorder.write([Prediction("young", 1, *M0)])
-        await recorder.expire(ttl=500)
+        await recorder.expire(ttl=500, retention=Retention())
         state = recorder.snapshot[M0]
         assert (state.predicted, state.labelled, state.expired, state.pending) == (3, 1, 1, 1)
         with pytest.raises(Refusal) as gone:

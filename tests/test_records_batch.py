@@ -48,17 +48,18 @@ def random_feedback(rng: random.Random) -> Item:
 
 
 def expected_batch(items: list[Item]) -> "Expected":
-    """Id-less items counted per (model, version, prediction, actual); the others kept whole."""
+    """Plain items (no id, score or time) counted per (model, version, prediction, actual); the
+    others kept whole."""
     counted: collections.Counter[tuple[str, str, int, int]] = collections.Counter()
     keyed = []
     for index, item in enumerate(items):
         model, version = item.get("model", "default"), item.get("version", "")
-        if "id" not in item:
+        if all(item.get(field) is None for field in ("id", "score", "timestamp")):
             counted[model, version, item["prediction"], item["actual"]] += 1
             continue
         timestamp = item.get("timestamp")
         feedback = Feedback(
-            item.get("prediction"), item["actual"], model, version, item["id"],
+            item.get("prediction"), item["actual"], model, version, item.get("id"),
             item.get("score"), None if timestamp is None else float(timestamp),
         )  # fmt: skip
         keyed.append((index, feedback))

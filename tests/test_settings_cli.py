@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from feedback_monitor import cli
-from feedback_monitor.settings import LogFormat, LogLevel, Settings
+from feedback_monitor.confusion import Costs
+from feedback_monitor.settings import CostMatrix, LogFormat, LogLevel, Settings
+from feedback_monitor.windows import Retention
 
 PREFIX = "FEEDBACK_MONITOR_"
 
@@ -57,6 +59,8 @@ ENVIRONMENT = {
     "PREDICTION_TTL": "P7DT12H",
     "MAX_BATCH_ITEMS": "100",
     "MAX_BATCH_BODY_BYTES": "8192",
+    "RETENTION": "minute=6h,day=3650d",
+    "COSTS": '{"*": {"fp": -1}, "fraud:v2": {"tp": 10, "fn": -50}}',
 }
 
 
@@ -72,6 +76,9 @@ def test_every_setting_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert settings.max_body_bytes == 4096
     assert (settings.max_series, settings.prediction_ttl) == (7, timedelta(days=7, hours=12))
     assert (settings.max_batch_items, settings.max_batch_body_bytes) == (100, 8192)
+    assert settings.retention == Retention(minute=6 * 3600, hour=90 * 86400, day=3650 * 86400)
+    assert settings.costs_of("fraud", "v2") == Costs(tp=10.0, tn=0.0, fp=0.0, fn=-50.0)
+    assert settings.costs_of("fraud", "v1") == Costs(tp=0.0, tn=0.0, fp=-1.0, fn=0.0)
     assert {PREFIX + field.upper() for field in Settings.model_fields} == {
         PREFIX + name for name in ENVIRONMENT
     }  # the environment above covers every setting
@@ -82,7 +89,8 @@ def test_every_setting_has_a_flag(served: list[Settings], tmp_path: Path) -> Non
         ["serve", "--host", "::1", "--port", "0", "--data-dir", str(tmp_path),
          "--log-level", "warning", "--log-format", "json", "--max-body-bytes", "2048",
          "--max-series", "3", "--prediction-ttl", "PT1H", "--max-batch-items", "5",
-         "--max-batch-body-bytes", "4096"]
+         "--max-batch-body-bytes", "4096", "--retention", "hour=30d",
+         "--costs", '{"m": {"fn": -2.5}}']
     )  # fmt: skip
     assert served == [
         make_settings(
@@ -96,6 +104,8 @@ def test_every_setting_has_a_flag(served: list[Settings], tmp_path: Path) -> Non
             prediction_ttl=timedelta(hours=1),
             max_batch_items=5,
             max_batch_body_bytes=4096,
+            retention=Retention(hour=30 * 86400),
+            costs={"m": CostMatrix(fn=-2.5)},
         )
     ]
 

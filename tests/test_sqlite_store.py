@@ -107,7 +107,13 @@ def test_schema_version_is_set_and_kept(data_dir: Path) -> None:
         journal_mode = pragma(db, "journal_mode")
     db.close()
     assert version == len(sqlite_store._MIGRATIONS) >= 2
-    assert sorted(tables) == [("confusion",), ("label_delays",), ("outcomes",), ("probe",)]
+    assert sorted(tables) == [
+        ("buckets",),
+        ("confusion",),
+        ("label_delays",),
+        ("outcomes",),
+        ("probe",),
+    ]
     assert journal_mode == "wal"  # WAL is a property of the file, not only of a connection
 
 

@@ -3,8 +3,8 @@
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -20,6 +20,14 @@ from feedback_monitor.body import read_json_body
 from feedback_monitor.edge import Edge, internal_error, reject
 from feedback_monitor.errors import HTTPError
 from feedback_monitor.exposition import Exposition
+from feedback_monitor.query import (
+    UnknownSeries,
+    points_query,
+    series_answer,
+    window_answer,
+    window_query,
+    window_spans,
+)
 from feedback_monitor.recorder import Recorder
 from feedback_monitor.records import (
     parse_feedback,
@@ -39,6 +47,7 @@ from feedback_monitor.schemas import (
     model_summary,
     series_metrics,
 )
+from feedback_monitor.series import Series
 from feedback_monitor.settings import Settings
 from feedback_monitor.store import AsyncStore
 from feedback_monitor.store.child import ChildStore
@@ -60,12 +69,14 @@ class Service:
     def __init__(
         self,
         settings: Settings,
-        recorder: Recorder,
+        store: AsyncStore,
         registry: CollectorRegistry,
         telemetry: Telemetry,
     ) -> None:
         self.settings = settings
-        self.recorder = recorder
+        self.retention = settings.retention
+        self.store = store
+        self.recorder = recorder = Recorder(store, settings.max_series)
         self.registry = registry
         self.telemetry = telemetry
         self.exposition = Exposition(lambda: recorder.snapshot)
@@ -102,6 +113,29 @@ class Service:
         )
         answer = PredictionBatchAccepted(True, outcome.accepted, outcome.duplicates)
         return json_response(answer, 201)
+
+    async def window(self, request: Request) -> Response:
+        """GET /api/v1/models/{model}/metrics: a window's metrics, intervals and scores."""
+        query = window_query(
+            request.path_params["model"], request.query_params, time.time(), self.retention
+        )
+        self._check_known(query.series)
+        window = await self.store.window(query.series, query.view, window_spans(query))
+        costs = self.settings.costs_of(*query.series)
+        return json_response(window_answer(query, window, costs))
+
+    async def series(self, request: Request) -> Response:
+        """GET /api/v1/models/{model}/series: points of a window, one per step."""
+        query = points_query(
+            request.path_params["model"], request.query_params, time.time(), self.retention
+        )
+        self._check_known(query.series)
+        points = await self.store.points(query.series, query.view, query.span, query.step)
+        return json_response(series_answer(query, points))
+
+    def _check_known(self, series: Series) -> None:
+        if series not in self.recorder.snapshot:
+            raise UnknownSeries
 
     async def models(self, request: Request) -> Response:
         snapshot = sorted(self.recorder.snapshot.items())
@@ -148,12 +182,14 @@ class Service:
         return response
 
 
-async def expire_predictions(recorder: Recorder, ttl: timedelta) -> None:
-    """Drop unlabelled predictions older than ``ttl``: at start, then every so often."""
-    every = min(ttl.total_seconds() / 10, EXPIRY_INTERVAL)
+async def expire(recorder: Recorder, settings: Settings) -> None:
+    """Drop unlabelled predictions past their TTL and time buckets past their retention: at
+    start, then every so often."""
+    ttl = settings.prediction_ttl.total_seconds()
+    every = min(ttl / 10, EXPIRY_INTERVAL)
     while True:
         try:
-            await recorder.expire(ttl.total_seconds())
+            await recorder.expire(ttl, settings.retention)
         except Exception:  # the store may be down for a while; the next round tries again
             log.exception("expiring predictions failed")
         await asyncio.sleep(every)
@@ -165,16 +201,15 @@ def create_app(
     """The ASGI application; the store opens at startup (SQLite under ``data_dir`` by default)."""
     registry = registry or CollectorRegistry()
     telemetry = Telemetry(registry)
-    recorder = Recorder(
-        store or ChildStore(settings.data_dir, telemetry.observe_commit), settings.max_series
-    )
-    service = Service(settings, recorder, registry, telemetry)
+    store = store or ChildStore(settings.data_dir, telemetry.observe_commit)
+    service = Service(settings, store, registry, telemetry)
+    recorder = service.recorder
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await recorder.start()
         log.info("ready: %d series loaded", len(recorder.snapshot))
-        expiry = asyncio.create_task(expire_predictions(recorder, settings.prediction_ttl))
+        expiry = asyncio.create_task(expire(recorder, settings))
         try:
             yield
         finally:
@@ -188,6 +223,8 @@ def create_app(
         Route("/predictions", service.prediction, methods=["POST"]),
         Route("/predictions/batch", service.prediction_batch, methods=["POST"]),
         Route("/api/v1/models", service.models, methods=["GET"]),
+        Route("/api/v1/models/{model}/metrics", service.window, methods=["GET"]),
+        Route("/api/v1/models/{model}/series", service.series, methods=["GET"]),
         Route("/metrics", service.metrics, methods=["GET"]),
         Route("/health", service.health, methods=["GET"]),
         Route("/ready", service.ready, methods=["GET"]),

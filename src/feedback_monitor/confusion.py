@@ -9,13 +9,37 @@ A zero denominator gives 0.0, the convention of scikit-learn's ``zero_division=0
 0.0
 >>> Counts().add(prediction=1, actual=0)
 Counts(tp=0, tn=0, fp=1, fn=0)
+
+Every metric that is a proportion of counts also has a Wilson 95% interval, so a window of three
+samples shows how little it knows; no trial gives the whole of [0, 1]:
+
+>>> low, high = c.intervals()["accuracy"]
+>>> round(low, 3), round(high, 3)
+(0.49, 0.943)
+>>> Counts().intervals()["recall"]
+(0.0, 1.0)
 """
 
+import math
 from dataclasses import dataclass
+from statistics import NormalDist
+
+Z95 = NormalDist().inv_cdf(0.975)
+"""The normal quantile of a two-sided 95% interval."""
 
 
-def _ratio(numerator: int, denominator: int) -> float:
+def _ratio(numerator: float, denominator: int) -> float:
     return numerator / denominator if denominator else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Costs:
+    """The value of one outcome of each kind: a gain is positive, a cost is negative."""
+
+    tp: float
+    tn: float
+    fp: float
+    fn: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +76,62 @@ class Counts:
         # 2TP / (2TP + FP + FN) equals 2PR / (P + R) and stays exact when P + R is 0.
         return _ratio(2 * self.tp, 2 * self.tp + self.fp + self.fn)
 
+    @property
+    def specificity(self) -> float:
+        return _ratio(self.tn, self.tn + self.fp)
+
+    @property
+    def balanced_accuracy(self) -> float:
+        """Mean recall of the actual classes present (scikit-learn skips an absent class)."""
+        # An absent class's recall is 0.0, so the sum holds the classes present alone.
+        present = bool(self.tp + self.fn) + bool(self.tn + self.fp)
+        return _ratio(self.recall + self.specificity, present)
+
+    @property
+    def matthews(self) -> float:
+        """Matthews correlation coefficient; 0.0 when a row or column is empty, as scikit-learn."""
+        predicted, actual = self.tp + self.fp, self.tp + self.fn
+        spread = predicted * actual * (self.total - predicted) * (self.total - actual)
+        return (self.tp * self.tn - self.fp * self.fn) / math.sqrt(spread) if spread else 0.0
+
+    @property
+    def prevalence(self) -> float:
+        return _ratio(self.tp + self.fn, self.total)
+
+    @property
+    def positive_rate(self) -> float:
+        return _ratio(self.tp + self.fp, self.total)
+
+    @property
+    def baseline_accuracy(self) -> float:
+        """Accuracy of always predicting the majority actual class."""
+        return _ratio(max(self.tp + self.fn, self.tn + self.fp), self.total)
+
+    def proportions(self) -> dict[str, tuple[int, int]]:
+        """Each metric that is a proportion of counts, as (successes, trials)."""
+        # F1, MCC and balanced accuracy combine several proportions: no binomial interval fits.
+        return {
+            "accuracy": (self.tp + self.tn, self.total),
+            "precision": (self.tp, self.tp + self.fp),
+            "recall": (self.tp, self.tp + self.fn),
+            "specificity": (self.tn, self.tn + self.fp),
+            "prevalence": (self.tp + self.fn, self.total),
+            "positive_rate": (self.tp + self.fp, self.total),
+            "baseline_accuracy": (max(self.tp + self.fn, self.tn + self.fp), self.total),
+        }
+
+    def intervals(self, z: float = Z95) -> dict[str, tuple[float, float]]:
+        """The Wilson interval of each proportion, by metric name."""
+        return {name: wilson(*parts, z=z) for name, parts in self.proportions().items()}
+
+    def cost(self, costs: Costs) -> float:
+        """The total value of these outcomes (NannyML's business value).
+
+        >>> Counts(tp=3, tn=5, fp=1, fn=1).cost(Costs(tp=10.0, tn=0.0, fp=-2.0, fn=-5.0))
+        23.0
+        """
+        return self.tp * costs.tp + self.tn * costs.tn + self.fp * costs.fp + self.fn * costs.fn
+
     def add(self, prediction: int, actual: int) -> "Counts":
         """These counts with one more outcome."""
         if prediction:
@@ -66,3 +146,25 @@ class Counts:
         return Counts(
             self.tp + other.tp, self.tn + other.tn, self.fp + other.fp, self.fn + other.fn
         )
+
+
+def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of successes out of n trials; (0.0, 1.0) when n is 0.
+
+    >>> low, high = wilson(0, 10)
+    >>> low, round(high, 4)
+    (0.0, 0.2775)
+    >>> wilson(10, 10)[1]
+    1.0
+    """
+    if not n:
+        return (0.0, 1.0)
+    # The upper bound is the lower bound of the failures, mirrored: symmetric, and exact at 1.0.
+    return (_wilson_low(successes, n, z), 1.0 - _wilson_low(n - successes, n, z))
+
+
+def _wilson_low(successes: int, n: int, z: float) -> float:
+    """The lower Wilson bound, written in counts so that no success gives exactly 0.0."""
+    square = z * z
+    center = (successes + square / 2) / (n + square)
+    return center - z * math.sqrt(successes * (n - successes) / n + square / 4) / (n + square)

@@ -64,7 +64,9 @@ class Edge:
             status = await self._through_app(scope, receive, send)
         else:
             status = await self._fast(handler, scope, receive, send)
-        route = scope["path"] if scope["path"] in self.routes else "other"
+        # The route's template (Starlette leaves the matched route in the scope): bounded.
+        route = getattr(scope.get("route"), "path", scope["path"])
+        route = route if route in self.routes else "other"
         self.telemetry.observe_request(route, status, time.perf_counter() - start)
 
     async def _fast(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> int:

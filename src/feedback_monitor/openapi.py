@@ -16,7 +16,9 @@ from feedback_monitor.schemas import (
     PredictionBatchAccepted,
     PredictionBatchRequest,
     PredictionRequest,
+    SeriesAnswer,
     Status,
+    WindowAnswer,
 )
 
 _REF = "#/components/schemas/{name}"
@@ -78,6 +80,43 @@ _WRITES = {
     ),
 }  # fmt: skip
 
+
+def _parameter(name: str, where: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": where == "path", "description": description,
+            "schema": schema}  # fmt: skip
+
+
+_TIME = {"type": "string", "description": "RFC 3339 with a zone, or Unix seconds"}
+_DURATION = {"type": "string", "pattern": "^[0-9]+[smhdw]$"}
+_SERIES_PARAMETERS = [
+    _parameter("model", "path", "The model's name.", {"type": "string"}),
+    _parameter("version", "query", "The version (default: the empty version).", {"type": "string"}),
+    _parameter("time", "query", "Which clock places an outcome: when its label arrived, or "
+               "when it was predicted.", {"enum": ["arrival", "prediction"], "default": "arrival"}),
+    _parameter("start", "query", "Start of the window (default: end minus window).", _TIME),
+    _parameter("end", "query", "End of the window (default: now).", _TIME),
+]  # fmt: skip
+_READ_ERRORS = {
+    "400": _error("A query parameter cannot be used; the message names it."),
+    "404": _error("Unknown model or version."),
+    "503": _error("The store is unavailable."),
+}
+
+
+def _read(operation: str, summary: str, extra: dict[str, Any], ok: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": operation,
+            "parameters": [*_SERIES_PARAMETERS, extra],
+            "responses": {
+                "200": _json(ok, "Read from the committed time buckets."),
+                **_READ_ERRORS,
+            },
+        }
+    }
+
+
 _PATHS: dict[str, Any] = {
     **_WRITES,
     "/api/v1/models": {
@@ -87,6 +126,30 @@ _PATHS: dict[str, Any] = {
             "responses": {"200": _json("Models", "Committed state of every series.")},
         }
     },
+    "/api/v1/models/{model}/metrics": _read(
+        "getWindowMetrics",
+        "A window's metrics with Wilson 95% intervals, baseline, value and score metrics",
+        _parameter(
+            "window",
+            "query",
+            "Length of the window ending now, such as 5m, 1h, 24h or 7d "
+            "(default 1h); or give start and end.",
+            _DURATION,
+        ),
+        "WindowAnswer",
+    ),
+    "/api/v1/models/{model}/series": _read(
+        "getMetricSeries",
+        "Metrics per step over a window (default: the last hour), for charts",
+        _parameter(
+            "step",
+            "query",
+            "Seconds or a duration; a multiple of the buckets kept at "
+            "start (default: about 60 points).",
+            {"type": "string"},
+        ),
+        "SeriesAnswer",
+    ),
     "/metrics": {
         "get": {
             "summary": "Prometheus exposition (OpenMetrics when the Accept header asks for it)",
@@ -160,6 +223,8 @@ def document() -> dict[str, Any]:
             PredictionAccepted,
             PredictionBatchAccepted,
             Models,
+            WindowAnswer,
+            SeriesAnswer,
             Error,
             Status,
         ),

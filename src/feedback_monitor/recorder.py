@@ -17,6 +17,7 @@ from feedback_monitor.errors import ClientError, Unavailable
 from feedback_monitor.records import Feedback, FeedbackBatch, Prediction
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Series, Totals
+from feedback_monitor.windows import Retention
 
 Record = Feedback | Prediction
 _NOTHING: frozenset[tuple[str, str]] = frozenset()
@@ -39,8 +40,16 @@ class Refusal(ClientError):
         )
 
 
+def plain(feedback: Feedback) -> int | None:
+    """The prediction of a feedback that is only to be counted (no id to join or remember, no
+    score or time to place); None for any other."""
+    if feedback.id is None and feedback.score is None and feedback.timestamp is None:
+        return feedback.prediction
+    return None
+
+
 def entry(records: Sequence[Record] | FeedbackBatch) -> Entry:
-    """Counts of the id-less feedback, and the records with ids with their index."""
+    """Counts of the plain feedback, and the other records with their index."""
     if isinstance(records, FeedbackBatch):
         return Entry(_cells(records.counted), list[tuple[int, Record]](records.keyed))
     counted, keyed = _count(records)
@@ -64,8 +73,8 @@ def _count(
     counted: dict[tuple[str, str, int, int], int] = {}
     keyed: list[tuple[int, Record]] = []
     for index, r in enumerate(records):
-        if r.id is None and isinstance(r, Feedback) and r.prediction is not None:
-            key = (r.model, r.version, r.prediction, r.actual)
+        if isinstance(r, Feedback) and (prediction := plain(r)) is not None:
+            key = (r.model, r.version, prediction, r.actual)
             counted[key] = counted.get(key, 0) + 1
         else:
             keyed.append((index, r))
@@ -103,13 +112,10 @@ class Recorder:
     async def record(self, feedback: Feedback) -> tuple[Accepted, SeriesState]:
         """Commit one feedback; its outcome, and its series' state once committed (as of when
         this request resumes, so possibly with later commits too)."""
-        if (
-            feedback.id is None
-            and feedback.prediction is not None
-            and feedback.series in self._states
-        ):
+        prediction = plain(feedback)
+        if prediction is not None and feedback.series in self._states:
             # The hot path: only counted, on a series already stored, so nothing to claim.
-            one = Entry({feedback.series: _ONE[feedback.prediction, feedback.actual]}, [])
+            one = Entry({feedback.series: _ONE[prediction, feedback.actual]}, [])
             accepted = await self._submit(one, _NOTHING, batch=False)
         else:
             accepted = await self.write([feedback], batch=False)
@@ -138,8 +144,10 @@ class Recorder:
             raise Refusal(outcome, batch)
         return outcome
 
-    async def expire(self, ttl: float) -> None:
-        self._states.update(await self._store.expire(time.time() - ttl))
+    async def expire(self, ttl: float, retention: Retention) -> None:
+        """Drop what is older than the prediction TTL, and the time buckets past retention."""
+        now = time.time()
+        self._states.update(await self._store.expire(now - ttl, retention.cutoffs(now)))
 
     async def ping(self) -> None:
         await self._store.ping()

@@ -21,7 +21,7 @@ feedback_monitor.records.InvalidRecord: Invalid model: 1 to 64 characters, each 
 import collections
 import operator
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple, TypeVar
 
@@ -39,8 +39,10 @@ BAD_VALUES = "Values must be 0 or 1"
 
 # msgspec refuses true, 1.0 and "1" for an int, so only the JSON integers 0 and 1 pass.
 _Binary = Annotated[int, msgspec.Meta(ge=0, le=1)]
-_Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}\Z")]  # \Z: no final newline
-_Version = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{0,64}\Z")]
+NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}\Z"  # \Z: no final newline
+VERSION_PATTERN = r"^[A-Za-z0-9_.:-]{0,64}\Z"
+_Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
+_Version = Annotated[str, msgspec.Meta(pattern=VERSION_PATTERN)]
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 _Timestamp = Annotated[datetime, msgspec.Meta(tz=True)] | Annotated[float, msgspec.Meta(ge=0.0)]
@@ -175,8 +177,9 @@ def parse_prediction(body: bytes) -> Prediction:
 
 
 class FeedbackBatch(NamedTuple):
-    """A batch as it will be written: id-less feedback only ever gets counted, so it is
-    counted here, per (model, version, prediction, actual); items with an id are kept whole."""
+    """A batch as it will be written: plain feedback (no id, score or time) only ever gets
+    counted, so it is counted here, per (model, version, prediction, actual); other items are
+    kept whole."""
 
     counted: dict[tuple[str, str, int, int], int]
     keyed: list[tuple[int, Feedback]]
@@ -188,6 +191,8 @@ class FeedbackBatch(NamedTuple):
 
 
 _ID = operator.attrgetter("id")
+_SCORE = operator.attrgetter("score")
+_TIMESTAMP = operator.attrgetter("timestamp")
 _CELL = operator.attrgetter("model", "version", "prediction", "actual")
 _SERIES = operator.attrgetter("model", "version")
 _MODEL = operator.attrgetter("model")
@@ -200,11 +205,15 @@ def parse_feedback_batch(body: bytes, max_items: int) -> FeedbackBatch:
     """Every feedback of ``{"items": [...]}``, or the first invalid one's error and index."""
     items = _items(_decode(body, _decode_batch, _FEEDBACK, batch=True).items, max_items)
     # The common cases are counted in C (map, sum, Counter) rather than item by item.
-    if not any(map(_ID, items)):
+    if not any(map(_ID, items)) and _none(map(_SCORE, items)) and _none(map(_TIMESTAMP, items)):
         predictions, actuals = list(map(_PREDICTION_OF, items)), list(map(_ACTUAL_OF, items))
         if None not in predictions and None not in actuals:
             return FeedbackBatch(_count_cells(items, predictions, actuals), [], items)
     return _feedback_batch(items)
+
+
+def _none(values: Iterable[object]) -> bool:
+    return set(values) <= {None}
 
 
 def _count_cells(
@@ -223,7 +232,8 @@ def _feedback_batch(items: list[_Body]) -> FeedbackBatch:
     counted: collections.Counter[tuple[str, str, int, int]] = collections.Counter()
     keyed = []
     for index, b in enumerate(items):
-        if b.id is None and b.prediction is not None and b.actual is not None:
+        plain = b.id is None and b.score is None and b.timestamp is None
+        if plain and b.prediction is not None and b.actual is not None:
             counted[b.model, b.version, b.prediction, b.actual] += 1  # the hot loop: keep it lean
         else:
             keyed.append((index, _at(index, _feedback, b)))

@@ -93,6 +93,98 @@ class Models(msgspec.Struct):
     models: list[ModelSummary]
 
 
+class Estimate(msgspec.Struct, omit_defaults=True):
+    """A metric, with its Wilson 95% interval where it is a proportion of counts."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+
+class WindowMetrics(msgspec.Struct):
+    """Every metric of a window; 0.0 where a denominator is zero (the interval is then 0 to 1).
+
+    ``baseline_accuracy`` is the accuracy of always predicting the majority actual class.
+    """
+
+    accuracy: Estimate
+    precision: Estimate
+    recall: Estimate
+    f1_score: Estimate
+    specificity: Estimate
+    balanced_accuracy: Estimate
+    matthews: Estimate
+    prevalence: Estimate
+    positive_rate: Estimate
+    baseline_accuracy: Estimate
+
+    @classmethod
+    def of(cls, counts: Counts) -> "WindowMetrics":
+        intervals = counts.intervals()
+        return cls(**{
+            name: Estimate(getattr(counts, name), *intervals.get(name, (None, None)))
+            for name in cls.__struct_fields__
+        })  # fmt: skip
+
+
+class ReliabilityBin(msgspec.Struct):
+    low: float
+    high: float
+    count: int
+    mean_score: float
+    observed_rate: float
+
+
+class ScoreMetrics(msgspec.Struct):
+    """Metrics of the scores (the probability of class 1) of a window's scored feedback; null
+    where undefined (no samples, or one class only for ROC AUC)."""
+
+    n: int
+    roc_auc: float | None
+    average_precision: float | None
+    log_loss: float | None
+    brier: float | None
+    expected_calibration_error: float | None
+    reliability: list[ReliabilityBin]
+
+
+class WindowAnswer(msgspec.Struct):
+    """The metrics of one series over ``[start, end)`` (Unix seconds), read from its time
+    buckets of ``resolution`` seconds and coarser. ``value`` is the configured cost matrix's
+    total (null without one)."""
+
+    model: str
+    version: str
+    time: str
+    start: float
+    end: float
+    resolution: int
+    n: int
+    counts: CountsBody
+    metrics: WindowMetrics
+    value: float | None
+    scores: ScoreMetrics | None
+
+
+class PointAnswer(msgspec.Struct):
+    start: float
+    n: int
+    counts: CountsBody
+    metrics: WindowMetrics
+
+
+class SeriesAnswer(msgspec.Struct):
+    """The metrics of each ``step`` seconds from ``start``; steps without feedback are absent."""
+
+    model: str
+    version: str
+    time: str
+    start: float
+    end: float
+    step: int
+    points: list[PointAnswer]
+
+
 class Error(msgspec.Struct, omit_defaults=True):
     """Every error answer; ``index`` names the batch item at fault."""
 

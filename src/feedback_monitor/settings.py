@@ -1,12 +1,16 @@
 """Typed settings from the environment (prefix ``FEEDBACK_MONITOR_``) and the command line."""
 
+import json
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from feedback_monitor.confusion import Costs
+from feedback_monitor.windows import Retention
 
 
 class LogFormat(StrEnum):
@@ -24,6 +28,27 @@ class LogLevel(StrEnum):
 def _seconds_text(value: object) -> object:
     """A duration given as digits (a flag, an environment variable) is seconds."""
     return int(value) if isinstance(value, str) and value.isdigit() else value
+
+
+def _retention(value: object) -> object:
+    return Retention.parse(value) if isinstance(value, str) else value
+
+
+def _json_text(value: object) -> object:
+    """A flag gives JSON as text (the environment is decoded by pydantic-settings)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+class CostMatrix(BaseModel, extra="forbid"):
+    """The value of each outcome (a cost is negative), as in NannyML's business value."""
+
+    tp: float = 0.0
+    tn: float = 0.0
+    fp: float = 0.0
+    fn: float = 0.0
+
+    def costs(self) -> Costs:
+        return Costs(self.tp, self.tn, self.fp, self.fn)
 
 
 class Settings(BaseSettings):
@@ -60,3 +85,23 @@ class Settings(BaseSettings):
     max_batch_body_bytes: int = Field(
         default=32 * 1024 * 1024, ge=1024, description="Largest batch request body (413 above)."
     )
+    retention: Annotated[
+        Retention, NoDecode, BeforeValidator(_retention), PlainSerializer(str, return_type=str)
+    ] = Field(
+        default=Retention(),
+        description="How long time buckets are kept per resolution, such as "
+        "minute=48h,hour=90d,day=forever (the defaults).",
+    )
+    costs: Annotated[dict[str, CostMatrix], BeforeValidator(_json_text)] = Field(
+        default_factory=dict,
+        description='JSON: the value of each outcome for a window\'s "value", for every series '
+        '("*"), a model ("fraud") or one version ("fraud:v2"), such as '
+        '{"*": {"tp": 10, "fp": -5, "fn": -50}}. Without it windows carry no value.',
+    )
+
+    def costs_of(self, model: str, version: str) -> Costs | None:
+        """The most specific cost matrix configured for a series, if any."""
+        for key in (f"{model}:{version}", model, "*"):
+            if key in self.costs:
+                return self.costs[key].costs()
+        return None

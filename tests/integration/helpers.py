@@ -22,9 +22,19 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from feedback_monitor.app import create_app
 from feedback_monitor.settings import Settings
-from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Totals
+from feedback_monitor.store import (
+    Accepted,
+    AsyncStore,
+    Entry,
+    Point,
+    Refused,
+    Series,
+    Totals,
+    Window,
+)
 from feedback_monitor.store.sqlite import SQLiteStore
 from feedback_monitor.testing import ServiceProcess
+from feedback_monitor.windows import Span, TimeView
 
 CELLS: Mapping[str, tuple[int, int]] = {"tp": (1, 1), "tn": (0, 0), "fp": (1, 0), "fn": (0, 1)}
 """Each confusion cell and the (prediction, actual) that lands in it."""
@@ -166,8 +176,14 @@ class LocalStore:
             raise OSError("the store is on fire")
         return self.sqlite.write(entries, time.time())
 
-    async def expire(self, before: float) -> Totals:
-        return self.sqlite.expire(before)
+    async def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:
+        return self.sqlite.expire(before, cutoffs)
+
+    async def window(self, series: Series, view: TimeView, spans: Sequence[Span]) -> Window:
+        return self.sqlite.window(series, view, spans)
+
+    async def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
+        return self.sqlite.points(series, view, span, step)
 
     async def ping(self) -> None:
         self.sqlite.ping()

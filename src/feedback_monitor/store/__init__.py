@@ -1,11 +1,13 @@
 """Where the truth is kept: the Store protocol and the shapes of what goes in and comes out."""
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.records import Feedback, Prediction
+from feedback_monitor.scores import ScoreHistogram
 from feedback_monitor.series import Series, SeriesState
+from feedback_monitor.windows import Span, TimeView
 
 
 class Entry(NamedTuple):
@@ -33,6 +35,16 @@ class Refused(NamedTuple):
     at: int
 
 
+class Window(NamedTuple):
+    """What the buckets of a window hold in one time view."""
+
+    counts: Counts
+    scores: ScoreHistogram | None
+
+
+Point = tuple[int, Counts]
+"""The start of a step, and the counts in it."""
+
 Totals = dict[Series, SeriesState]
 """The state of every series a transaction touched, right after it."""
 
@@ -48,8 +60,15 @@ class Store(Protocol):
     ) -> tuple[list[Accepted | Refused], Totals]:
         """Apply the entries in one durable transaction; each is applied whole or refused."""
 
-    def expire(self, before: float) -> Totals:
-        """Drop predictions stored before ``before`` and still unlabelled, and older ids."""
+    def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:
+        """Drop predictions stored before ``before`` and still unlabelled, and older ids; and
+        the time buckets of each resolution that start before its cutoff."""
+
+    def window(self, series: Series, view: TimeView, spans: Sequence[Span]) -> Window:
+        """The sum of the buckets of the spans."""
+
+    def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
+        """The counts of each ``step`` seconds of the span that has any."""
 
     def ping(self) -> None:
         """Return if the store takes writes; raise otherwise."""
@@ -66,11 +85,27 @@ class AsyncStore(Protocol):
     def write(self, entries: Sequence[Entry]) -> Awaitable[tuple[list[Accepted | Refused], Totals]]:
         """Stamped with the writer's clock: the time of the commit."""
 
-    async def expire(self, before: float) -> Totals: ...
+    async def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals: ...
+
+    async def window(self, series: Series, view: TimeView, spans: Sequence[Span]) -> Window: ...
+
+    async def points(
+        self, series: Series, view: TimeView, span: Span, step: int
+    ) -> list[Point]: ...
 
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
 
 
-__all__ = ["Accepted", "AsyncStore", "Entry", "Refused", "Series", "Store", "Totals"]
+__all__ = [
+    "Accepted",
+    "AsyncStore",
+    "Entry",
+    "Point",
+    "Refused",
+    "Series",
+    "Store",
+    "Totals",
+    "Window",
+]

@@ -11,8 +11,12 @@ SIGKILL, leaves no writer behind once the transaction in hand is done.
 
 Protocol: one JSON array per line each way; answers come in the order of the requests.
 
-- ``["load"]`` -> ``["ok", states]``; ``["expire", before]`` -> ``["ok", states]``;
-  ``["ping"]`` -> ``["ok", null]``.
+- ``["load"]`` -> ``["ok", states]``; ``["expire", before, [[resolution, cutoff], ...]]`` ->
+  ``["ok", states]``; ``["ping"]`` -> ``["ok", null]``.
+- ``["window", model, version, view, [[start, end, resolution], ...]]`` ->
+  ``["ok", [[tp, tn, fp, fn], score_row or null]]``;
+  ``["points", model, version, view, [start, end, resolution], step]`` ->
+  ``["ok", [[start, tp, tn, fp, fn], ...]]``.
 - ``["write", entries]`` -> ``["ok", outcomes, states, stats]``: consecutive writes share one
   transaction; ``states`` are the series it touched, after it; ``stats`` is
   ``[feedback, seconds]`` of that transaction on the first answer it produced, else ``null``.
@@ -39,9 +43,11 @@ import msgspec
 from feedback_monitor.confusion import Counts
 from feedback_monitor.errors import Unavailable
 from feedback_monitor.records import Feedback, Prediction
+from feedback_monitor.scores import ScoreHistogram
 from feedback_monitor.series import Series, SeriesState
-from feedback_monitor.store import Accepted, Entry, Refused, Store, Totals
+from feedback_monitor.store import Accepted, Entry, Point, Refused, Store, Totals, Window
 from feedback_monitor.store.sqlite import SQLiteStore
+from feedback_monitor.windows import Span, TimeView
 
 Row = tuple[str, str, int, int, int, int]
 WriteAnswer = tuple[list[Accepted | Refused], Totals]
@@ -175,8 +181,19 @@ class ChildStore:
             return asyncio.ensure_future(self._write_when_running(request))
         return self._pipe.send(request, decode_write)
 
-    async def expire(self, before: float) -> Totals:
-        return decode_states(await (await self._running()).send(["expire", before]))
+    async def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:
+        request = ["expire", before, list((cutoffs or {}).items())]
+        return decode_states(await (await self._running()).send(request))
+
+    async def window(self, series: Series, view: TimeView, spans: Sequence[Span]) -> Window:
+        request = ["window", *series, view, [[s.start, s.end, s.resolution] for s in spans]]
+        counts, row = await (await self._running()).send(request)
+        return Window(Counts(*counts), None if row is None else ScoreHistogram.from_row(row))
+
+    async def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
+        request = ["points", *series, view, [span.start, span.end, span.resolution], step]
+        rows = await (await self._running()).send(request)
+        return [(start, Counts(*counts)) for start, *counts in rows]
 
     async def ping(self) -> None:
         await (await self._running()).send(["ping"])
@@ -310,8 +327,15 @@ def _answer_one(store: Store, request: list[Any]) -> list[object]:
         match request:
             case ["load"]:
                 return ["ok", encode_states(store.load())]
-            case ["expire", before]:
-                return ["ok", encode_states(store.expire(before))]
+            case ["expire", before, cutoffs]:
+                return ["ok", encode_states(store.expire(before, dict(cutoffs)))]
+            case ["window", model, version, view, spans]:
+                window = store.window((model, version), view, [Span(*s) for s in spans])
+                scores = window.scores.to_row() if window.scores is not None else None
+                return ["ok", [window.counts.fields, scores]]
+            case ["points", model, version, view, span, step]:
+                points = store.points((model, version), view, Span(*span), step)
+                return ["ok", [[start, *counts.fields] for start, counts in points]]
             case ["ping"]:
                 store.ping()
                 return ["ok", None]

@@ -27,7 +27,9 @@ from pathlib import Path
 from feedback_monitor.confusion import Counts
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.series import DELAY_BUCKETS, Series, SeriesState, delay_bucket
-from feedback_monitor.store import Accepted, Entry, Refused
+from feedback_monitor.store import Accepted, Entry, Point, Refused, Window, buckets
+from feedback_monitor.store.buckets import Moment
+from feedback_monitor.windows import MINUTE, Span, TimeView, floor
 
 FILENAME = "feedback.sqlite3"
 
@@ -69,6 +71,20 @@ _MIGRATIONS = (
     ) WITHOUT ROWID, STRICT;
     CREATE INDEX outcomes_by_age ON outcomes (stored_at);
     """,
+    """
+    CREATE TABLE buckets (
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        resolution INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        a_tp INTEGER NOT NULL, a_tn INTEGER NOT NULL, a_fp INTEGER NOT NULL, a_fn INTEGER NOT NULL,
+        p_tp INTEGER NOT NULL, p_tn INTEGER NOT NULL, p_fp INTEGER NOT NULL, p_fn INTEGER NOT NULL,
+        a_scores BLOB,
+        p_scores BLOB,
+        PRIMARY KEY (model, version, resolution, start)
+    ) WITHOUT ROWID, STRICT;
+    CREATE INDEX buckets_by_age ON buckets (resolution, start);
+    """,
 )
 
 _ADD = """
@@ -85,6 +101,8 @@ _ADD_DELAYS = """
     ON CONFLICT (model, version, bucket) DO UPDATE SET count = count + excluded.count
 """
 _NO_DELAYS = (0,) * (len(DELAY_BUCKETS) + 1)
+_NONE = Counts()
+_ONE = {(p, a): Counts().add(p, a) for p in (0, 1) for a in (0, 1)}
 _COLUMNS = "model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum"
 _SERIES = f"SELECT {_COLUMNS} FROM confusion"
 
@@ -99,6 +117,21 @@ class _Change:
     expired: int = 0
     delay_sum: float = 0.0
     delays: dict[int, int] = field(default_factory=dict)
+    timed: dict[Moment, Counts] = field(default_factory=dict)  # the counts, placed in time
+    scored: dict[Moment, list[tuple[float, int]]] = field(default_factory=dict)
+
+    def place(self, moment: Moment, counts: Counts) -> None:
+        self.counts += counts
+        self.timed[moment] = self.timed.get(moment, _NONE) + counts
+
+    def outcome(self, now: float, predicted_at: float, item: tuple[int, int, float | None]) -> None:
+        """One (prediction, actual, score), predicted at ``predicted_at`` and labelled now."""
+        prediction, actual, score = item
+        # A prediction stamped in the future is placed at its arrival.
+        moment = (floor(now, MINUTE), floor(min(predicted_at, now), MINUTE))
+        self.place(moment, _ONE[prediction, actual])
+        if score is not None:
+            self.scored.setdefault(moment, []).append((score, actual))
 
     def observe_delay(self, seconds: float) -> None:
         seconds = max(seconds, 0.0)  # a clock ahead of the client's is no negative delay
@@ -115,13 +148,16 @@ class _Changes(dict[Series, _Change]):
     def merge(self, other: "_Changes") -> None:
         for series, change in other.items():
             mine = self[series]
-            mine.counts += change.counts
             mine.predicted += change.predicted
             mine.labelled += change.labelled
             mine.expired += change.expired
             mine.delay_sum += change.delay_sum
             for bucket, count in change.delays.items():
                 mine.delays[bucket] = mine.delays.get(bucket, 0) + count
+            for moment, counts in change.timed.items():
+                mine.place(moment, counts)
+            for moment, pairs in change.scored.items():
+                mine.scored.setdefault(moment, []).extend(pairs)
 
 
 class _Refusal(Exception):
@@ -189,10 +225,14 @@ class SQLiteStore:
         self._committed()
         return outcomes, totals
 
-    def expire(self, before: float) -> dict[Series, SeriesState]:
-        """Drop predictions stored before ``before`` and still unlabelled, and older ids."""
+    def expire(
+        self, before: float, cutoffs: Mapping[int, float] | None = None
+    ) -> dict[Series, SeriesState]:
+        """Drop predictions stored before ``before`` and still unlabelled, and older ids; and
+        the time buckets of each resolution older than its cutoff."""
         changes = _Changes()
         with _transaction(self._db):
+            buckets.drop_before(self._db, cutoffs or {})
             waiting = self._db.execute(
                 "SELECT model, version, count(*) FROM outcomes"
                 " WHERE stored_at < ? AND actual IS NULL AND from_prediction GROUP BY 1, 2",
@@ -205,6 +245,14 @@ class SQLiteStore:
         self._committed()
         return totals
 
+    def window(self, series: Series, view: TimeView, spans: Sequence[Span]) -> Window:
+        """The counts and scores of a window, as committed."""
+        return buckets.window(self._db, series, view, spans)
+
+    def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
+        """The counts per ``step`` seconds of a span, where there are any."""
+        return buckets.points(self._db, series, view, span, step)
+
     def ping(self) -> None:
         """A real write: a full disk or a lost lock fails here, not only in the next commit."""
         with _transaction(self._db):
@@ -213,17 +261,18 @@ class SQLiteStore:
     def close(self) -> None:
         self._db.close()
 
-    def _count(self, entry: Entry, changes: _Changes) -> Accepted:
-        """Id-less feedback only: nothing to look up, nothing to refuse."""
+    def _count(self, entry: Entry, now: float, changes: _Changes) -> Accepted:
+        """Plain feedback only (no id, score or time): nothing to look up, nothing to refuse."""
+        minute = floor(now, MINUTE)
         for series, delta in entry.deltas.items():
-            changes[series].counts += delta
+            changes[series].place((minute, minute), delta)
         return Accepted(sum(d.total for d in entry.deltas.values()), 0, sorted(entry.deltas))
 
     def _apply(self, entry: Entry, now: float, changes: _Changes) -> Accepted | Refused:
         if not entry.keyed:
-            return self._count(entry, changes)
+            return self._count(entry, now, changes)
         mine = _Changes()
-        accepted, duplicates = self._count(entry, mine).accepted, 0
+        accepted, duplicates = self._count(entry, now, mine).accepted, 0
         try:
             # An item is refused before it writes anything: only several need a savepoint.
             with _savepoint(self._db, len(entry.keyed) > 1):
@@ -238,9 +287,13 @@ class SQLiteStore:
         return Accepted(accepted, duplicates, sorted({*entry.deltas, *mine}))
 
     def _keyed(self, index: int, item: Feedback | Prediction, now: float, mine: _Changes) -> bool:
-        """Apply one item that has an id; False for a repeat of what is stored."""
+        """Apply one item kept whole (an id, a score or a time); False for a repeat."""
+        if item.id is None:
+            assert isinstance(item, Feedback)
+            self._observe(item, now, mine[item.series])
+            return True
         row = self._db.execute(
-            "SELECT model, version, prediction, actual, predicted_at, from_prediction"
+            "SELECT model, version, prediction, actual, predicted_at, from_prediction, score"
             " FROM outcomes WHERE id = ?",
             (item.id,),
         ).fetchone()
@@ -280,12 +333,9 @@ class SQLiteStore:
                 (item.id, item.model, item.version, item.prediction, item.actual, item.score,
                  item.timestamp if item.timestamp is not None else now, now),
             )  # fmt: skip
-            change = mine[item.series]
-            change.counts = change.counts.add(item.prediction, item.actual)
-            if item.timestamp is not None:
-                change.observe_delay(now - item.timestamp)
+            self._observe(item, now, mine[item.series])
             return True
-        model, version, prediction, actual, predicted_at, from_prediction = row
+        model, version, prediction, actual, predicted_at, from_prediction, score = row
         assert isinstance(model, str)
         assert isinstance(version, str)
         assert isinstance(prediction, int)
@@ -303,10 +353,21 @@ class SQLiteStore:
                 raise _Refusal(Refused(409, "Conflicting feedback for id", "conflict", index))
             return False
         self._db.execute("UPDATE outcomes SET actual = ? WHERE id = ?", (item.actual, item.id))
-        change.counts = change.counts.add(prediction, item.actual)
+        score = item.score if item.score is not None else score
+        assert score is None or isinstance(score, float)
+        change.outcome(now, predicted_at, (prediction, item.actual, score))
         change.labelled += 1 if from_prediction else 0
         change.observe_delay(now - predicted_at)
         return True
+
+    @staticmethod
+    def _observe(item: Feedback, now: float, change: _Change) -> None:
+        """A feedback that brings its own prediction: counted at its time, with its score."""
+        assert item.prediction is not None
+        predicted_at = item.timestamp if item.timestamp is not None else now
+        change.outcome(now, predicted_at, (item.prediction, item.actual, item.score))
+        if item.timestamp is not None:
+            change.observe_delay(now - item.timestamp)
 
     def _add(self, changes: _Changes) -> dict[Series, SeriesState]:
         """Add the changes; the touched series' states. Call inside the transaction, and
@@ -319,6 +380,7 @@ class SQLiteStore:
                 _ADD + " RETURNING " + _COLUMNS,
                 (*series, k.tp, k.tn, k.fp, k.fn, c.predicted, c.labelled, c.expired, c.delay_sum),
             ).fetchone())  # fmt: skip
+            buckets.add(self._db, series, c.timed, c.scored)
             if c.delays:
                 self._db.executemany(_ADD_DELAYS, [(*series, b, n) for b, n in c.delays.items()])
                 old = self._delays.get(series, _NO_DELAYS)

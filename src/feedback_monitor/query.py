@@ -1,0 +1,201 @@
+"""The read API's windows: query parameters checked, then the answers built from the store.
+
+Times are RFC 3339 (with a zone) or Unix seconds; durations are ``90s``, ``5m``, ``1h``, ``7d``.
+"""
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from feedback_monitor.confusion import Costs, Counts
+from feedback_monitor.errors import ClientError
+from feedback_monitor.records import NAME_PATTERN, VERSION_PATTERN
+from feedback_monitor.schemas import (
+    CountsBody,
+    PointAnswer,
+    ReliabilityBin,
+    ScoreMetrics,
+    SeriesAnswer,
+    WindowAnswer,
+    WindowMetrics,
+)
+from feedback_monitor.scores import ScoreHistogram
+from feedback_monitor.series import Series
+from feedback_monitor.store import Point, Window
+from feedback_monitor.windows import Retention, Span, TimeView, parse_duration, spans
+
+DEFAULT_WINDOW = "1h"
+DEFAULT_POINTS = 60  # points a series gets when no step is asked for
+MAX_POINTS = 11_000  # as Prometheus: a chart has no use for more
+_MODEL, _VERSION = re.compile(NAME_PATTERN), re.compile(VERSION_PATTERN)
+
+
+class BadParameter(ClientError):
+    """A query parameter that cannot be used; the message names it."""
+
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(400, f"Invalid query parameter {name!r}: {problem}", "bad_parameter")
+
+
+class UnknownSeries(ClientError):
+    def __init__(self) -> None:
+        super().__init__(404, "Unknown model or version", "unknown_series")
+
+
+@dataclass(frozen=True)
+class Query:
+    """A checked request for a window (``step`` 0) or for points of ``step`` seconds."""
+
+    series: Series
+    view: TimeView
+    span: Span
+    step: int = 0
+
+
+def series_of(model: str, params: Mapping[str, str]) -> Series:
+    if not _MODEL.match(model):
+        raise BadParameter("model", "names are 1 to 64 of A-Z a-z 0-9 _ . : -")
+    version = params.get("version", "")
+    if not _VERSION.match(version):
+        raise BadParameter("version", "versions are 0 to 64 of A-Z a-z 0-9 _ . : -")
+    return (model, version)
+
+
+def _only(params: Mapping[str, str], allowed: set[str]) -> None:
+    for name in params:
+        if name not in allowed:
+            raise BadParameter(name, f"unknown; this endpoint takes {', '.join(sorted(allowed))}")
+
+
+def _view(params: Mapping[str, str]) -> TimeView:
+    try:
+        return TimeView(params.get("time", TimeView.ARRIVAL))
+    except ValueError:
+        raise BadParameter("time", "arrival or prediction") from None
+
+
+def _moment(params: Mapping[str, str], name: str, default: float) -> float:
+    text = params.get(name)
+    if text is None:
+        return default
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = _rfc3339(name, text)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise BadParameter(name, "Unix seconds must be a finite number, 0 or more")
+    return seconds
+
+
+def _rfc3339(name: str, text: str) -> float:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadParameter(name, "not RFC 3339 nor Unix seconds") from None
+    if moment.tzinfo is None:
+        raise BadParameter(name, "an RFC 3339 time needs its zone, such as Z or +02:00")
+    return moment.timestamp()
+
+
+def _duration(params: Mapping[str, str], name: str, default: str) -> float:
+    try:
+        return parse_duration(params.get(name, default))
+    except ValueError as error:
+        raise BadParameter(name, str(error)) from None
+
+
+def _range(params: Mapping[str, str], now: float, default: str) -> tuple[float, float]:
+    if "window" in params and ("start" in params or "end" in params):
+        raise BadParameter("window", "give either window or start and end, not both")
+    end = _moment(params, "end", now)
+    start = _moment(params, "start", end - _duration(params, "window", default))
+    if end <= start:
+        raise BadParameter("end", "must be after start")
+    return start, end
+
+
+def window_query(model: str, params: Mapping[str, str], now: float, retention: Retention) -> Query:
+    """``?version=&window=1h&time=arrival`` or ``?start=&end=`` instead of ``window``."""
+    _only(params, {"version", "window", "start", "end", "time"})
+    series, view = series_of(model, params), _view(params)
+    start, end = _range(params, now, DEFAULT_WINDOW)
+    return Query(series, view, Span.covering(start, end, retention.resolution_at(start, now)))
+
+
+def points_query(model: str, params: Mapping[str, str], now: float, retention: Retention) -> Query:
+    """``?version=&start=&end=&step=&time=``; an hour to now by default."""
+    _only(params, {"version", "start", "end", "step", "time"})
+    series, view = series_of(model, params), _view(params)
+    start, end = _range(params, now, DEFAULT_WINDOW)
+    span = Span.covering(start, end, retention.resolution_at(start, now))
+    step = _step(params, span)
+    if (span.end - span.start) / step > MAX_POINTS:
+        raise BadParameter("step", f"more than {MAX_POINTS} points; ask for a longer step")
+    return Query(series, view, span, step)
+
+
+def _step(params: Mapping[str, str], span: Span) -> int:
+    resolution = span.resolution
+    if "step" not in params:
+        wanted = (span.end - span.start) / DEFAULT_POINTS
+        return max(resolution, math.ceil(wanted / resolution) * resolution)
+    text = params["step"]
+    step = int(text) if text.isdigit() else _duration(params, "step", "")
+    if step <= 0 or step % resolution:
+        raise BadParameter(
+            "step", f"must be a multiple of {resolution} s, the finest buckets kept at start"
+        )
+    return int(step)
+
+
+def window_answer(query: Query, window: Window, costs: Costs | None) -> WindowAnswer:
+    counts, span = window.counts, query.span
+    return WindowAnswer(
+        *query.series,
+        query.view.value,
+        span.start,
+        span.end,
+        span.resolution,
+        counts.total,
+        CountsBody(*counts.fields),
+        WindowMetrics.of(counts),
+        None if costs is None else counts.cost(costs),
+        None if window.scores is None else score_metrics(window.scores),
+    )
+
+
+def score_metrics(scores: ScoreHistogram) -> ScoreMetrics:
+    return ScoreMetrics(
+        scores.total,
+        scores.roc_auc(),
+        scores.average_precision(),
+        scores.log_loss(),
+        scores.brier(),
+        scores.expected_calibration_error(),
+        [
+            ReliabilityBin(r.low, r.high, r.count, r.mean_score, r.observed_rate)
+            for r in scores.reliability()
+        ],
+    )
+
+
+def series_answer(query: Query, points: list[Point]) -> SeriesAnswer:
+    return SeriesAnswer(
+        *query.series,
+        query.view.value,
+        query.span.start,
+        query.span.end,
+        query.step,
+        [_point(start, counts) for start, counts in points],
+    )
+
+
+def _point(start: int, counts: Counts) -> PointAnswer:
+    return PointAnswer(start, counts.total, CountsBody(*counts.fields), WindowMetrics.of(counts))
+
+
+def window_spans(query: Query) -> list[Span]:
+    """The fewest buckets that make up the query's span."""
+    return spans(query.span.start, query.span.end, query.span.resolution)

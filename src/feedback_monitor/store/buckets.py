@@ -1,0 +1,121 @@
+"""The time buckets in SQLite: written inside the store's transactions, read for windows.
+
+Format: ``buckets(model, version, resolution, start, a_tp, a_tn, a_fp, a_fn, p_tp, p_tn, p_fp,
+p_fn, a_scores, p_scores)``, one row per series and bucket (``windows.py``): the confusion counts
+of the outcomes whose label arrived in it (``a_``) and of those predicted in it (``p_``), and the
+score histograms of each view (``scores.py``, ``to_row`` as MessagePack; NULL before any score).
+"""
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+
+import msgspec
+
+from feedback_monitor.confusion import Counts
+from feedback_monitor.scores import ScoreHistogram
+from feedback_monitor.series import Series
+from feedback_monitor.store import Point, Window
+from feedback_monitor.windows import RESOLUTIONS, Span, TimeView, floor
+
+Moment = tuple[int, int]
+"""The minutes (their starts) of an outcome's arrival and of its prediction."""
+
+_ADD = """
+    INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)
+    ON CONFLICT (model, version, resolution, start) DO UPDATE SET
+        a_tp = a_tp + excluded.a_tp, a_tn = a_tn + excluded.a_tn,
+        a_fp = a_fp + excluded.a_fp, a_fn = a_fn + excluded.a_fn,
+        p_tp = p_tp + excluded.p_tp, p_tn = p_tn + excluded.p_tn,
+        p_fp = p_fp + excluded.p_fp, p_fn = p_fn + excluded.p_fn
+"""
+_KEY = "model = ? AND version = ? AND resolution = ? AND start = ?"
+_RANGE = "model = ? AND version = ? AND resolution = ? AND start >= ? AND start < ?"
+_PREFIX = {TimeView.ARRIVAL: "a_", TimeView.PREDICTION: "p_"}
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder(list[float]).decode
+
+
+def add(
+    db: sqlite3.Connection,
+    series: Series,
+    timed: Mapping[Moment, Counts],
+    scored: Mapping[Moment, Sequence[tuple[float, int]]],
+) -> None:
+    """Add outcomes to the buckets that hold them, at every resolution and in both views."""
+    rows: dict[tuple[int, int], list[int]] = {}
+    for (arrived, predicted), counts in timed.items():
+        for resolution in RESOLUTIONS:
+            row = rows.setdefault((resolution, floor(arrived, resolution)), [0] * 8)
+            row[0:4] = map(sum, zip(row[0:4], counts.fields, strict=True))
+            row = rows.setdefault((resolution, floor(predicted, resolution)), [0] * 8)
+            row[4:8] = map(sum, zip(row[4:8], counts.fields, strict=True))
+    db.executemany(_ADD, [(*series, *slot, *row) for slot, row in rows.items()])
+    if scored:
+        _add_scores(db, series, scored)
+
+
+def _add_scores(
+    db: sqlite3.Connection, series: Series, scored: Mapping[Moment, Sequence[tuple[float, int]]]
+) -> None:
+    """Merge the scored outcomes into their buckets' histograms (rows that exist by now)."""
+    new: dict[tuple[int, int], list[list[tuple[float, int]]]] = {}
+    for (arrived, predicted), pairs in scored.items():
+        for resolution in RESOLUTIONS:
+            new.setdefault((resolution, floor(arrived, resolution)), [[], []])[0].extend(pairs)
+            new.setdefault((resolution, floor(predicted, resolution)), [[], []])[1].extend(pairs)
+    for slot, views in new.items():
+        stored = db.execute(
+            f"SELECT a_scores, p_scores FROM buckets WHERE {_KEY}", (*series, *slot)
+        )
+        blobs = [_merged(blob, pairs) for blob, pairs in zip(stored.fetchone(), views, strict=True)]
+        db.execute(f"UPDATE buckets SET a_scores = ?, p_scores = ? WHERE {_KEY}",
+                   (*blobs, *series, *slot))  # fmt: skip
+
+
+def _merged(blob: bytes | None, pairs: list[tuple[float, int]]) -> bytes | None:
+    if not pairs:
+        return blob
+    histogram = ScoreHistogram.of(pairs)
+    if blob is not None:
+        histogram = histogram + ScoreHistogram.from_row(_decode(blob))
+    return _encode(histogram.to_row())
+
+
+def window(db: sqlite3.Connection, series: Series, view: TimeView, spans: Iterable[Span]) -> Window:
+    """The sum over the spans' buckets."""
+    prefix = _PREFIX[view]
+    columns = ", ".join(f"total({prefix}{c})" for c in ("tp", "tn", "fp", "fn"))
+    counts, histograms = Counts(), []
+    for span in spans:
+        where = (*series, span.resolution, span.start, span.end)
+        tp, tn, fp, fn = db.execute(
+            f"SELECT {columns} FROM buckets WHERE {_RANGE}", where
+        ).fetchone()
+        counts += Counts(int(tp), int(tn), int(fp), int(fn))
+        histograms += [ScoreHistogram.from_row(_decode(blob)) for (blob,) in db.execute(
+            f"SELECT {prefix}scores FROM buckets WHERE {_RANGE} AND {prefix}scores IS NOT NULL",
+            where,
+        )]  # fmt: skip
+    return Window(counts, ScoreHistogram.combined(histograms) if histograms else None)
+
+
+def points(
+    db: sqlite3.Connection, series: Series, view: TimeView, span: Span, step: int
+) -> list[Point]:
+    """The counts of each ``step`` seconds from the span's start on, where there are any."""
+    prefix = _PREFIX[view]
+    columns = ", ".join(f"total({prefix}{c})" for c in ("tp", "tn", "fp", "fn"))
+    rows = db.execute(
+        f"SELECT (start - ?) / ? AS step, {columns} FROM buckets WHERE {_RANGE}"
+        " GROUP BY step ORDER BY step",
+        (span.start, step, *series, span.resolution, span.start, span.end),
+    )
+    return [
+        (span.start + index * step, Counts(int(tp), int(tn), int(fp), int(fn)))
+        for index, tp, tn, fp, fn in rows
+    ]
+
+
+def drop_before(db: sqlite3.Connection, cutoffs: Mapping[int, float]) -> None:
+    """Delete the buckets of each resolution that start before its cutoff."""
+    db.executemany("DELETE FROM buckets WHERE resolution = ? AND start < ?", list(cutoffs.items()))
