@@ -132,6 +132,7 @@ def test_families_are_declared_even_with_an_empty_snapshot(registry: CollectorRe
             [*GAUGES, "feedback_pending_predictions", "feedback_label_coverage"], "gauge"
         ),
         DELAY: "histogram",
+        "feedback_score": "histogram",
     }
     for name in GAUGES:
         assert registry.get_sample_value(name, labels(("default", ""))) is None

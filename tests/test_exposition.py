@@ -14,7 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 from feedback_monitor.collector import FeedbackCollector
 from feedback_monitor.confusion import Counts
 from feedback_monitor.exposition import Exposition
-from feedback_monitor.series import DELAY_BUCKETS, Series, SeriesState
+from feedback_monitor.scores import ScoreHistogram
+from feedback_monitor.series import DELAY_BUCKETS, SCORE_BINS, Series, SeriesState
 
 Sample = tuple[str, tuple[tuple[str, str], ...], float]
 
@@ -28,9 +29,11 @@ def random_states(seed: int, size: int) -> dict[Series, SeriesState]:
         counts = Counts(*(rng.choice([0, rng.randint(0, 10**9)]) for _ in range(4)))
         delays = tuple(rng.randint(0, 50) for _ in range(len(DELAY_BUCKETS) + 1))
         version = rng.choice(["", "v1", "2024-01-01:a.b_c-d"])
+        scored = [(rng.random(), rng.randint(0, 1)) for _ in range(rng.choice([0, 30]))]
+        scores = ScoreHistogram.of(scored, SCORE_BINS) if scored else None
         states[f"m{i}", version] = SeriesState(
             counts, predicted, labelled, rng.randint(0, predicted - labelled),
-            rng.random() * 1e6, delays,
+            rng.random() * 1e6, delays, scores,
         )  # fmt: skip
     return states
 

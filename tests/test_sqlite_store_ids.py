@@ -13,7 +13,8 @@ from sklearn.metrics import confusion_matrix
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.records import Feedback, Prediction
-from feedback_monitor.series import DELAY_BUCKETS, SeriesState
+from feedback_monitor.scores import ScoreHistogram
+from feedback_monitor.series import DELAY_BUCKETS, SCORE_BINS, SeriesState
 from feedback_monitor.store import Accepted, Entry, Refused, Series
 from feedback_monitor.store.sqlite import SQLiteStore
 
@@ -73,7 +74,9 @@ def test_a_prediction_then_its_feedback_counts_under_the_prediction(
     assert (waiting.pending, waiting.label_coverage) == (1, 0.0)
     # The label names neither model nor prediction: both come from the stored prediction.
     assert one(store, Feedback(None, 0, id="p-1")) == Accepted(1, 0, [FRAUD])
-    joined = SeriesState(Counts(fp=1), 1, 1, 0, delay, histogram(delay))
+    # The stored prediction's score joins the lifetime score histogram, under the actual class.
+    scores = ScoreHistogram.of([(0.8, 0)], SCORE_BINS)
+    joined = SeriesState(Counts(fp=1), 1, 1, 0, delay, histogram(delay), scores)
     assert store.load() == {FRAUD: joined}
     assert (joined.pending, joined.label_coverage) == (0, 1.0)
 

@@ -16,7 +16,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from feedback_monitor.series import DELAY_BUCKETS, Series, SeriesState
+from feedback_monitor.scores import ScoreHistogram
+from feedback_monitor.series import DELAY_BUCKETS, SCORE_BINS, Series, SeriesState
 
 Value = Callable[[SeriesState], float]
 LABELS = ("model", "version")
@@ -53,6 +54,19 @@ DELAY = (
     "From the prediction's timestamp to the arrival of its label.",
 )
 BOUNDS = [repr(bound) for bound in DELAY_BUCKETS] + ["+Inf"]  # the histogram's le labels
+SCORE = (
+    "feedback_score",
+    "The model's score (its probability of class 1) of scored feedback, by actual class.",
+)
+SCORE_LABELS = (*LABELS, "actual")
+SCORE_BOUNDS = [repr(i / SCORE_BINS) for i in range(1, SCORE_BINS + 1)] + ["+Inf"]
+
+
+def score_buckets(scores: ScoreHistogram, actual: int) -> tuple[list[tuple[str, int]], float]:
+    """One actual class's cumulative buckets (``le`` label, count) and its score sum."""
+    counts = scores.counts[actual]
+    cumulative = [*accumulate(counts), sum(counts)]  # +Inf: scores end at 1.0
+    return list(zip(SCORE_BOUNDS, cumulative, strict=True)), sum(scores.score_sums[actual])
 
 
 class FeedbackCollector(Collector):
@@ -88,3 +102,12 @@ class FeedbackCollector(Collector):
             buckets = list(zip(BOUNDS, accumulate(state.delays), strict=True))
             delay.add_metric(series, buckets, state.delay_sum)
         yield from (pending, coverage, delay)
+        yield self._scores(states)
+
+    def _scores(self, states: Mapping[Series, SeriesState]) -> Metric:
+        family = HistogramMetricFamily(*SCORE, labels=SCORE_LABELS)
+        for series, state in states.items():
+            if state.scores is not None:
+                for actual in (0, 1):
+                    family.add_metric([*series, str(actual)], *score_buckets(state.scores, actual))
+        return family

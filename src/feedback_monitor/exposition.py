@@ -18,7 +18,10 @@ from feedback_monitor.collector import (
     DELAY,
     GAUGES,
     PENDING,
+    SCORE,
+    score_buckets,
 )
+from feedback_monitor.scores import ScoreHistogram
 from feedback_monitor.series import Series, SeriesState
 
 
@@ -49,7 +52,22 @@ def _series_lines(series: Series, state: SeriesState) -> list[str]:
         + f"{name}_count{{{labels}}} {_number(cumulative[-1])}\n"
         + f"{name}_sum{{{labels}}} {_number(state.delay_sum)}\n"
     )
+    lines.append("" if state.scores is None else _score_lines(labels, state.scores))
     return lines
+
+
+def _score_lines(labels: str, scores: ScoreHistogram) -> str:
+    name, text = SCORE[0], ""
+    for actual in (0, 1):
+        of_class = f'{labels},actual="{actual}"'
+        buckets, total = score_buckets(scores, actual)
+        text += "".join(
+            f'{name}_bucket{{{of_class},le="{bound}"}} {_number(count)}\n'
+            for bound, count in buckets
+        )
+        text += f"{name}_count{{{of_class}}} {_number(buckets[-1][1])}\n"
+        text += f"{name}_sum{{{of_class}}} {_number(total)}\n"
+    return text
 
 
 def _headers(openmetrics: bool) -> list[str]:
@@ -63,6 +81,7 @@ def _headers(openmetrics: bool) -> list[str]:
         header(*PENDING, "gauge"),
         header(*COVERAGE, "gauge"),
         header(*DELAY, "histogram"),
+        header(*SCORE, "histogram"),
     ]
 
 

@@ -9,6 +9,7 @@ predictions, and how long labels took to arrive. Immutable; the store returns fr
 from dataclasses import dataclass, field
 
 from feedback_monitor.confusion import Counts
+from feedback_monitor.scores import ScoreHistogram
 
 Series = tuple[str, str]
 """A (model, version) pair."""
@@ -16,6 +17,10 @@ Series = tuple[str, str]
 # Upper bounds (seconds) of the label-delay histogram: a second to a quarter, then the rest.
 DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400.0, 7 * 86400.0,
                  30 * 86400.0, 90 * 86400.0)  # fmt: skip
+
+
+SCORE_BINS = 10
+"""Bins of the lifetime score histogram exported to Prometheus: ``le`` 0.1, 0.2, ... 1.0."""
 
 
 def delay_bucket(seconds: float) -> int:
@@ -34,6 +39,7 @@ class SeriesState:
     expired: int = 0  # of those, dropped unlabelled after the TTL
     delay_sum: float = 0.0
     delays: tuple[int, ...] = field(default=(0,) * (len(DELAY_BUCKETS) + 1))  # per bucket
+    scores: ScoreHistogram | None = None  # of every scored outcome, in SCORE_BINS bins
 
     @property
     def pending(self) -> int:

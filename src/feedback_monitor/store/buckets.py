@@ -77,14 +77,22 @@ def _merged(blob: bytes | None, pairs: list[tuple[float, int]]) -> bytes | None:
         return blob
     histogram = ScoreHistogram.of(pairs)
     if blob is not None:
-        histogram = histogram + ScoreHistogram.from_row(_decode(blob))
+        histogram = histogram + decode_scores(blob)
+    return encode_scores(histogram)
+
+
+def encode_scores(histogram: ScoreHistogram) -> bytes:
     return _encode(histogram.to_row())
+
+
+def decode_scores(blob: bytes) -> ScoreHistogram:
+    return ScoreHistogram.from_row(_decode(blob))
 
 
 def window(db: sqlite3.Connection, series: Series, view: TimeView, spans: Iterable[Span]) -> Window:
     """The sum over the spans' buckets."""
     prefix = _PREFIX[view]
-    columns = ", ".join(f"total({prefix}{c})" for c in ("tp", "tn", "fp", "fn"))
+    columns = ", ".join(_totals(prefix))
     counts, histograms = Counts(), []
     for span in spans:
         where = (*series, span.resolution, span.start, span.end)
@@ -92,7 +100,7 @@ def window(db: sqlite3.Connection, series: Series, view: TimeView, spans: Iterab
             f"SELECT {columns} FROM buckets WHERE {_RANGE}", where
         ).fetchone()
         counts += Counts(int(tp), int(tn), int(fp), int(fn))
-        histograms += [ScoreHistogram.from_row(_decode(blob)) for (blob,) in db.execute(
+        histograms += [decode_scores(blob) for (blob,) in db.execute(
             f"SELECT {prefix}scores FROM buckets WHERE {_RANGE} AND {prefix}scores IS NOT NULL",
             where,
         )]  # fmt: skip
@@ -103,17 +111,21 @@ def points(
     db: sqlite3.Connection, series: Series, view: TimeView, span: Span, step: int
 ) -> list[Point]:
     """The counts of each ``step`` seconds from the span's start on, where there are any."""
-    prefix = _PREFIX[view]
-    columns = ", ".join(f"total({prefix}{c})" for c in ("tp", "tn", "fp", "fn"))
+    totals = _totals(_PREFIX[view])
     rows = db.execute(
-        f"SELECT (start - ?) / ? AS step, {columns} FROM buckets WHERE {_RANGE}"
-        " GROUP BY step ORDER BY step",
+        # A row may hold outcomes of the other view only: a step of such rows has none here.
+        f"SELECT (start - ?) / ? AS step, {', '.join(totals)} FROM buckets WHERE {_RANGE}"
+        f" GROUP BY step HAVING {' + '.join(totals)} > 0 ORDER BY step",
         (span.start, step, *series, span.resolution, span.start, span.end),
     )
     return [
         (span.start + index * step, Counts(int(tp), int(tn), int(fp), int(fn)))
         for index, tp, tn, fp, fn in rows
     ]
+
+
+def _totals(prefix: str) -> list[str]:
+    return [f"total({prefix}{cell})" for cell in ("tp", "tn", "fp", "fn")]
 
 
 def drop_before(db: sqlite3.Connection, cutoffs: Mapping[int, float]) -> None:

@@ -90,14 +90,18 @@ def from_rows(rows: list[Row]) -> dict[Series, Counts]:
 
 def encode_states(states: Totals) -> list[list[Any]]:
     return [
-        [m, v, *s.counts.fields, s.predicted, s.labelled, s.expired, s.delay_sum, s.delays]
+        [m, v, *s.counts.fields, s.predicted, s.labelled, s.expired, s.delay_sum, s.delays,
+         None if s.scores is None else s.scores.to_row()]
         for (m, v), s in states.items()
     ]
 
 
 def decode_states(rows: list[list[Any]]) -> Totals:
     return {
-        (r[0], r[1]): SeriesState(Counts(*r[2:6]), r[6], r[7], r[8], r[9], tuple(r[10]))
+        (r[0], r[1]): SeriesState(
+            Counts(*r[2:6]), r[6], r[7], r[8], r[9], tuple(r[10]),
+            None if r[11] is None else ScoreHistogram.from_row(r[11]),
+        )
         for r in rows
     }
 

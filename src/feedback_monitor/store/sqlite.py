@@ -26,7 +26,8 @@ from pathlib import Path
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.records import Feedback, Prediction
-from feedback_monitor.series import DELAY_BUCKETS, Series, SeriesState, delay_bucket
+from feedback_monitor.scores import ScoreHistogram
+from feedback_monitor.series import DELAY_BUCKETS, SCORE_BINS, Series, SeriesState, delay_bucket
 from feedback_monitor.store import Accepted, Entry, Point, Refused, Window, buckets
 from feedback_monitor.store.buckets import Moment
 from feedback_monitor.windows import MINUTE, Span, TimeView, floor
@@ -84,17 +85,20 @@ _MIGRATIONS = (
         PRIMARY KEY (model, version, resolution, start)
     ) WITHOUT ROWID, STRICT;
     CREATE INDEX buckets_by_age ON buckets (resolution, start);
+    ALTER TABLE confusion ADD COLUMN scores BLOB;
     """,
 )
 
 _ADD = """
-    INSERT INTO confusion (model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    INSERT INTO confusion
+        (model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum, scores)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (model, version) DO UPDATE SET
         tp = tp + excluded.tp, tn = tn + excluded.tn,
         fp = fp + excluded.fp, fn = fn + excluded.fn,
         predicted = predicted + excluded.predicted, labelled = labelled + excluded.labelled,
-        expired = expired + excluded.expired, delay_sum = delay_sum + excluded.delay_sum
+        expired = expired + excluded.expired, delay_sum = delay_sum + excluded.delay_sum,
+        scores = coalesce(excluded.scores, scores)
 """
 _ADD_DELAYS = """
     INSERT INTO label_delays VALUES (?, ?, ?, ?)
@@ -103,7 +107,7 @@ _ADD_DELAYS = """
 _NO_DELAYS = (0,) * (len(DELAY_BUCKETS) + 1)
 _NONE = Counts()
 _ONE = {(p, a): Counts().add(p, a) for p in (0, 1) for a in (0, 1)}
-_COLUMNS = "model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum"
+_COLUMNS = "model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum, scores"
 _SERIES = f"SELECT {_COLUMNS} FROM confusion"
 
 
@@ -376,9 +380,11 @@ class SQLiteStore:
         self._new_delays = {}
         for series, c in changes.items():
             k = c.counts
+            scores = self._lifetime_scores(series, c.scored) if c.scored else None
             rows.append(self._db.execute(
                 _ADD + " RETURNING " + _COLUMNS,
-                (*series, k.tp, k.tn, k.fp, k.fn, c.predicted, c.labelled, c.expired, c.delay_sum),
+                (*series, k.tp, k.tn, k.fp, k.fn, c.predicted, c.labelled, c.expired, c.delay_sum,
+                 scores),
             ).fetchone())  # fmt: skip
             buckets.add(self._db, series, c.timed, c.scored)
             if c.delays:
@@ -386,6 +392,16 @@ class SQLiteStore:
                 old = self._delays.get(series, _NO_DELAYS)
                 self._new_delays[series] = tuple(n + c.delays.get(b, 0) for b, n in enumerate(old))
         return self._states(rows, {**self._delays, **self._new_delays})
+
+    def _lifetime_scores(
+        self, series: Series, scored: Mapping[Moment, list[tuple[float, int]]]
+    ) -> bytes:
+        """The series' lifetime score histogram with these outcomes, stored form."""
+        new = ScoreHistogram.of((pair for pairs in scored.values() for pair in pairs), SCORE_BINS)
+        (blob,) = self._db.execute(
+            "SELECT scores FROM confusion WHERE model = ? AND version = ?", series
+        ).fetchone() or (None,)
+        return buckets.encode_scores(new if blob is None else new + buckets.decode_scores(blob))
 
     def _committed(self) -> None:
         self._delays.update(self._new_delays)
@@ -395,7 +411,7 @@ class SQLiteStore:
         self, rows: Iterable[Sequence[object]], delays: Mapping[Series, tuple[int, ...]]
     ) -> dict[Series, SeriesState]:
         states = {}
-        for model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum in rows:
+        for model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum, scores in rows:
             series = (str(model), str(version))
             states[series] = SeriesState(
                 Counts(int(tp), int(tn), int(fp), int(fn)),  # type: ignore[call-overload]
@@ -404,6 +420,7 @@ class SQLiteStore:
                 int(expired),  # type: ignore[call-overload]
                 float(delay_sum),  # type: ignore[arg-type]
                 delays.get(series, _NO_DELAYS),
+                None if scores is None else buckets.decode_scores(scores),  # type: ignore[arg-type]
             )
         return states
 
