@@ -1,6 +1,6 @@
 """``make bench``: every benchmark, each printing its figures."""
 
-from bench import batch_ingestion, drift_eval, http_throughput, memory
+from bench import batch_ingestion, drift_eval, http_throughput, memory, windows
 
 if __name__ == "__main__":
     http_throughput.main()
@@ -8,5 +8,7 @@ if __name__ == "__main__":
     batch_ingestion.main()
     print()
     memory.main()
+    print()
+    windows.main()
     print()
     drift_eval.main()

@@ -1,9 +1,10 @@
 """The write path: requests hand it records and await the durable commit that holds them.
 
-Each loop iteration's requests go to the store as one write, without waiting for the previous
-write to finish: the store's writer merges whatever has arrived while it was busy into its next
-transaction (group commit). Answers come back in order; after each, the snapshot takes the
-totals the store returned, so reads never touch the disk and never see uncommitted state.
+Group commit: one write is in flight at a time, and everything handed in meanwhile goes to the
+store as the next write, one transaction, as soon as the previous one is answered. So the
+busier the service, the more requests share one fsync, whose cost (mostly the kernel's) is the
+same for one request or a hundred. After each answer the snapshot takes the totals the store
+returned, so reads never touch the disk and never see uncommitted state.
 """
 
 import asyncio
@@ -96,7 +97,7 @@ class Recorder:
         self._store = store
         self._max_series = max_series
         self._pending: list[_Waiter] = []
-        self._in_flight: set[asyncio.Future[tuple[list[Accepted | Refused], Totals]]] = set()
+        self._in_flight: asyncio.Future[tuple[list[Accepted | Refused], Totals]] | None = None
         self._closing = False
         self._states: dict[Series, SeriesState] = {}
         self._claimed: dict[Series, int] = {}  # new series of writes in flight, and how many
@@ -133,7 +134,7 @@ class Recorder:
             raise RecorderClosed
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Accepted | Refused] = loop.create_future()
-        if not self._pending:
+        if not self._pending and self._in_flight is None:
             loop.call_soon(self._flush)  # after every request already readable has joined
         self._pending.append((entry, future))
         try:
@@ -156,8 +157,8 @@ class Recorder:
         """Commit and answer everything already handed in, then release the store."""
         self._closing = True
         self._flush()
-        while self._in_flight:
-            await asyncio.wait(set(self._in_flight))
+        while self._in_flight is not None:  # each answer sends what waited for it
+            await asyncio.wait([self._in_flight])
         await self._store.close()
 
     def _claim_series(self, records: Sequence[Record] | FeedbackBatch, batch: bool) -> Set[Series]:
@@ -190,9 +191,9 @@ class Recorder:
                 del self._claimed[series]
 
     def _flush(self) -> None:
+        if self._in_flight is not None or not self._pending:
+            return  # what waits goes when the write in flight is answered
         batch, self._pending = self._pending, []
-        if not batch:
-            return
         write: asyncio.Future[tuple[list[Accepted | Refused], Totals]]
         try:
             write = asyncio.ensure_future(  # noqa: RUF006 - kept in self._in_flight below
@@ -201,13 +202,14 @@ class Recorder:
         except Exception as error:  # no request may be left waiting for an answer
             write = asyncio.get_running_loop().create_future()
             write.set_exception(error)
-        self._in_flight.add(write)
+        self._in_flight = write
         write.add_done_callback(functools.partial(self._written, batch))
 
     def _written(
         self, batch: list[_Waiter], write: "asyncio.Future[tuple[list[Accepted | Refused], Totals]]"
     ) -> None:
-        self._in_flight.discard(write)
+        self._in_flight = None
+        self._flush()  # what arrived meanwhile: the next transaction starts at once
         error = RecorderClosed() if write.cancelled() else write.exception()
         if error is not None:
             for _, future in batch:  # the requests report it; the recorder lives on

@@ -3,9 +3,11 @@
 Format: ``buckets(model, version, resolution, start, a_tp, a_tn, a_fp, a_fn, p_tp, p_tn, p_fp,
 p_fn, a_scores, p_scores)``, one row per series and bucket (``windows.py``): the confusion counts
 of the outcomes whose label arrived in it (``a_``) and of those predicted in it (``p_``), and the
-score histograms of each view (``scores.py``, ``to_row`` as MessagePack; NULL before any score).
+score histograms of each view (``scores.py``: ``to_row`` as sparse MessagePack, see
+``encode_scores``; NULL before any score).
 """
 
+import itertools
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -82,11 +84,18 @@ def _merged(blob: bytes | None, pairs: list[tuple[float, int]]) -> bytes | None:
 
 
 def encode_scores(histogram: ScoreHistogram) -> bytes:
-    return _encode(histogram.to_row())
+    """Sparse: the row's length, then (index, value) of its non-zero numbers, since a bucket
+    holds scores in a few of its bins (dense, a minute bucket would take kilobytes)."""
+    row = histogram.to_row()
+    return _encode([len(row), *itertools.chain(*((i, v) for i, v in enumerate(row) if v))])
 
 
 def decode_scores(blob: bytes) -> ScoreHistogram:
-    return ScoreHistogram.from_row(_decode(blob))
+    length, *pairs = _decode(blob)
+    row = [0.0] * int(length)
+    for index, value in zip(pairs[::2], pairs[1::2], strict=True):
+        row[int(index)] = value
+    return ScoreHistogram.from_row(row)
 
 
 def window(db: sqlite3.Connection, series: Series, view: TimeView, spans: Iterable[Span]) -> Window:

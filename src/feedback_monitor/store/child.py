@@ -89,21 +89,23 @@ def from_rows(rows: list[Row]) -> dict[Series, Counts]:
 
 
 def encode_states(states: Totals) -> list[list[Any]]:
-    return [
-        [m, v, *s.counts.fields, s.predicted, s.labelled, s.expired, s.delay_sum, s.delays,
-         None if s.scores is None else s.scores.to_row()]
-        for (m, v), s in states.items()
-    ]
+    return [[*series, *_fields(state)] for series, state in states.items()]
+
+
+def _fields(s: SeriesState) -> list[Any]:
+    scores = None if s.scores is None else s.scores.to_row()
+    return [*s.counts.fields, s.predicted, s.labelled, s.expired, s.delay_sum, s.delays, scores]
 
 
 def decode_states(rows: list[list[Any]]) -> Totals:
-    return {
-        (r[0], r[1]): SeriesState(
-            Counts(*r[2:6]), r[6], r[7], r[8], r[9], tuple(r[10]),
-            None if r[11] is None else ScoreHistogram.from_row(r[11]),
-        )
-        for r in rows
-    }
+    return {(row[0], row[1]): _state(*row[2:]) for row in rows}
+
+
+def _state(tp: int, tn: int, fp: int, fn: int, *kept: Any) -> SeriesState:
+    predicted, labelled, expired, delay_sum, delays, scores = kept
+    histogram = None if scores is None else ScoreHistogram.from_row(scores)
+    counts = Counts(tp, tn, fp, fn)
+    return SeriesState(counts, predicted, labelled, expired, delay_sum, tuple(delays), histogram)
 
 
 def encode_entry(entry: Entry) -> list[Any]:

@@ -85,6 +85,8 @@ _MIGRATIONS = (
         PRIMARY KEY (model, version, resolution, start)
     ) WITHOUT ROWID, STRICT;
     CREATE INDEX buckets_by_age ON buckets (resolution, start);
+    """,
+    """
     ALTER TABLE confusion ADD COLUMN scores BLOB;
     """,
 )
