@@ -18,6 +18,7 @@ from feedback_monitor.settings import Settings
 from feedback_monitor.store import (
     Accepted,
     AsyncStore,
+    DriftEvent,
     Entry,
     Point,
     Refused,
@@ -56,6 +57,9 @@ class BrokenStore:
         raise StoreError("store process exited with -9")
 
     def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
+        raise StoreError("store process exited with -9")
+
+    def events(self, series: Series, limit: int) -> list[DriftEvent]:
         raise StoreError("store process exited with -9")
 
     def ping(self) -> None:

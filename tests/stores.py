@@ -11,6 +11,7 @@ from typing import TypeVar
 from feedback_monitor.store import (
     Accepted,
     AsyncStore,
+    DriftEvent,
     Entry,
     Point,
     Refused,
@@ -56,6 +57,9 @@ class ThreadedStore:
     async def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
         return await self._call(self.store.points, series, view, span, step)
 
+    async def events(self, series: Series, limit: int) -> list[DriftEvent]:
+        return await self._call(self.store.events, series, limit)
+
     async def ping(self) -> None:
         await self._call(self.store.ping)
 
@@ -99,6 +103,9 @@ class GatedStore:
     def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
         return self.inner.points(series, view, span, step)
 
+    def events(self, series: Series, limit: int) -> list[DriftEvent]:
+        return self.inner.events(series, limit)
+
     def ping(self) -> None:
         self.inner.ping()
 
@@ -134,6 +141,9 @@ class Sized:
 
     async def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
         return await self.inner.points(series, view, span, step)
+
+    async def events(self, series: Series, limit: int) -> list[DriftEvent]:
+        return await self.inner.events(series, limit)
 
     async def ping(self) -> None:
         await self.inner.ping()

@@ -133,6 +133,8 @@ def test_families_are_declared_even_with_an_empty_snapshot(registry: CollectorRe
         ),
         DELAY: "histogram",
         "feedback_score": "histogram",
+        "feedback_drift_detected": "counter",
+        "feedback_drift_status": "gauge",
     }
     for name in GAUGES:
         assert registry.get_sample_value(name, labels(("default", ""))) is None

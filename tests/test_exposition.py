@@ -13,9 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families as parse_tex
 
 from feedback_monitor.collector import FeedbackCollector
 from feedback_monitor.confusion import Counts
+from feedback_monitor.drift.watch import DETECTORS
 from feedback_monitor.exposition import Exposition
 from feedback_monitor.scores import ScoreHistogram
-from feedback_monitor.series import DELAY_BUCKETS, SCORE_BINS, Series, SeriesState
+from feedback_monitor.series import DELAY_BUCKETS, SCORE_BINS, DriftStatus, Series, SeriesState
 
 Sample = tuple[str, tuple[tuple[str, str], ...], float]
 
@@ -31,9 +32,12 @@ def random_states(seed: int, size: int) -> dict[Series, SeriesState]:
         version = rng.choice(["", "v1", "2024-01-01:a.b_c-d"])
         scored = [(rng.random(), rng.randint(0, 1)) for _ in range(rng.choice([0, 30]))]
         scores = ScoreHistogram.of(scored, SCORE_BINS) if scored else None
+        drift = tuple(
+            DriftStatus(name, rng.randint(0, 2), rng.randint(0, 5)) for name in DETECTORS
+        ) if counts.total else ()  # fmt: skip
         states[f"m{i}", version] = SeriesState(
             counts, predicted, labelled, rng.randint(0, predicted - labelled),
-            rng.random() * 1e6, delays, scores,
+            rng.random() * 1e6, delays, scores, drift,
         )  # fmt: skip
     return states
 

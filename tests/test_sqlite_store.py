@@ -110,6 +110,8 @@ def test_schema_version_is_set_and_kept(data_dir: Path) -> None:
     assert sorted(tables) == [
         ("buckets",),
         ("confusion",),
+        ("drift_events",),
+        ("drift_state",),
         ("label_delays",),
         ("outcomes",),
         ("probe",),

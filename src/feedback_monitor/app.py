@@ -22,6 +22,9 @@ from feedback_monitor.errors import HTTPError
 from feedback_monitor.exposition import Exposition
 from feedback_monitor.query import (
     UnknownSeries,
+    drift_answer,
+    drift_query,
+    drift_spans,
     points_query,
     series_answer,
     window_answer,
@@ -52,6 +55,7 @@ from feedback_monitor.settings import Settings
 from feedback_monitor.store import AsyncStore
 from feedback_monitor.store.child import ChildStore
 from feedback_monitor.telemetry import Telemetry
+from feedback_monitor.windows import TimeView
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +136,20 @@ class Service:
         self._check_known(query.series)
         points = await self.store.points(query.series, query.view, query.span, query.step)
         return json_response(series_answer(query, points))
+
+    async def drift(self, request: Request) -> Response:
+        """GET /api/v1/models/{model}/drift: detectors' statuses and the latest drifts."""
+        series, limit = drift_query(request.path_params["model"], request.query_params)
+        self._check_known(series)
+        now, events = time.time(), []
+        for event in await self.store.events(series, limit):
+            before, after = drift_spans(event.at, now, self.retention)
+            accuracy = [
+                await self.store.window(series, TimeView.ARRIVAL, s) for s in (before, after)
+            ]
+            events.append((event, accuracy[0].counts, accuracy[1].counts))
+        state = self.recorder.snapshot[series]
+        return json_response(drift_answer(series, state, events))
 
     def _check_known(self, series: Series) -> None:
         if series not in self.recorder.snapshot:
@@ -225,6 +243,7 @@ def create_app(
         Route("/api/v1/models", service.models, methods=["GET"]),
         Route("/api/v1/models/{model}/metrics", service.window, methods=["GET"]),
         Route("/api/v1/models/{model}/series", service.series, methods=["GET"]),
+        Route("/api/v1/models/{model}/drift", service.drift, methods=["GET"]),
         Route("/metrics", service.metrics, methods=["GET"]),
         Route("/health", service.health, methods=["GET"]),
         Route("/ready", service.ready, methods=["GET"]),

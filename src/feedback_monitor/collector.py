@@ -59,6 +59,12 @@ SCORE = (
     "The model's score (its probability of class 1) of scored feedback, by actual class.",
 )
 SCORE_LABELS = (*LABELS, "actual")
+DRIFT_DETECTED = (
+    "feedback_drift_detected",
+    "Drifts found by each detector in the series' stream of committed outcomes.",
+)
+DRIFT_STATUS = ("feedback_drift_status", "Each detector's status: 0 stable, 1 warning, 2 drift.")
+DRIFT_LABELS = (*LABELS, "detector")
 SCORE_BOUNDS = [repr(i / SCORE_BINS) for i in range(1, SCORE_BINS + 1)] + ["+Inf"]
 
 
@@ -103,6 +109,16 @@ class FeedbackCollector(Collector):
             delay.add_metric(series, buckets, state.delay_sum)
         yield from (pending, coverage, delay)
         yield self._scores(states)
+        yield from self._drift(states)
+
+    def _drift(self, states: Mapping[Series, SeriesState]) -> Iterator[Metric]:
+        detected = CounterMetricFamily(*DRIFT_DETECTED, labels=DRIFT_LABELS)
+        status = GaugeMetricFamily(*DRIFT_STATUS, labels=DRIFT_LABELS)
+        for series, state in states.items():
+            for detector in state.drift:
+                detected.add_metric([*series, detector.detector], detector.detections)
+                status.add_metric([*series, detector.detector], detector.status)
+        yield from (detected, status)
 
     def _scores(self, states: Mapping[Series, SeriesState]) -> Metric:
         family = HistogramMetricFamily(*SCORE, labels=SCORE_LABELS)

@@ -16,6 +16,8 @@ from feedback_monitor.collector import (
     COVERAGE,
     DEFAULT_SERIES,
     DELAY,
+    DRIFT_DETECTED,
+    DRIFT_STATUS,
     GAUGES,
     PENDING,
     SCORE,
@@ -53,6 +55,16 @@ def _series_lines(series: Series, state: SeriesState) -> list[str]:
         + f"{name}_sum{{{labels}}} {_number(state.delay_sum)}\n"
     )
     lines.append("" if state.scores is None else _score_lines(labels, state.scores))
+    detected, status = DRIFT_DETECTED[0] + "_total", DRIFT_STATUS[0]
+    of = [f'{labels},detector="{d.detector}"' for d in state.drift]
+    lines.append("".join(
+        f"{detected}{{{of_detector}}} {_number(d.detections)}\n"
+        for of_detector, d in zip(of, state.drift, strict=True)
+    ))  # fmt: skip
+    lines.append("".join(
+        f"{status}{{{of_detector}}} {_number(d.status)}\n"
+        for of_detector, d in zip(of, state.drift, strict=True)
+    ))  # fmt: skip
     return lines
 
 
@@ -82,6 +94,8 @@ def _headers(openmetrics: bool) -> list[str]:
         header(*COVERAGE, "gauge"),
         header(*DELAY, "histogram"),
         header(*SCORE, "histogram"),
+        header(DRIFT_DETECTED[0] + suffix, DRIFT_DETECTED[1], "counter"),
+        header(*DRIFT_STATUS, "gauge"),
     ]
 
 

@@ -7,6 +7,7 @@ import msgspec
 from feedback_monitor import __version__
 from feedback_monitor.schemas import (
     BatchAccepted,
+    DriftAnswer,
     Error,
     FeedbackAccepted,
     FeedbackBatchRequest,
@@ -150,6 +151,23 @@ _PATHS: dict[str, Any] = {
         ),
         "SeriesAnswer",
     ),
+    "/api/v1/models/{model}/drift": {
+        "get": {
+            "summary": "Drift detectors' statuses and their latest drifts, with the accuracy "
+            "in the hour before and after each",
+            "operationId": "getDrift",
+            "parameters": [
+                *_SERIES_PARAMETERS[:2],
+                _parameter(
+                    "limit",
+                    "query",
+                    "How many of the latest drifts (1 to 100, default 20).",
+                    {"type": "integer", "minimum": 1, "maximum": 100},
+                ),
+            ],
+            "responses": {"200": _json("DriftAnswer", "Read from the store."), **_READ_ERRORS},
+        }
+    },
     "/metrics": {
         "get": {
             "summary": "Prometheus exposition (OpenMetrics when the Accept header asks for it)",
@@ -225,6 +243,7 @@ def document() -> dict[str, Any]:
             Models,
             WindowAnswer,
             SeriesAnswer,
+            DriftAnswer,
             Error,
             Status,
         ),

@@ -14,6 +14,10 @@ from feedback_monitor.errors import ClientError
 from feedback_monitor.records import NAME_PATTERN, VERSION_PATTERN
 from feedback_monitor.schemas import (
     CountsBody,
+    DetectorStatus,
+    DriftAnswer,
+    DriftEventAnswer,
+    Estimate,
     PointAnswer,
     ReliabilityBin,
     ScoreMetrics,
@@ -22,13 +26,15 @@ from feedback_monitor.schemas import (
     WindowMetrics,
 )
 from feedback_monitor.scores import ScoreHistogram
-from feedback_monitor.series import Series
-from feedback_monitor.store import Point, Window
+from feedback_monitor.series import Series, SeriesState
+from feedback_monitor.store import DriftEvent, Point, Window
 from feedback_monitor.windows import Retention, Span, TimeView, parse_duration, spans
 
 DEFAULT_WINDOW = "1h"
 DEFAULT_POINTS = 60  # points a series gets when no step is asked for
 MAX_POINTS = 11_000  # as Prometheus: a chart has no use for more
+DEFAULT_EVENTS, MAX_EVENTS = 20, 100
+EVENT_CONTEXT = 3600.0  # seconds of accuracy shown before and after a drift
 _MODEL, _VERSION = re.compile(NAME_PATTERN), re.compile(VERSION_PATTERN)
 
 
@@ -194,6 +200,51 @@ def series_answer(query: Query, points: list[Point]) -> SeriesAnswer:
 
 def _point(start: int, counts: Counts) -> PointAnswer:
     return PointAnswer(start, counts.total, CountsBody(*counts.fields), WindowMetrics.of(counts))
+
+
+def drift_query(model: str, params: Mapping[str, str]) -> tuple[Series, int]:
+    """``?version=&limit=``: the series, and how many of its latest events."""
+    _only(params, {"version", "limit"})
+    text = params.get("limit", str(DEFAULT_EVENTS))
+    if not text.isdigit() or not 1 <= int(text) <= MAX_EVENTS:
+        raise BadParameter("limit", f"a whole number from 1 to {MAX_EVENTS}")
+    return series_of(model, params), int(text)
+
+
+def drift_spans(at: float, now: float, retention: Retention) -> tuple[list[Span], list[Span]]:
+    """The buckets of the hour before a drift and of the hour after it, up to now."""
+
+    def covering(start: float, end: float) -> list[Span]:
+        span = Span.covering(start, end, retention.resolution_at(start, now))
+        return spans(span.start, span.end, span.resolution)
+
+    return covering(at - EVENT_CONTEXT, at), covering(at, max(at, min(at + EVENT_CONTEXT, now)))
+
+
+def drift_answer(
+    series: Series,
+    state: SeriesState,
+    events: list[tuple[DriftEvent, Counts, Counts]],
+) -> DriftAnswer:
+    """The detectors' statuses, and each event with the accuracy around it."""
+    detectors = [DetectorStatus(*detector) for detector in state.drift]
+    return DriftAnswer(*series, detectors, [_event(*event) for event in events])
+
+
+def _event(event: DriftEvent, before: Counts, after: Counts) -> DriftEventAnswer:
+    return DriftEventAnswer(
+        event.at,
+        event.detector,
+        event.statistic,
+        _accuracy(before),
+        before.total,
+        _accuracy(after),
+        after.total,
+    )
+
+
+def _accuracy(counts: Counts) -> Estimate:
+    return Estimate(counts.accuracy, *counts.intervals()["accuracy"])
 
 
 def window_spans(query: Query) -> list[Span]:

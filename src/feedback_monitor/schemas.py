@@ -185,6 +185,34 @@ class SeriesAnswer(msgspec.Struct):
     points: list[PointAnswer]
 
 
+class DetectorStatus(msgspec.Struct):
+    detector: str
+    status: int  # 0 stable, 1 warning, 2 drift
+    detections: int
+
+
+class DriftEventAnswer(msgspec.Struct):
+    """A drift found at ``time`` (Unix seconds, the commit that revealed it), with the series'
+    accuracy in the hour before and in the hour after (so far), by label arrival."""
+
+    time: float
+    detector: str
+    statistic: float
+    accuracy_before: Estimate
+    n_before: int
+    accuracy_after: Estimate
+    n_after: int
+
+
+class DriftAnswer(msgspec.Struct):
+    """The series' detectors as committed, and their latest drifts, newest first."""
+
+    model: str
+    version: str
+    detectors: list[DetectorStatus]
+    events: list[DriftEventAnswer]
+
+
 class Error(msgspec.Struct, omit_defaults=True):
     """Every error answer; ``index`` names the batch item at fault."""
 

@@ -7,12 +7,23 @@ predictions, and how long labels took to arrive. Immutable; the store returns fr
 """
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.scores import ScoreHistogram
 
 Series = tuple[str, str]
 """A (model, version) pair."""
+
+
+class DriftStatus(NamedTuple):
+    """One drift detector of a series: its status (0 stable, 1 warning, 2 drift) and how many
+    drifts it has found."""
+
+    detector: str
+    status: int
+    detections: int
+
 
 # Upper bounds (seconds) of the label-delay histogram: a second to a quarter, then the rest.
 DELAY_BUCKETS = (1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 6 * 3600.0, 86400.0, 7 * 86400.0,
@@ -40,6 +51,9 @@ class SeriesState:
     delay_sum: float = 0.0
     delays: tuple[int, ...] = field(default=(0,) * (len(DELAY_BUCKETS) + 1))  # per bucket
     scores: ScoreHistogram | None = None  # of every scored outcome, in SCORE_BINS bins
+    # Per detector, once the series has outcomes: the detectors' verdict on the counts, left out
+    # of equality so that states compare by what was committed.
+    drift: tuple[DriftStatus, ...] = field(default=(), compare=False)
 
     @property
     def pending(self) -> int:

@@ -25,6 +25,7 @@ from feedback_monitor.settings import Settings
 from feedback_monitor.store import (
     Accepted,
     AsyncStore,
+    DriftEvent,
     Entry,
     Point,
     Refused,
@@ -184,6 +185,9 @@ class LocalStore:
 
     async def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
         return self.sqlite.points(series, view, span, step)
+
+    async def events(self, series: Series, limit: int) -> list[DriftEvent]:
+        return self.sqlite.events(series, limit)
 
     async def ping(self) -> None:
         self.sqlite.ping()

@@ -59,9 +59,12 @@ class Detector(abc.ABC):
         """``n`` more samples, ``errors`` of them wrong, in an unknown order."""
 
     def state(self) -> dict[str, Any]:
-        """Parameters and learnt fields as JSON-serialisable plain values."""
-        names = (*self.PARAMS, *self.FIELDS)
-        values = {name: copy.deepcopy(getattr(self, name)) for name in names}
+        """Parameters and learnt fields as JSON-serialisable plain values.
+
+        A view, not a copy (the store serialises it on every commit): the next update changes
+        it. ``from_state`` copies what it is given.
+        """
+        values = {name: getattr(self, name) for name in (*self.PARAMS, *self.FIELDS)}
         return values | {"status": int(self.status), "statistic": self.statistic}
 
     @classmethod

@@ -45,6 +45,15 @@ class Window(NamedTuple):
 Point = tuple[int, Counts]
 """The start of a step, and the counts in it."""
 
+
+class DriftEvent(NamedTuple):
+    """A drift a detector found: which, when (Unix seconds), and its statistic."""
+
+    detector: str
+    at: float
+    statistic: float
+
+
 Totals = dict[Series, SeriesState]
 """The state of every series a transaction touched, right after it."""
 
@@ -70,6 +79,9 @@ class Store(Protocol):
     def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
         """The counts of each ``step`` seconds of the span that has any."""
 
+    def events(self, series: Series, limit: int) -> list[DriftEvent]:
+        """The latest drifts found in the series, newest first."""
+
     def ping(self) -> None:
         """Return if the store takes writes; raise otherwise."""
 
@@ -93,6 +105,8 @@ class AsyncStore(Protocol):
         self, series: Series, view: TimeView, span: Span, step: int
     ) -> list[Point]: ...
 
+    async def events(self, series: Series, limit: int) -> list[DriftEvent]: ...
+
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
@@ -101,6 +115,7 @@ class AsyncStore(Protocol):
 __all__ = [
     "Accepted",
     "AsyncStore",
+    "DriftEvent",
     "Entry",
     "Point",
     "Refused",

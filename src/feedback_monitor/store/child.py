@@ -16,7 +16,8 @@ Protocol: one JSON array per line each way; answers come in the order of the req
 - ``["window", model, version, view, [[start, end, resolution], ...]]`` ->
   ``["ok", [[tp, tn, fp, fn], score_row or null]]``;
   ``["points", model, version, view, [start, end, resolution], step]`` ->
-  ``["ok", [[start, tp, tn, fp, fn], ...]]``.
+  ``["ok", [[start, tp, tn, fp, fn], ...]]``;
+  ``["events", model, version, limit]`` -> ``["ok", [[detector, at, statistic], ...]]``.
 - ``["write", entries]`` -> ``["ok", outcomes, states, stats]``: consecutive writes share one
   transaction; ``states`` are the series it touched, after it; ``stats`` is
   ``[feedback, seconds]`` of that transaction on the first answer it produced, else ``null``.
@@ -44,8 +45,17 @@ from feedback_monitor.confusion import Counts
 from feedback_monitor.errors import Unavailable
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.scores import ScoreHistogram
-from feedback_monitor.series import Series, SeriesState
-from feedback_monitor.store import Accepted, Entry, Point, Refused, Store, Totals, Window
+from feedback_monitor.series import DriftStatus, Series, SeriesState
+from feedback_monitor.store import (
+    Accepted,
+    DriftEvent,
+    Entry,
+    Point,
+    Refused,
+    Store,
+    Totals,
+    Window,
+)
 from feedback_monitor.store.sqlite import SQLiteStore
 from feedback_monitor.windows import Span, TimeView
 
@@ -94,7 +104,8 @@ def encode_states(states: Totals) -> list[list[Any]]:
 
 def _fields(s: SeriesState) -> list[Any]:
     scores = None if s.scores is None else s.scores.to_row()
-    return [*s.counts.fields, s.predicted, s.labelled, s.expired, s.delay_sum, s.delays, scores]
+    kept = [s.predicted, s.labelled, s.expired, s.delay_sum, s.delays, scores, s.drift]
+    return [*s.counts.fields, *kept]
 
 
 def decode_states(rows: list[list[Any]]) -> Totals:
@@ -102,10 +113,13 @@ def decode_states(rows: list[list[Any]]) -> Totals:
 
 
 def _state(tp: int, tn: int, fp: int, fn: int, *kept: Any) -> SeriesState:
-    predicted, labelled, expired, delay_sum, delays, scores = kept
+    predicted, labelled, expired, delay_sum, delays, scores, drift = kept
     histogram = None if scores is None else ScoreHistogram.from_row(scores)
+    detectors = tuple(DriftStatus(*detector) for detector in drift)
     counts = Counts(tp, tn, fp, fn)
-    return SeriesState(counts, predicted, labelled, expired, delay_sum, tuple(delays), histogram)
+    return SeriesState(
+        counts, predicted, labelled, expired, delay_sum, tuple(delays), histogram, detectors
+    )
 
 
 def encode_entry(entry: Entry) -> list[Any]:
@@ -200,6 +214,10 @@ class ChildStore:
         request = ["points", *series, view, [span.start, span.end, span.resolution], step]
         rows = await (await self._running()).send(request)
         return [(start, Counts(*counts)) for start, *counts in rows]
+
+    async def events(self, series: Series, limit: int) -> list[DriftEvent]:
+        rows = await (await self._running()).send(["events", *series, limit])
+        return [DriftEvent(*row) for row in rows]
 
     async def ping(self) -> None:
         await (await self._running()).send(["ping"])
@@ -342,6 +360,8 @@ def _answer_one(store: Store, request: list[Any]) -> list[object]:
             case ["points", model, version, view, span, step]:
                 points = store.points((model, version), view, Span(*span), step)
                 return ["ok", [[start, *counts.fields] for start, counts in points]]
+            case ["events", model, version, limit]:
+                return ["ok", store.events((model, version), limit)]
             case ["ping"]:
                 store.ping()
                 return ["ok", None]

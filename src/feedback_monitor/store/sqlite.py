@@ -2,13 +2,15 @@
 
 Format (``PRAGMA user_version`` is the schema version, migrated forward at open):
 
-- ``confusion(model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum)``: one
-  row per series: its confusion counts, the fate of its stored predictions, the sum of its
-  label delays.
+- ``confusion(model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum,
+  scores)``: one row per series: its confusion counts, the fate of its stored predictions, the
+  sum of its label delays, its lifetime score histogram (``buckets.encode_scores``).
 - ``label_delays(model, version, bucket, count)``: the label-delay histogram (``series.py``).
 - ``outcomes(id, ...)``: every prediction or feedback that came with an id; ``actual`` is NULL
   while a prediction waits for its label. The id is the primary key, so a repeat is found, not
   counted; rows leave after the prediction TTL (then an id may be counted anew).
+- ``buckets(...)``: the counts per minute, hour and day (``buckets.py``).
+- ``drift_state(...)``, ``drift_events(...)``: the drift detectors (``watches.py``).
 - ``probe(id, at)``: one row, rewritten by ``ping()`` to prove that commits still succeed.
 
 A ``write`` is one transaction for many requests; a refused request leaves no trace and the
@@ -28,8 +30,9 @@ from feedback_monitor.confusion import Counts
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.scores import ScoreHistogram
 from feedback_monitor.series import DELAY_BUCKETS, SCORE_BINS, Series, SeriesState, delay_bucket
-from feedback_monitor.store import Accepted, Entry, Point, Refused, Window, buckets
+from feedback_monitor.store import Accepted, DriftEvent, Entry, Point, Refused, Window, buckets
 from feedback_monitor.store.buckets import Moment
+from feedback_monitor.store.watches import Watches
 from feedback_monitor.windows import MINUTE, Span, TimeView, floor
 
 FILENAME = "feedback.sqlite3"
@@ -88,6 +91,22 @@ _MIGRATIONS = (
     """,
     """
     ALTER TABLE confusion ADD COLUMN scores BLOB;
+    """,
+    """
+    CREATE TABLE drift_state (
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        state BLOB NOT NULL,
+        PRIMARY KEY (model, version)
+    ) WITHOUT ROWID, STRICT;
+    CREATE TABLE drift_events (
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        detector TEXT NOT NULL,
+        at REAL NOT NULL,
+        statistic REAL NOT NULL
+    ) STRICT;
+    CREATE INDEX drift_events_by_series ON drift_events (model, version, at);
     """,
 )
 
@@ -196,6 +215,7 @@ class SQLiteStore:
         self._migrate()
         # The only writer holds the file exclusively, so what it wrote is all there is.
         self._delays = self._load_delays()
+        self._watches = Watches(self._db)
         self._new_delays: dict[Series, tuple[int, ...]] = {}
 
     def _migrate(self) -> None:
@@ -224,10 +244,14 @@ class SQLiteStore:
         """Apply every entry that can be applied, in one transaction; the totals it produced."""
         changes = _Changes()
         outcomes: list[Accepted | Refused] = []
-        with _transaction(self._db):
-            for entry in entries:
-                outcomes.append(self._apply(entry, now, changes))
-            totals = self._add(changes)
+        try:
+            with _transaction(self._db):
+                for entry in entries:
+                    outcomes.append(self._apply(entry, now, changes))
+                totals = self._add(changes, now)
+        except BaseException:
+            self._watches.rolled_back()
+            raise
         self._committed()
         return outcomes, totals
 
@@ -247,7 +271,7 @@ class SQLiteStore:
             for model, version, count in waiting.fetchall():
                 changes[model, version].expired += count
             self._db.execute("DELETE FROM outcomes WHERE stored_at < ?", (before,))
-            totals = self._add(changes)
+            totals = self._add(changes, time.time())
         self._committed()
         return totals
 
@@ -258,6 +282,10 @@ class SQLiteStore:
     def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
         """The counts per ``step`` seconds of a span, where there are any."""
         return buckets.points(self._db, series, view, span, step)
+
+    def events(self, series: Series, limit: int) -> list[DriftEvent]:
+        """The latest drifts found in the series, newest first."""
+        return self._watches.events(series, limit)
 
     def ping(self) -> None:
         """A real write: a full disk or a lost lock fails here, not only in the next commit."""
@@ -375,9 +403,10 @@ class SQLiteStore:
         if item.timestamp is not None:
             change.observe_delay(now - item.timestamp)
 
-    def _add(self, changes: _Changes) -> dict[Series, SeriesState]:
-        """Add the changes; the touched series' states. Call inside the transaction, and
-        ``_committed()`` after it: the delay histograms are kept in memory as well."""
+    def _add(self, changes: _Changes, now: float) -> dict[Series, SeriesState]:
+        """Add the changes and feed the drift detectors; the touched series' states. Call inside
+        the transaction, and ``_committed()`` after it: the delay histograms and the detectors
+        are kept in memory as well."""
         rows = []
         self._new_delays = {}
         for series, c in changes.items():
@@ -389,6 +418,8 @@ class SQLiteStore:
                  scores),
             ).fetchone())  # fmt: skip
             buckets.add(self._db, series, c.timed, c.scored)
+            if k.total:
+                self._watches.observe(series, k, now)
             if c.delays:
                 self._db.executemany(_ADD_DELAYS, [(*series, b, n) for b, n in c.delays.items()])
                 old = self._delays.get(series, _NO_DELAYS)
@@ -408,6 +439,7 @@ class SQLiteStore:
     def _committed(self) -> None:
         self._delays.update(self._new_delays)
         self._new_delays = {}
+        self._watches.committed()
 
     def _states(
         self, rows: Iterable[Sequence[object]], delays: Mapping[Series, tuple[int, ...]]
@@ -423,6 +455,7 @@ class SQLiteStore:
                 float(delay_sum),  # type: ignore[arg-type]
                 delays.get(series, _NO_DELAYS),
                 None if scores is None else buckets.decode_scores(scores),  # type: ignore[arg-type]
+                self._watches.status(series),
             )
         return states
 
