@@ -194,33 +194,52 @@ class Recorder:
         if self._in_flight is not None or not self._pending:
             return  # what waits goes when the write in flight is answered
         batch, self._pending = self._pending, []
+        # Entries that are only counted go as one: their outcome is known, all of them counted.
+        counted = [waiter for waiter in batch if not waiter[0].keyed]
+        kept = [waiter for waiter in batch if waiter[0].keyed]
+        entries = [_merged([e for e, _ in counted])] if counted else []
         write: asyncio.Future[tuple[list[Accepted | Refused], Totals]]
         try:
             write = asyncio.ensure_future(  # noqa: RUF006 - kept in self._in_flight below
-                self._store.write([e for e, _ in batch])
+                self._store.write(entries + [e for e, _ in kept])
             )
         except Exception as error:  # no request may be left waiting for an answer
             write = asyncio.get_running_loop().create_future()
             write.set_exception(error)
         self._in_flight = write
-        write.add_done_callback(functools.partial(self._written, batch))
+        write.add_done_callback(functools.partial(self._written, counted, kept))
 
     def _written(
-        self, batch: list[_Waiter], write: "asyncio.Future[tuple[list[Accepted | Refused], Totals]]"
+        self,
+        counted: list[_Waiter],
+        kept: list[_Waiter],
+        write: "asyncio.Future[tuple[list[Accepted | Refused], Totals]]",
     ) -> None:
         self._in_flight = None
         self._flush()  # what arrived meanwhile: the next transaction starts at once
         error = RecorderClosed() if write.cancelled() else write.exception()
         if error is not None:
-            for _, future in batch:  # the requests report it; the recorder lives on
+            for _, future in counted + kept:  # the requests report it; the recorder lives on
                 if not future.done():
                     future.set_exception(error)
             return
         outcomes, totals = write.result()
         self._states.update(totals)  # only this event loop reads or writes it
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
+        answers: list[tuple[asyncio.Future[Accepted | Refused], Accepted | Refused]]
+        answers = [(f, entry.counted()) for entry, f in counted]
+        answers += zip([f for _, f in kept], outcomes[1 if counted else 0 :], strict=True)
+        for future, outcome in answers:
             if not future.done():  # a client that went away may have cancelled it
                 future.set_result(outcome)
+
+
+def _merged(entries: list[Entry]) -> Entry:
+    """One entry counting what the entries count."""
+    deltas: dict[Series, Counts] = {}
+    for entry in entries:
+        for series, counts in entry.deltas.items():
+            deltas[series] = deltas[series] + counts if series in deltas else counts
+    return Entry(deltas, [])
 
 
 def _past_the_cap(records: Sequence[Record] | FeedbackBatch, new: set[Series], room: int) -> int:

@@ -17,6 +17,10 @@ class Entry(NamedTuple):
     deltas: dict[Series, Counts]
     keyed: list[tuple[int, Feedback | Prediction]]
 
+    def counted(self) -> "Accepted":
+        """The outcome of the deltas: every one counted, nothing to refuse."""
+        return Accepted(sum(d.total for d in self.deltas.values()), 0, sorted(self.deltas))
+
 
 class Accepted(NamedTuple):
     """An entry applied: how many items counted, how many were repeats, the series touched."""

@@ -300,7 +300,7 @@ class SQLiteStore:
         minute = floor(now, MINUTE)
         for series, delta in entry.deltas.items():
             changes[series].place((minute, minute), delta)
-        return Accepted(sum(d.total for d in entry.deltas.values()), 0, sorted(entry.deltas))
+        return entry.counted()
 
     def _apply(self, entry: Entry, now: float, changes: _Changes) -> Accepted | Refused:
         if not entry.keyed:
