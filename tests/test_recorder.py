@@ -52,7 +52,8 @@ def reopened(data_dir: Path) -> dict[Series, Counts]:
 
 async def counted(recorder: Recorder, feedback: Feedback) -> Counts:
     """Record a feedback that must count; its series' counts right after its commit."""
-    accepted, state = await recorder.record(feedback)
+    accepted = await recorder.record(feedback)
+    state = recorder.snapshot[accepted.series[0]]
     assert accepted == Accepted(1, 0, [feedback.series])
     return state.counts
 

@@ -77,7 +77,8 @@ def test_a_request_naming_one_series_too_many_is_422_and_stores_nothing(tmp_path
         assert refused.value.index == 2  # the first item naming a new series
         assert dict(recorder.snapshot) == before
         assert sizes == [1, 1, 1]  # no write reached the store
-        accepted, state = await recorder.record(model(1, 0, 0))  # known series still count
+        accepted = await recorder.record(model(1, 0, 0))  # known series still count
+        state = recorder.snapshot[accepted.series[0]]
         assert (accepted, state.counts) == (Accepted(1, 0, [M1]), Counts(tp=1, tn=1))
         assert len(recorder.snapshot) == 3
 
@@ -90,7 +91,8 @@ def test_a_request_naming_one_series_too_many_is_422_and_stores_nothing(tmp_path
 def test_joins_do_not_count_against_the_cap(tmp_path: Path) -> None:
     async def scenario(recorder: Recorder) -> None:
         await recorder.write([Prediction("p-1", 1, *M0), Prediction("p-2", 0, *M0)])
-        accepted, state = await recorder.record(Feedback(None, 0, id="p-1"))  # model "default"
+        accepted = await recorder.record(Feedback(None, 0, id="p-1"))  # model "default"
+        state = recorder.snapshot[accepted.series[0]]
         assert (accepted, state.counts, state.labelled) == (Accepted(1, 0, [M0]), Counts(fp=1), 1)
         assert await recorder.write([Feedback(None, 0, "other", id="p-2")]) == Accepted(1, 0, [M0])
         with pytest.raises(Refusal) as unknown:  # a join of nothing is a 404, not a 422
@@ -109,7 +111,7 @@ def test_joins_do_not_count_against_the_cap(tmp_path: Path) -> None:
 def test_a_join_repeating_its_prediction_does_not_count_against_the_cap(tmp_path: Path) -> None:
     async def scenario(recorder: Recorder) -> None:
         await recorder.write([Prediction("p-1", 1, *M0)])
-        accepted, _ = await recorder.record(Feedback(1, 1, id="p-1"))
+        accepted = await recorder.record(Feedback(1, 1, id="p-1"))
         assert accepted == Accepted(1, 0, [M0])
 
     run(threaded(tmp_path), scenario, max_series=1)
@@ -121,7 +123,7 @@ def test_a_refused_request_does_not_use_up_the_cap(tmp_path: Path) -> None:
         with pytest.raises(Refusal):  # 409: contradicts the stored prediction
             await recorder.record(Feedback(1, 1, *M1, id="p-1"))
         assert list(recorder.snapshot) == [M0]
-        accepted, _ = await recorder.record(model(2))  # the second series of a cap of two
+        accepted = await recorder.record(model(2))  # the second series of a cap of two
         assert accepted == Accepted(1, 0, [("m2", "")])
 
     run(threaded(tmp_path), scenario, max_series=2)
@@ -162,7 +164,8 @@ async def at_once(recorder: Recorder, feedback: Feedback) -> list[Accepted]:
     async def sender(number: int) -> Accepted:
         for _ in range(number % 4):
             await asyncio.sleep(0)  # a turn of the loop, not a pause
-        accepted, state = await recorder.record(feedback)
+        accepted = await recorder.record(feedback)
+        state = recorder.snapshot[accepted.series[0]]
         assert state == recorder.snapshot[accepted.series[0]]
         return accepted
 
@@ -210,7 +213,8 @@ def test_expire_drops_old_unlabelled_predictions_from_the_snapshot(tmp_path: Pat
         with pytest.raises(Refusal) as gone:
             await recorder.record(Feedback(None, 1, id="old"))
         assert gone.value.status == 404
-        accepted, state = await recorder.record(Feedback(None, 1, id="young"))
+        accepted = await recorder.record(Feedback(None, 1, id="young"))
+        state = recorder.snapshot[accepted.series[0]]
         assert (accepted, state.counts, state.pending) == (
             Accepted(1, 0, [M0]),
             Counts(tp=1, tn=1),

@@ -89,7 +89,8 @@ class Service:
     async def feedback(self, scope: Scope, receive: Receive) -> bytes:
         """POST /feedback, the hot path, as a raw handler (see ``edge.Edge``)."""
         body = await read_json_body(scope, receive, self.settings.max_body_bytes)
-        outcome, state = await self.recorder.record(parse_feedback(body))
+        outcome = await self.recorder.record(parse_feedback(body))
+        state = self.recorder.snapshot[outcome.series[0]]
         return feedback_accepted(state.counts, duplicate=outcome.duplicates > 0)
 
     async def feedback_batch(self, request: Request) -> Response:

@@ -9,9 +9,11 @@ returned, so reads never touch the disk and never see uncommitted state.
 
 import asyncio
 import functools
+import operator
 import time
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Awaitable, Mapping, Sequence, Set
 from types import MappingProxyType
+from typing import Any
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.errors import ClientError, Unavailable
@@ -23,6 +25,7 @@ from feedback_monitor.windows import Retention
 Record = Feedback | Prediction
 _NOTHING: frozenset[tuple[str, str]] = frozenset()
 _Waiter = tuple[Entry, "asyncio.Future[Accepted | Refused]"]
+_Counted = tuple[Accepted, "asyncio.Future[Any]"]  # the outcome is known: all of it counted
 
 
 class RecorderClosed(Unavailable):
@@ -57,7 +60,7 @@ def entry(records: Sequence[Record] | FeedbackBatch) -> Entry:
     return Entry(_cells(counted), keyed)
 
 
-_ONE = {(p, a): Counts().add(p, a) for p in (0, 1) for a in (0, 1)}
+_CELL = {(1, 1): 0, (0, 0): 1, (1, 0): 2, (0, 1): 3}  # (prediction, actual): index in Counts
 
 
 def _cells(counted: Mapping[tuple[str, str, int, int], int]) -> dict[Series, Counts]:
@@ -96,7 +99,11 @@ class Recorder:
     def __init__(self, store: AsyncStore, max_series: int = 1000) -> None:
         self._store = store
         self._max_series = max_series
-        self._pending: list[_Waiter] = []
+        # Waiting for the next write: the counts of what is only counted, summed as it arrives
+        # (one entry will carry them all), and the entries with items kept whole.
+        self._counts: dict[Series, list[int]] = {}
+        self._counted: list[_Counted] = []
+        self._kept: list[_Waiter] = []
         self._in_flight: asyncio.Future[tuple[list[Accepted | Refused], Totals]] | None = None
         self._closing = False
         self._states: dict[Series, SeriesState] = {}
@@ -110,17 +117,20 @@ class Recorder:
     async def start(self) -> None:
         self._states = await self._store.load()
 
-    async def record(self, feedback: Feedback) -> tuple[Accepted, SeriesState]:
-        """Commit one feedback; its outcome, and its series' state once committed (as of when
-        this request resumes, so possibly with later commits too)."""
+    def record(self, feedback: Feedback) -> Awaitable[Accepted]:
+        """Commit one feedback; its outcome once committed (``snapshot`` has its series)."""
         prediction = plain(feedback)
-        if prediction is not None and feedback.series in self._states:
-            # The hot path: only counted, on a series already stored, so nothing to claim.
-            one = Entry({feedback.series: _ONE[prediction, feedback.actual]}, [])
-            accepted = await self._submit(one, _NOTHING, batch=False)
-        else:
-            accepted = await self.write([feedback], batch=False)
-        return accepted, self._states[accepted.series[0]]
+        if prediction is None or feedback.series not in self._states:
+            return self.write([feedback], batch=False)
+        # The hot path: only counted, on a series already stored, so nothing to claim and
+        # nothing to refuse; the plain future is awaited without a coroutine of ours between.
+        future: asyncio.Future[Accepted] = self._queue()
+        counts = self._counts.get(feedback.series) or self._counts.setdefault(
+            feedback.series, [0, 0, 0, 0]
+        )
+        counts[_CELL[prediction, feedback.actual]] += 1
+        self._counted.append((Accepted(1, 0, [feedback.series]), future))
+        return future
 
     async def write(
         self, records: Sequence[Record] | FeedbackBatch, batch: bool = True
@@ -129,14 +139,18 @@ class Recorder:
         return await self._submit(entry(records), self._claim_series(records, batch), batch)
 
     async def _submit(self, entry: Entry, claimed: Set[Series], batch: bool) -> Accepted:
-        if self._closing:
+        try:
+            future: asyncio.Future[Accepted | Refused] = self._queue()
+        except RecorderClosed:
             self._release(claimed)
-            raise RecorderClosed
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Accepted | Refused] = loop.create_future()
-        if not self._pending and self._in_flight is None:
-            loop.call_soon(self._flush)  # after every request already readable has joined
-        self._pending.append((entry, future))
+            raise
+        if entry.keyed:
+            self._kept.append((entry, future))
+        else:
+            for series, delta in entry.deltas.items():
+                counts = self._counts.setdefault(series, [0, 0, 0, 0])
+                counts[:] = map(operator.add, counts, delta.fields)
+            self._counted.append((entry.counted(), future))
         try:
             outcome = await future
         finally:
@@ -190,14 +204,22 @@ class Recorder:
             if not self._claimed[series]:
                 del self._claimed[series]
 
+    def _queue(self) -> "asyncio.Future[Any]":
+        """A future for the next write's answer, and that write on its way."""
+        if self._closing:
+            raise RecorderClosed
+        loop = asyncio.get_running_loop()
+        if not (self._counted or self._kept) and self._in_flight is None:
+            loop.call_soon(self._flush)  # after every request already readable has joined
+        return loop.create_future()
+
     def _flush(self) -> None:
-        if self._in_flight is not None or not self._pending:
+        if self._in_flight is not None or not (self._counted or self._kept):
             return  # what waits goes when the write in flight is answered
-        batch, self._pending = self._pending, []
-        # Entries that are only counted go as one: their outcome is known, all of them counted.
-        counted = [waiter for waiter in batch if not waiter[0].keyed]
-        kept = [waiter for waiter in batch if waiter[0].keyed]
-        entries = [_merged([e for e, _ in counted])] if counted else []
+        counted, kept, counts = self._counted, self._kept, self._counts
+        self._counted, self._kept, self._counts = [], [], {}
+        deltas = {series: Counts(*cells) for series, cells in counts.items()}
+        entries = [Entry(deltas, [])] if counted else []
         write: asyncio.Future[tuple[list[Accepted | Refused], Totals]]
         try:
             write = asyncio.ensure_future(  # noqa: RUF006 - kept in self._in_flight below
@@ -211,7 +233,7 @@ class Recorder:
 
     def _written(
         self,
-        counted: list[_Waiter],
+        counted: list[_Counted],
         kept: list[_Waiter],
         write: "asyncio.Future[tuple[list[Accepted | Refused], Totals]]",
     ) -> None:
@@ -225,21 +247,12 @@ class Recorder:
             return
         outcomes, totals = write.result()
         self._states.update(totals)  # only this event loop reads or writes it
-        answers: list[tuple[asyncio.Future[Accepted | Refused], Accepted | Refused]]
-        answers = [(f, entry.counted()) for entry, f in counted]
-        answers += zip([f for _, f in kept], outcomes[1 if counted else 0 :], strict=True)
+        answers: list[tuple[asyncio.Future[Any], Accepted | Refused]]
+        answers = [(future, accepted) for accepted, future in counted]
+        answers += zip([future for _, future in kept], outcomes[1 if counted else 0 :], strict=True)
         for future, outcome in answers:
             if not future.done():  # a client that went away may have cancelled it
                 future.set_result(outcome)
-
-
-def _merged(entries: list[Entry]) -> Entry:
-    """One entry counting what the entries count."""
-    deltas: dict[Series, Counts] = {}
-    for entry in entries:
-        for series, counts in entry.deltas.items():
-            deltas[series] = deltas[series] + counts if series in deltas else counts
-    return Entry(deltas, [])
 
 
 def _past_the_cap(records: Sequence[Record] | FeedbackBatch, new: set[Series], room: int) -> int:

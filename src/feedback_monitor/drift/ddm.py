@@ -72,8 +72,10 @@ class DDM(Detector):
     def _reset(self) -> None:
         self.n = 0
         self.errors = 0
-        self.p_min = math.inf
-        self.s_min = math.inf
+        # Above any p + s (p < 1, s <= 0.5), so the first test sets them; finite, so the state
+        # stays plain JSON.
+        self.p_min = 1.0
+        self.s_min = 1.0
 
     def update_many(self, n: int, errors: int) -> Status:
         """``n`` more samples, ``errors`` of them wrong, in an unknown order."""
