@@ -69,13 +69,14 @@ class BrokenStore:
         pass
 
 
-def app(data_dir: Path, store: AsyncStore) -> Edge:
+def app(data_dir: Path, store: AsyncStore, **overrides: Any) -> Edge:
     settings: dict[str, Any] = {
         "data_dir": data_dir,
         "max_body_bytes": LIMIT,
         "max_series": MAX_SERIES,
         "max_batch_items": MAX_ITEMS,
         "max_batch_body_bytes": BATCH_LIMIT,
+        **overrides,
     }
     return create_app(Settings(**settings), store=store)  # (** because mypy misreads Field())
 
@@ -85,9 +86,12 @@ def starlette_of(edge: Edge) -> Starlette:
     return edge.app
 
 
-def exchange(store: AsyncStore, data_dir: Path, *requests: httpx.Request) -> list[httpx.Response]:
-    """The requests in turn to a started app; the store is closed again afterwards."""
-    edge = app(data_dir, store)
+def exchange(
+    store: AsyncStore, data_dir: Path, *requests: httpx.Request, **settings: Any
+) -> list[httpx.Response]:
+    """The requests in turn to a started app (``settings`` over the small limits above); the
+    store is closed again afterwards."""
+    edge = app(data_dir, store, **settings)
 
     async def main() -> list[httpx.Response]:
         inner = starlette_of(edge)

@@ -22,7 +22,7 @@ async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     content_type, content_length = _headers(scope)
     if content_type.partition(b";")[0].strip().lower() != JSON:
         raise ClientError(415, "Content-Type must be application/json", "unsupported_media_type")
-    if content_length.isdigit() and int(content_length) > limit:
+    if content_length.isascii() and content_length.isdigit() and int(content_length) > limit:
         raise _too_large(limit)  # refused before reading a byte of it
     chunks = []
     size = 0

@@ -148,7 +148,7 @@ def _step(params: Mapping[str, str], span: Span) -> int:
         wanted = (span.end - span.start) / DEFAULT_POINTS
         return max(resolution, math.ceil(wanted / resolution) * resolution)
     text = params["step"]
-    step = int(text) if text.isdigit() else _duration(params, "step", "")
+    step = int(text) if text.isascii() and text.isdigit() else _duration(params, "step", "")
     if step <= 0 or step % resolution:
         raise BadParameter(
             "step", f"must be a multiple of {resolution} s, the finest buckets kept at start"
@@ -206,7 +206,7 @@ def drift_query(model: str, params: Mapping[str, str]) -> tuple[Series, int]:
     """``?version=&limit=``: the series, and how many of its latest events."""
     _only(params, {"version", "limit"})
     text = params.get("limit", str(DEFAULT_EVENTS))
-    if not text.isdigit() or not 1 <= int(text) <= MAX_EVENTS:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_EVENTS:
         raise BadParameter("limit", f"a whole number from 1 to {MAX_EVENTS}")
     return series_of(model, params), int(text)
 

@@ -27,7 +27,7 @@ class LogLevel(StrEnum):
 
 def _seconds_text(value: object) -> object:
     """A duration given as digits (a flag, an environment variable) is seconds."""
-    return int(value) if isinstance(value, str) and value.isdigit() else value
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
 
 
 def _retention(value: object) -> object:

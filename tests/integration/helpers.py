@@ -134,6 +134,16 @@ def serving(data_dir: Path, *args: str, log_path: Path) -> Iterator[ServiceProce
         yield service
 
 
+@contextlib.contextmanager
+def client_of(root: Path, *args: str) -> Iterator[httpx.Client]:
+    """A client of a real server on ``root / "data"``, logging to ``root / "service.log"``."""
+    with (
+        serving(root / "data", *args, log_path=root / "service.log") as service,
+        httpx.Client(base_url=service.url, timeout=30.0) as http,
+    ):
+        yield http
+
+
 def stop(service: ServiceProcess, how: str) -> None:
     """``kill`` (SIGKILL, as in a crash) or ``terminate`` (SIGTERM, the graceful shutdown)."""
     if how == "kill":

@@ -42,6 +42,7 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
     (POINTS, "fraud", {**KNOWN, "step": "90s"}, "step"),  # not whole minutes
     (POINTS, "fraud", {**KNOWN, "step": "0"}, "step"),
     (POINTS, "fraud", {**KNOWN, "step": "often"}, "step"),
+    (POINTS, "fraud", {**KNOWN, "step": "²"}, "step"),  # str.isdigit() takes it, int() does not
     (POINTS, "fraud", {**KNOWN, "start": "0", "step": "60"}, "step"),  # days only, that far back
     (POINTS, "fraud", {**KNOWN, "start": "0", "step": "1d"}, "step"),  # 11,000 points or more
 ]
