@@ -6,6 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from feedback_monitor.settings import SECRETS, Settings
 from feedback_monitor.store.sqlite import SQLiteStore
 from tests.asgi import BATCH_LIMIT, DOC, MAX_ITEMS, assert_documented, exchange, get, post
 from tests.stores import ThreadedStore
@@ -150,3 +151,16 @@ def test_every_endpoint_of_issue_3_is_documented() -> None:
     }
     assert set(DOC["paths"]["/api/v1/models"]) == {"get"}
     assert set(DOC["paths"]["/api/v1/models"]["get"]["responses"]) >= {"200"}
+
+
+def test_the_config_answer_is_the_settings_in_force(tmp_path: Path) -> None:
+    retention = "minute=2h,hour=30d,day=forever"
+    (response,) = exchange(
+        ThreadedStore(SQLiteStore(tmp_path)), tmp_path, get("/api/v1/config"), retention=retention
+    )
+    config = response.json()
+    assert response.status_code == 200
+    assert config["retention"] == "minute=7200s,hour=2592000s,day=forever"
+    assert config["max_series"] == 2  # tests.asgi's small cap
+    assert config["prediction_ttl"] == "P30D"
+    assert set(config) == set(Settings.model_fields) - SECRETS

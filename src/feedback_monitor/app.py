@@ -85,6 +85,7 @@ class Service:
         self.telemetry = telemetry
         self.exposition = Exposition(lambda: recorder.snapshot)
         self.openapi = encode(openapi.document())
+        self.config_json = encode(settings.public())
 
     async def feedback(self, scope: Scope, receive: Receive) -> bytes:
         """POST /feedback, the hot path, as a raw handler (see ``edge.Edge``)."""
@@ -155,6 +156,10 @@ class Service:
     def _check_known(self, series: Series) -> None:
         if series not in self.recorder.snapshot:
             raise UnknownSeries
+
+    async def config(self, request: Request) -> Response:
+        """GET /api/v1/config: the settings in force (for reports and audits)."""
+        return Response(self.config_json, media_type="application/json")
 
     async def models(self, request: Request) -> Response:
         snapshot = sorted(self.recorder.snapshot.items())
@@ -242,6 +247,7 @@ def create_app(
         Route("/predictions", service.prediction, methods=["POST"]),
         Route("/predictions/batch", service.prediction_batch, methods=["POST"]),
         Route("/api/v1/models", service.models, methods=["GET"]),
+        Route("/api/v1/config", service.config, methods=["GET"]),
         Route("/api/v1/models/{model}/metrics", service.window, methods=["GET"]),
         Route("/api/v1/models/{model}/series", service.series, methods=["GET"]),
         Route("/api/v1/models/{model}/drift", service.drift, methods=["GET"]),

@@ -168,6 +168,18 @@ _PATHS: dict[str, Any] = {
             "responses": {"200": _json("DriftAnswer", "Read from the store."), **_READ_ERRORS},
         }
     },
+    "/api/v1/config": {
+        "get": {
+            "summary": "The settings in force, secrets left out",
+            "operationId": "getConfig",
+            "responses": {
+                "200": {
+                    "description": "Each setting by name, as JSON values (durations ISO 8601).",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                }
+            },
+        }
+    },
     "/metrics": {
         "get": {
             "summary": "Prometheus exposition (OpenMetrics when the Accept header asks for it)",

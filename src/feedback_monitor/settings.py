@@ -4,7 +4,7 @@ import json
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -105,3 +105,11 @@ class Settings(BaseSettings):
             if key in self.costs:
                 return self.costs[key].costs()
         return None
+
+    def public(self) -> dict[str, Any]:
+        """The settings as JSON values, secrets left out (for /api/v1/config and reports)."""
+        return self.model_dump(mode="json", exclude=SECRETS)
+
+
+SECRETS: set[str] = set()
+"""Settings never shown: tokens and their files."""
