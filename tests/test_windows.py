@@ -3,7 +3,7 @@
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from feedback_monitor.windows import (
@@ -75,6 +75,7 @@ def test_spans_of_a_day_and_a_bit() -> None:
 
 
 @given(moments, st.floats(0, 10 * DAY, allow_nan=False), resolutions)
+@example(0.0, 5e-324, MINUTE)  # a quotient that underflowed to 0 snapped the end inwards
 def test_covering_snaps_outwards_to_whole_buckets(start: float, length: float, r: int) -> None:
     end = start + length
     span = Span.covering(start, end, r)

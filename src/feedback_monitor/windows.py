@@ -40,7 +40,7 @@ class TimeView(StrEnum):
 
 def floor(t: float, resolution: int) -> int:
     """The start of the bucket of ``resolution`` seconds that holds ``t``."""
-    return math.floor(t / resolution) * resolution
+    return int(t // resolution) * resolution  # not floor(t / resolution): that can underflow
 
 
 def slots(t: float) -> tuple[tuple[int, int], ...]:
