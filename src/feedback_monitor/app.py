@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope
 
-from feedback_monitor import openapi
+from feedback_monitor import dashboard, openapi
 from feedback_monitor.body import read_json_body
 from feedback_monitor.edge import Edge, internal_error, reject
 from feedback_monitor.errors import HTTPError
@@ -255,6 +255,7 @@ def create_app(
         Route("/health", service.health, methods=["GET"]),
         Route("/ready", service.ready, methods=["GET"]),
         Route("/openapi.json", service.get_openapi, methods=["GET"]),
+        *dashboard.routes(),
     ]
     app = Starlette(
         routes=routes,
