@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 import pydantic
 import uvicorn
 
-from feedback_monitor import __version__, logs
+from feedback_monitor import __version__, logs, report
 from feedback_monitor.app import create_app
 from feedback_monitor.settings import Settings
 
@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     for field, info in Settings.model_fields.items():
         flag = "--" + field.replace("_", "-")
         serve.add_argument(flag, dest=field, default=None, help=info.description)
+    report.add_parser(commands)
     return parser
 
 
@@ -74,3 +75,5 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = arguments.pop("command")
     if command == "serve":
         serve(load_settings(arguments))
+    elif command == "report" and (status := report.run(argparse.Namespace(**arguments))):
+        raise SystemExit(status)

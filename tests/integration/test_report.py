@@ -1,0 +1,300 @@
+"""``feedback-monitor report`` against a real service: its JSON carries the API's answers, its HTML
+and Markdown the same numbers, its HTML renders in headless Chromium without a request, and its
+errors are one line and exit status 2.
+
+Outcomes are sent with their prediction times on days in the past, so that the prediction view
+spreads them over several days (the arrival view puts them all today). Chromium is Debian's
+(``FEEDBACK_MONITOR_CHROMIUM`` to use another); without it the browser test skips, except in CI,
+where it fails. The screenshot goes to ``FEEDBACK_MONITOR_ARTIFACTS`` (pytest's ``tmp_path`` if
+unset).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import sync_playwright
+
+from feedback_monitor.cli import main
+from feedback_monitor.confusion import Counts
+from feedback_monitor.drift.watch import SeriesWatch
+from feedback_monitor.report.numbers import count, day, estimate, ratio
+from feedback_monitor.schemas import Estimate
+from feedback_monitor.testing import free_port
+from feedback_monitor.windows import DAY, floor
+from tests.drift_blocks import STEADY, WORST, batch_of, blocks, found
+from tests.integration.helpers import client_of
+from tests.integration.prometheus import missing
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path(os.environ.get("FEEDBACK_MONITOR_CHROMIUM", "/usr/bin/chromium"))
+FRAUD = ("fraud", "v1")
+COSTS = {"fraud": {"tp": 10.0, "fp": -2.0, "fn": -25.0}}
+PAST = {4: Counts(tp=9, tn=7, fp=2, fn=2), 3: Counts(tp=5, tn=5, fp=4, fn=6), 1: Counts(3, 8, 1, 0)}
+"""Outcomes of fraud v1 by days before today (by prediction time); none two days ago."""
+DROP = blocks([(STEADY, 1_500), (WORST, 1_000)], 100, seed=11)  # today, a drift in it
+PREDICTIONS, LABELLED = 6, 2  # fraud v1 predictions stored today, and how many are labelled
+
+
+def timed_batch(counts: Counts, predicted: float) -> dict[str, Any]:
+    """A /feedback/batch of fraud v1 outcomes whose predictions were made at ``predicted``."""
+    items = batch_of(counts, FRAUD)["items"]
+    return {"items": [{**item, "timestamp": predicted, "score": 0.5} for item in items]}
+
+
+@pytest.fixture(scope="module")
+def today() -> float:
+    return float(floor(time.time(), DAY))
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory, today: float) -> Iterator[httpx.Client]:
+    root = tmp_path_factory.mktemp("report")
+    with client_of(root, "--costs", json.dumps(COSTS)) as http:
+        for before, counts in PAST.items():
+            answer = http.post("/feedback/batch", json=timed_batch(counts, today - before * DAY))
+            assert answer.status_code == 200, answer.text
+        for counts in DROP:
+            assert http.post("/feedback/batch", json=batch_of(counts, FRAUD)).status_code == 200
+        other = batch_of(Counts(1, 1, 1, 1), ("fraud", "v2"))
+        assert http.post("/feedback/batch", json=other).status_code == 200
+        predictions = [
+            {"id": f"p{n}", "prediction": n % 2, "model": FRAUD[0], "version": FRAUD[1]}
+            for n in range(PREDICTIONS)
+        ]
+        assert http.post("/predictions/batch", json={"items": predictions}).status_code == 201
+        for n in range(LABELLED):
+            assert http.post("/feedback", json={"id": f"p{n}", "actual": 1}).status_code == 200
+        yield http
+
+
+def period(today: float) -> list[str]:
+    """Flags of the six whole days to today, by prediction time."""
+    first = datetime.fromtimestamp(today - 5 * DAY, UTC).date().isoformat()
+    last = datetime.fromtimestamp(today, UTC).date().isoformat()
+    return ["--since", first, "--until", last, "--time", "prediction"]
+
+
+def arguments(client: httpx.Client, out: str, *flags: str) -> list[str]:
+    """The command line of a report of fraud v1 from ``client``'s service into ``out``."""
+    series = ("--model", "fraud", "--version", "v1", "--url", str(client.base_url))
+    return ["report", *series, "--out", out, *flags]
+
+
+def report(client: httpx.Client, out: Path, *flags: str) -> Path:
+    """``feedback-monitor report`` of fraud v1, run in this process; the file it wrote."""
+    main(arguments(client, str(out), *flags))
+    return out
+
+
+def api(client: httpx.Client, path: str, **params: str | float) -> Any:
+    answer = client.get(path, params=params)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def metrics(client: httpx.Client, today: float) -> Any:
+    """The API's window of fraud v1 over the period of ``period(today)``."""
+    window = {"start": today - 5 * DAY, "end": today + DAY}
+    return api(client, "/api/v1/models/fraud/metrics", version="v1", time="prediction", **window)
+
+
+def points(client: httpx.Client, today: float) -> Any:
+    """The API's days of fraud v1 over the period of ``period(today)``."""
+    window = {"start": today - 5 * DAY, "end": today + DAY, "step": DAY}
+    series = api(client, "/api/v1/models/fraud/series", version="v1", time="prediction", **window)
+    return series["points"]
+
+
+def today_counts() -> Counts:
+    counts = sum(DROP, Counts())
+    return counts + Counts(tp=1, fn=LABELLED - 1)  # p0 predicted 0 and p1 1, both actually 1
+
+
+def test_the_json_report_is_the_api_answers(
+    client: httpx.Client, today: float, tmp_path: Path
+) -> None:
+    document = json.loads(report(client, tmp_path / "r.json", *period(today)).read_text())
+    start, end = today - 5 * DAY, today + DAY
+    assert document["summary"] == metrics(client, today)
+    assert document["days"] == points(client, today)
+    drift = api(client, "/api/v1/models/fraud/drift", version="v1", limit=100)
+    events = [e for e in drift["events"] if start <= e["time"] < end]
+    assert document["drift"] == {
+        "detectors": drift["detectors"],
+        "events": events,
+        "complete": True,
+    }
+    assert document["config"] == api(client, "/api/v1/config")
+    models = api(client, "/api/v1/models")["models"]
+    assert [document["predictions"]] == [m["predictions"] for m in models if m["version"] == "v1"]
+    assert (document["model"], document["version"], document["time"]) == (*FRAUD, "prediction")
+
+
+def test_the_json_report_holds_what_was_sent(
+    client: httpx.Client, today: float, tmp_path: Path
+) -> None:
+    document = json.loads(report(client, tmp_path / "r.json", *period(today)).read_text())
+    sent = {today - before * DAY: counts for before, counts in PAST.items()}
+    sent[today] = today_counts()
+    assert {p["start"]: Counts(**p["counts"]) for p in document["days"]} == sent
+    assert document["summary"]["n"] == sum(c.total for c in sent.values())
+    events = document["drift"]["events"]
+    assert len(events) == len(found(SeriesWatch(), DROP)) > 0
+    assert all(today <= e["time"] < today + DAY for e in events)
+    predictions = document["predictions"]
+    assert (predictions["stored"], predictions["labelled"]) == (PREDICTIONS, LABELLED)
+    assert predictions["label_coverage"] == LABELLED / PREDICTIONS
+
+
+def test_the_arrival_view_puts_every_outcome_today(
+    client: httpx.Client, today: float, tmp_path: Path
+) -> None:
+    flags = [*period(today)[:4], "--format", "json"]
+    document = json.loads(report(client, tmp_path / "arrival.out", *flags).read_text())
+    assert [p["start"] for p in document["days"]] == [today]
+    assert document["days"][0]["n"] == document["summary"]["n"]
+    assert document["time"] == "arrival"
+
+
+class Tables(HTMLParser):
+    """The cells of each table of a page, by the id of the section that holds it."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.sections: dict[str, list[list[str]]] = {}
+        self.section, self.cell = "", ""
+        self.in_cell = False
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section":
+            self.section = dict(attrs)["id"] or ""
+            self.sections[self.section] = []
+        elif tag == "tr":
+            self.sections[self.section].append([])
+        elif tag in ("td", "th"):
+            self.in_cell, self.cell = True, ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th"):
+            self.sections[self.section][-1].append(self.cell)
+            self.in_cell = False
+
+    def handle_data(self, data: str) -> None:
+        if self.in_cell:
+            self.cell += data
+
+
+def rows(tables: Tables, section: str) -> dict[str, list[str]]:
+    return {row[0]: row[1:] for row in tables.sections[section][1:]}
+
+
+def test_the_html_report_shows_the_api_numbers(
+    client: httpx.Client, today: float, tmp_path: Path
+) -> None:
+    html = report(client, tmp_path / "r.html", *period(today)).read_text()
+    answer = metrics(client, today)
+    tables = Tables(html)
+    summary = rows(tables, "summary")
+    accuracy = answer["metrics"]["accuracy"]
+    assert summary["Accuracy"] == [ratio(accuracy[k]) for k in ("value", "low", "high")]
+    assert summary["Value (cost matrix)"][0] == f"{answer['value']:,.2f}"
+    c = answer["counts"]
+    assert rows(tables, "confusion")["Actual 1"] == [
+        count(c["tp"]),
+        count(c["fn"]),
+        count(c["tp"] + c["fn"]),
+    ]
+    days = points(client, today)
+    daily = rows(tables, "days")
+    assert list(daily) == [day(p["start"]) for p in days]
+    for p in days:
+        assert daily[day(p["start"])][:2] == [
+            count(p["n"]),
+            estimate(Estimate(**p["metrics"]["accuracy"])),
+        ]
+        assert rows(tables, "day-confusion")[day(p["start"])][:2] == [
+            count(p["counts"]["tp"]),
+            count(p["counts"]["fp"]),
+        ]
+    assert rows(tables, "coverage") == {count(PREDICTIONS): [count(LABELLED), "4", "0", "0.3333"]}
+    assert len(tables.sections["drift"]) == 1 + len(found(SeriesWatch(), DROP))
+    assert html.count("<svg") == 2
+
+
+def test_the_command_writes_markdown(client: httpx.Client, today: float) -> None:
+    command = [sys.executable, "-m", "feedback_monitor"]
+    command += arguments(client, "-", "--format", "md", *period(today))
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    answer = metrics(client, today)
+    accuracy = answer["metrics"]["accuracy"]
+    line = f"| Accuracy | {' | '.join(ratio(accuracy[k]) for k in ('value', 'low', 'high'))} |"
+    assert line in done.stdout.splitlines()
+    assert done.stdout.startswith("# Audit report: fraud version v1\n")
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--model", "nope"], "unknown model or version at {url}: 'nope' version ''"),
+        (["--model", "fraud", "--version", "v9"], "unknown model or version at {url}: 'fraud'"),
+        (["--model", "fraud", "--since", "May 1"], "--since: not an RFC 3339 date or date-time"),
+        (["--model", "fraud", "--until", "2024-05-01T10:00"], "--until: '2024-05-01T10:00' needs"),
+        (["--model", "fraud", "--url", "http://127.0.0.1:{port}"], "cannot reach the service at"),
+    ],
+)
+def test_an_error_is_one_line_and_exit_status_2(
+    client: httpx.Client,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    message: str,
+) -> None:
+    url = str(client.base_url)
+    out = tmp_path / "r.html"
+    argv = ["report", "--url", url, "--out", str(out), *flags]
+    with pytest.raises(SystemExit) as exited:
+        main([arg.format(port=free_port()) for arg in argv])
+    assert exited.value.code == 2
+    stderr = capsys.readouterr().err
+    assert stderr.startswith(f"feedback-monitor report: error: {message.format(url=url)}")
+    assert stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_the_html_report_renders_in_chromium_without_a_request(
+    client: httpx.Client, today: float, tmp_path: Path
+) -> None:
+    if not CHROMIUM.exists():
+        missing(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    html = report(client, tmp_path / "report.html", *period(today))
+    artifacts = Path(os.environ.get("FEEDBACK_MONITOR_ARTIFACTS", tmp_path))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    screenshot = artifacts / "report.png"
+    requests: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(java_script_enabled=False, viewport={"width": 1200, "height": 900})
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(html.as_uri(), wait_until="load")
+        charts = [page.locator("svg.chart").nth(n).bounding_box() for n in range(2)]
+        accuracy = page.locator("#summary tbody tr").first.inner_text()
+        page.screenshot(path=screenshot, full_page=True)
+        browser.close()
+    assert requests == [html.as_uri()]
+    assert all(box is not None and box["width"] > 500 and box["height"] > 150 for box in charts)
+    assert accuracy.split("\t")[0] == "Accuracy"
+    assert screenshot.stat().st_size > 20_000  # a page of tables and charts, not a blank one
+    sys.stdout.write(f"screenshot: {screenshot}\n")
