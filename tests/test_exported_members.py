@@ -35,3 +35,18 @@ def test_exported_objects_are_our_own() -> None:
 
 def test_version_matches_the_installed_distribution() -> None:
     assert feedback_monitor.__version__ == importlib.metadata.version("feedback-monitor")
+
+
+def test_the_client_module_exports_its_public_surface() -> None:
+    import feedback_monitor.client as client
+
+    defined_here = {
+        name
+        for name, value in vars(client).items()
+        if not name.startswith("_")
+        and isinstance(value, type)
+        and value.__module__ == "feedback_monitor.client"
+    }
+    assert len(client.__all__) == len(set(client.__all__))
+    assert all(hasattr(client, name) for name in client.__all__)
+    assert defined_here <= set(client.__all__)

@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 import pydantic
 import uvicorn
 
-from feedback_monitor import __version__, logs, report
+from feedback_monitor import __version__, logs, replay, report
 from feedback_monitor.app import create_app
 from feedback_monitor.settings import Settings
 
@@ -26,6 +26,7 @@ def _parser() -> argparse.ArgumentParser:
         flag = "--" + field.replace("_", "-")
         serve.add_argument(flag, dest=field, default=None, help=info.description)
     report.add_parser(commands)
+    replay.add_parser(commands)
     return parser
 
 
@@ -77,3 +78,5 @@ def main(argv: Sequence[str] | None = None) -> None:
         serve(load_settings(arguments))
     elif command == "report" and (status := report.run(argparse.Namespace(**arguments))):
         raise SystemExit(status)
+    elif command == "replay":
+        raise SystemExit(replay.run(argparse.Namespace(**arguments)))

@@ -1,0 +1,770 @@
+"""A Python client of Feedback Monitor: immediate calls, and batching in the background.
+
+Immediate calls send one request and return its typed answer: ``log_prediction`` and
+``send_feedback`` for one item, ``log_predictions`` and ``send_feedback_batch`` for a batch (all
+or nothing, as the server takes it). ``enqueue`` puts a ``Feedback`` or ``Prediction`` on a
+bounded queue and returns its id at once; a background worker sends the queue through the batch
+endpoints when ``batch_size`` items wait, ``flush_interval`` seconds after the first of them, on
+``flush()``, on ``close()`` (leaving a ``with`` block closes), and for ``FeedbackClient`` at
+interpreter exit. Within one request's worth, predictions go before feedback, so a feedback can
+label a prediction queued just before it.
+
+Every item the client sends carries an id: the caller's, or a random uuid4 it generates. The
+server counts an id once (a repeat with the same outcome is a duplicate, a different outcome a 409)
+for as long as it remembers ids (its ``prediction_ttl``, 30 days by default), so a request whose
+answer was lost can safely be sent again. Connection errors, timeouts, 408, 429 and 5xx are retried
+with exponential backoff and jitter (``Retry``); a 4xx is not. An immediate call raises ``Refused``
+for a 4xx and ``Unreachable`` when its attempts run out. The background worker retries without
+limit while the client is open and until ``close``'s timeout after; for a 4xx it takes the item the
+server names out of the batch, reports it as a ``Failure`` (in ``failures``, and to ``on_error``)
+and sends the rest again (a 413 halves the batch instead). Whatever is still unsent at the close
+timeout is reported as failures too: nothing is dropped silently, nothing is counted twice.
+
+Example, with a server on the default address:
+
+>>> from feedback_monitor.client import Feedback, FeedbackClient
+>>> with FeedbackClient("http://127.0.0.1:5000") as client:  # doctest: +SKIP
+...     client.log_prediction(id="req-1", prediction=1, model="fraud", score=0.92)
+...     labelled = client.send_feedback(id="req-1", actual=1)  # labels the stored prediction
+...     print(labelled.metrics.accuracy)
+...     for n in range(1000):
+...         _ = client.enqueue(Feedback(prediction=n % 2, actual=1, model="fraud"))
+...     client.flush()
+...     print(client.stats.accepted, client.failures)
+PredictionResult(id='req-1', duplicate=False)
+1.0
+True
+1000 []
+"""
+
+import asyncio
+import atexit
+import contextlib
+import enum
+import logging
+import math
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, NamedTuple, Protocol, Self, TypedDict, TypeVar, Unpack
+
+import httpx
+import msgspec
+
+from feedback_monitor.records import (
+    Feedback,
+    InvalidRecord,
+    Prediction,
+    parse_feedback,
+    parse_prediction,
+)
+
+__all__ = [
+    "DEFAULT_URL",
+    "AsyncFeedbackClient",
+    "BatchResult",
+    "Failure",
+    "Feedback",
+    "FeedbackClient",
+    "FeedbackMonitorError",
+    "FeedbackResult",
+    "Fields",
+    "Metrics",
+    "Options",
+    "Prediction",
+    "PredictionResult",
+    "QueueFull",
+    "Record",
+    "Refused",
+    "Retry",
+    "Stats",
+    "Unreachable",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Record = Feedback | Prediction
+DEFAULT_URL = "http://127.0.0.1:5000"
+_HEADERS = {"content-type": "application/json"}
+_RETRIED_4XX = (408, 429)
+
+
+class FeedbackMonitorError(Exception):
+    """What the client raises about the service's answers."""
+
+
+class Refused(FeedbackMonitorError):
+    """A 4xx: the service refused the request as sent; ``index`` names a batch's item at fault."""
+
+    def __init__(self, status: int, message: str, index: int | None = None) -> None:
+        at = "" if index is None else f" (item {index})"
+        super().__init__(f"{status}: {message}{at}")
+        self.status = status
+        self.message = message
+        self.index = index
+
+
+class Unreachable(FeedbackMonitorError):
+    """No answer worth having (connection error, timeout, 5xx) by the last attempt."""
+
+
+class QueueFull(FeedbackMonitorError):
+    """``enqueue`` found no room in the queue within its timeout."""
+
+
+class Metrics(NamedTuple):
+    """The series' metrics over all committed feedback."""
+
+    accuracy: float
+    precision: float
+    recall: float
+    f1_score: float
+
+
+class FeedbackResult(NamedTuple):
+    """A committed feedback; ``duplicate`` when its id had been counted already."""
+
+    id: str
+    metrics: Metrics
+    duplicate: bool
+
+
+class PredictionResult(NamedTuple):
+    """A stored prediction; ``duplicate`` when its id had been stored the same already."""
+
+    id: str
+    duplicate: bool
+
+
+class BatchResult(NamedTuple):
+    """A committed batch: items counted, and repeats of ids counted before."""
+
+    accepted: int
+    duplicates: int
+
+
+class Failure(NamedTuple):
+    """A queued record not delivered: refused by the server (``status``), or still unsent when
+    the client closed (``status`` None)."""
+
+    record: Record
+    status: int | None
+    message: str
+
+
+@dataclass
+class Stats:
+    """What the background worker has done so far."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class Retry:
+    """How often and how patiently to retry: the n-th wait is drawn between half and all of
+    ``min(cap, base * 2 ** (n - 1))`` seconds. ``attempts`` bounds immediate calls only."""
+
+    attempts: int = 5
+    base: float = 0.1
+    cap: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        ceiling = min(self.cap, self.base * 2.0 ** (attempt - 1))
+        return ceiling / 2 + random.uniform(0.0, ceiling / 2)
+
+    def exhausted(self, attempts: int) -> bool:
+        return attempts >= self.attempts
+
+
+class Fields(TypedDict, total=False):
+    """The optional fields of a prediction or a feedback."""
+
+    model: str
+    version: str
+    score: float
+    timestamp: float | datetime  # when the prediction was made; a datetime needs its zone
+
+
+class Options(TypedDict, total=False):
+    """What both clients can be told (each key is a keyword argument, all optional).
+
+    ``timeout``: seconds per request (10). ``retry``: a ``Retry`` (5 attempts for immediate
+    calls). ``batch_size``: most records a background request (500). ``flush_interval``: seconds
+    a record may wait for its batch to fill (1.0). ``max_queue``: most records queued (10,000).
+    ``close_timeout``: seconds closing keeps retrying what is queued (10). ``on_error``: called
+    with each ``Failure``. ``token``: sent as ``Authorization: Bearer``.
+    """
+
+    timeout: float
+    retry: Retry
+    batch_size: int
+    flush_interval: float
+    max_queue: int
+    close_timeout: float
+    on_error: Callable[[Failure], None] | None
+    token: str | None
+
+
+class _Item(NamedTuple):
+    record: Record
+    body: bytes  # the JSON object as sent
+
+
+class _Signal(enum.Enum):
+    FLUSH = "flush"
+    CLOSE = "close"
+
+
+_Queued = _Item | _Signal
+
+
+def _seconds(timestamp: float | datetime | None) -> float | None:
+    if isinstance(timestamp, datetime):
+        if timestamp.tzinfo is None:
+            raise ValueError("a timestamp datetime needs its time zone")
+        return timestamp.timestamp()
+    return timestamp
+
+
+def _encode(record: Record) -> bytes:
+    return msgspec.json.encode({k: v for k, v in record._asdict().items() if v is not None})
+
+
+def _item(record: Record) -> _Item:
+    """The record with an id (a new uuid4 if it has none), checked as the server checks it."""
+    if record.id is None and record.prediction is not None:
+        record = record._replace(id=uuid.uuid4().hex)
+    body = _encode(record)
+    parse = parse_prediction if isinstance(record, Prediction) else parse_feedback
+    parse(body)  # raises InvalidRecord, a ValueError, with the server's message
+    return _Item(record, body)
+
+
+def _items(records: Iterable[Record]) -> list[_Item]:
+    items = []
+    for index, record in enumerate(records):
+        try:
+            items.append(_item(record))
+        except InvalidRecord as error:
+            raise InvalidRecord(error.message, error.reason, index) from None
+    return items
+
+
+def _batch_body(items: list[_Item]) -> bytes:
+    return b'{"items":[' + b",".join(item.body for item in items) + b"]}"
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    """The headers that carry a bearer token (the service's ``api_token`` or ``token_file``)."""
+    return {} if token is None else {"authorization": f"Bearer {token}"}
+
+
+def _json(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _refusal(response: httpx.Response) -> Refused:
+    body = _json(response)
+    message = str(body.get("error", response.text[:200]))
+    index = body.get("index")
+    return Refused(response.status_code, message, index if isinstance(index, int) else None)
+
+
+def _batch_result(response: httpx.Response) -> BatchResult:
+    body = _json(response)
+    return BatchResult(int(body.get("accepted", 0)), int(body.get("duplicates", 0)))
+
+
+# Requests are planned as generators that yield what to do (post, wait) and receive the answers,
+# so that the retry and batching logic is written once for the sync and the async client.
+class _Post(NamedTuple):
+    path: str
+    body: bytes
+
+
+class _Wait(NamedTuple):
+    seconds: float
+
+
+_Answer = httpx.Response | httpx.TransportError | None
+_Plan = Generator[_Post | _Wait, _Answer, T]
+
+
+def _attempts(
+    post: _Post, retry: Retry, give_up: Callable[[int], bool], stats: Stats
+) -> _Plan[httpx.Response]:
+    """Post until an answer not worth retrying; ``Unreachable`` once ``give_up(attempts)``."""
+    attempts, problem = 0, "not sent: the client closed"
+    while not give_up(attempts):
+        answer = yield post
+        attempts += 1
+        if isinstance(answer, httpx.Response):
+            if answer.status_code < 500 and answer.status_code not in _RETRIED_4XX:
+                return answer
+            problem = f"{answer.status_code} {answer.text[:200]}"
+        else:
+            problem = repr(answer)
+        if not give_up(attempts):
+            stats.retries += 1
+            yield _Wait(max(retry.delay(attempts), _retry_after(answer)))
+    raise Unreachable(f"POST {post.path}: {problem} ({attempts} attempts)")
+
+
+def _retry_after(answer: _Answer) -> float:
+    """The wait a 429 or 503 asks for in whole seconds (Retry-After), at most a minute."""
+    value = answer.headers.get("retry-after", "") if isinstance(answer, httpx.Response) else ""
+    return min(float(value), 60.0) if value.isascii() and value.isdigit() else 0.0
+
+
+def _call(post: _Post, retry: Retry) -> _Plan[dict[str, Any]]:
+    """One immediate request: its JSON answer, or ``Refused`` or ``Unreachable``."""
+    response = yield from _attempts(post, retry, retry.exhausted, Stats())
+    if response.is_success:
+        return _json(response)
+    raise _refusal(response)
+
+
+def _batch_call(path: str, records: Iterable[Record], retry: Retry) -> _Plan[BatchResult]:
+    items = _items(records)
+    if not items:
+        return BatchResult(0, 0)
+    answer = yield from _call(_Post(path, _batch_body(items)), retry)
+    return BatchResult(int(answer.get("accepted", 0)), int(answer.get("duplicates", 0)))
+
+
+class _Stepper(Generic[T]):
+    """Runs a plan one step at a time: ``step`` is what it asks for, ``result`` its value."""
+
+    result: T
+
+    def __init__(self, plan: _Plan[T]) -> None:
+        self._plan = plan
+        self.step: _Post | _Wait | None = None
+        self.answer(None)
+
+    def answer(self, answer: _Answer) -> None:
+        try:
+            self.step = self._plan.send(answer)
+        except StopIteration as done:
+            self.step, self.result = None, done.value
+
+
+def _post(http: httpx.Client, post: _Post) -> _Answer:
+    try:
+        return http.post(post.path, content=post.body, headers=_HEADERS)
+    except httpx.TransportError as error:
+        return error
+
+
+def _sleep(wait: _Wait) -> _Answer:
+    time.sleep(wait.seconds)
+    return None
+
+
+def _run(plan: _Plan[T], http: httpx.Client) -> T:
+    stepper = _Stepper(plan)
+    while (step := stepper.step) is not None:
+        stepper.answer(_post(http, step) if isinstance(step, _Post) else _sleep(step))
+    return stepper.result
+
+
+async def _apost(http: httpx.AsyncClient, post: _Post) -> _Answer:
+    try:
+        return await http.post(post.path, content=post.body, headers=_HEADERS)
+    except httpx.TransportError as error:
+        return error
+
+
+async def _asleep(wait: _Wait) -> _Answer:
+    await asyncio.sleep(wait.seconds)
+    return None
+
+
+async def _arun(plan: _Plan[T], http: httpx.AsyncClient) -> T:
+    stepper = _Stepper(plan)
+    while (step := stepper.step) is not None:
+        stepper.answer(await (_apost(http, step) if isinstance(step, _Post) else _asleep(step)))
+    return stepper.result
+
+
+class _Delivery:
+    """The background worker's plans: queued items through the batch endpoints, with the
+    stats and failures they leave."""
+
+    def __init__(self, retry: Retry, on_error: Callable[[Failure], None] | None) -> None:
+        self.retry = retry
+        self.on_error = on_error
+        self.stats = Stats()
+        self.failures: list[Failure] = []
+        self.deadline = math.inf  # set by close: retry until then
+
+    def give_up(self, attempts: int) -> bool:
+        return time.monotonic() > self.deadline
+
+    def deliver(self, items: list[_Item]) -> _Plan[None]:
+        predictions = [item for item in items if isinstance(item.record, Prediction)]
+        feedback = [item for item in items if isinstance(item.record, Feedback)]
+        for path, chunk in (("/predictions/batch", predictions), ("/feedback/batch", feedback)):
+            if chunk:
+                yield from self._batch(path, chunk)
+
+    def _batch(self, path: str, items: list[_Item]) -> _Plan[None]:
+        todo = [items]
+        while todo:
+            chunk = todo.pop()
+            post = _Post(path, _batch_body(chunk))
+            try:
+                response = yield from _attempts(post, self.retry, self.give_up, self.stats)
+            except Unreachable as error:
+                self._fail([item for rest in (*todo, chunk) for item in rest], None, str(error))
+                return
+            todo.extend(self._settle(chunk, response))
+
+    def _settle(self, chunk: list[_Item], response: httpx.Response) -> list[list[_Item]]:
+        """Count an answer; the parts of ``chunk`` to send again (last first)."""
+        if response.is_success:
+            result = _batch_result(response)
+            self.stats.accepted += result.accepted
+            self.stats.duplicates += result.duplicates
+            return []
+        refused = _refusal(response)
+        index = refused.index
+        if index is not None and 0 <= index < len(chunk):
+            self._fail([chunk[index]], refused.status, refused.message)
+            rest = chunk[:index] + chunk[index + 1 :]
+            return [rest] if rest else []
+        if refused.status == 413 and len(chunk) > 1:
+            half = len(chunk) // 2
+            return [chunk[half:], chunk[:half]]
+        self._fail(chunk, refused.status, refused.message)
+        return []
+
+    def _fail(self, items: list[_Item], status: int | None, message: str) -> None:
+        for item in items:
+            failure = Failure(item.record, status, message)
+            self.failures.append(failure)
+            self.stats.failed += 1
+            if self.on_error is not None:
+                try:
+                    self.on_error(failure)
+                except Exception:  # the caller's callback must not stop the worker
+                    log.exception("on_error callback failed")
+
+
+class _Batch:
+    """Items waiting for the next request, and when it is due."""
+
+    def __init__(self, size: int, interval: float) -> None:
+        self.size = size
+        self.interval = interval
+        self.items: list[_Item] = []
+        self.due = math.inf
+
+    def timeout(self) -> float | None:
+        """How long the worker may wait for more (None: until something comes)."""
+        return max(0.0, self.due - time.monotonic()) if self.items else None
+
+    def add(self, got: _Queued | None) -> list[_Item]:
+        """Take what the queue gave (None: the interval passed); the items to send now."""
+        if isinstance(got, _Item):
+            if not self.items:
+                self.due = time.monotonic() + self.interval
+            self.items.append(got)
+            if len(self.items) < self.size:
+                return []
+        items, self.items = self.items, []
+        return items
+
+
+class _Tasks(Protocol):
+    def task_done(self) -> None: ...
+
+
+def _done(tasks: _Tasks, sent: list[_Item], got: _Queued | None) -> None:
+    """Mark the items sent, and a signal taken from the queue, as done."""
+    for _ in range(len(sent) + isinstance(got, _Signal)):
+        tasks.task_done()
+
+
+class _Client:
+    """What both clients share: settings, validation and the background delivery's state."""
+
+    def __init__(self, url: str, options: Options) -> None:
+        batch_size, flush_interval = (
+            options.get("batch_size", 500),
+            options.get("flush_interval", 1.0),
+        )
+        if batch_size < 1 or flush_interval < 0:
+            raise ValueError("batch_size must be 1 or more and flush_interval 0 or more")
+        self.retry = options.get("retry") or Retry()
+        self.batch = _Batch(batch_size, flush_interval)
+        self.delivery = _Delivery(self.retry, options.get("on_error"))
+        self.max_queue = options.get("max_queue", 10_000)
+        self.close_timeout = options.get("close_timeout", 10.0)
+        self.closed = False
+        self.http_options: dict[str, Any] = {
+            "base_url": url,
+            "timeout": options.get("timeout", 10.0),
+            "headers": _auth(options.get("token")),
+        }
+
+    @property
+    def stats(self) -> Stats:
+        """What the background worker has done so far."""
+        return self.delivery.stats
+
+    @property
+    def failures(self) -> list[Failure]:
+        """Every queued record not delivered, in the order found."""
+        return list(self.delivery.failures)
+
+    def _queued(self, record: Record) -> _Item:
+        if self.closed:
+            raise RuntimeError("the client is closed")
+        return _item(record)
+
+    def _prediction(self, id: str, prediction: int, fields: Fields) -> _Plan[PredictionResult]:
+        item = _item(_record(Prediction, fields, id=id, prediction=prediction))
+        answer = yield from _call(_Post("/predictions", item.body), self.retry)
+        return PredictionResult(str(item.record.id), bool(answer.get("duplicate", False)))
+
+    def _feedback(
+        self, actual: int, prediction: int | None, id: str | None, fields: Fields
+    ) -> _Plan[FeedbackResult]:
+        record = _record(Feedback, fields, prediction=prediction, actual=actual, id=id)
+        item = _item(record)
+        answer = yield from _call(_Post("/feedback", item.body), self.retry)
+        metrics = Metrics(**answer["metrics"])
+        return FeedbackResult(str(item.record.id), metrics, bool(answer.get("duplicate", False)))
+
+
+R = TypeVar("R", Feedback, Prediction)
+
+
+def _record(kind: type[R], fields: Fields, **given: Any) -> R:
+    timestamp = _seconds(fields.get("timestamp"))
+    return kind(**{**given, **fields, "timestamp": timestamp})
+
+
+class FeedbackClient(_Client):
+    """A client of the service at ``url``; thread-safe. See the module's documentation.
+
+    ``options`` are those of ``Options``. With the queue full, ``enqueue`` waits up to
+    ``enqueue_timeout`` seconds for room (None: as long as it takes), then raises ``QueueFull``.
+    ``transport`` replaces httpx's own (for tests).
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        enqueue_timeout: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+        **options: Unpack[Options],
+    ) -> None:
+        super().__init__(url, options)
+        self._http = httpx.Client(**self.http_options, transport=transport)
+        self._queue: queue.Queue[_Queued] = queue.Queue(self.max_queue)
+        self._enqueue_timeout = enqueue_timeout
+        self._worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def log_prediction(
+        self, *, id: str, prediction: int, **fields: Unpack[Fields]
+    ) -> PredictionResult:
+        """Store what the model predicted, to be labelled by a feedback with the same id."""
+        return _run(self._prediction(id, prediction, fields), self._http)
+
+    def send_feedback(
+        self,
+        *,
+        actual: int,
+        prediction: int | None = None,
+        id: str | None = None,
+        **fields: Unpack[Fields],
+    ) -> FeedbackResult:
+        """Count an outcome; without ``prediction`` it labels the stored prediction ``id``."""
+        return _run(self._feedback(actual, prediction, id, fields), self._http)
+
+    def log_predictions(self, records: Iterable[Prediction]) -> BatchResult:
+        """Store predictions in one request, all or none."""
+        return _run(_batch_call("/predictions/batch", records, self.retry), self._http)
+
+    def send_feedback_batch(self, records: Iterable[Feedback]) -> BatchResult:
+        """Count feedback in one request, all or none (records without an id get one)."""
+        return _run(_batch_call("/feedback/batch", records, self.retry), self._http)
+
+    def enqueue(self, record: Record) -> str:
+        """Queue a record for the background worker; its id (generated if it had none)."""
+        item = self._queued(record)
+        self._start()
+        try:
+            self._queue.put(item, timeout=self._enqueue_timeout)
+        except queue.Full:
+            raise QueueFull(f"no room in the queue within {self._enqueue_timeout} s") from None
+        return str(item.record.id)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Send everything queued so far now; whether it was all settled within ``timeout``."""
+        if self._worker is None:
+            return True
+        self._queue.put(_Signal.FLUSH)
+        with self._queue.all_tasks_done:
+            return self._queue.all_tasks_done.wait_for(
+                lambda: self._queue.unfinished_tasks == 0, timeout
+            )
+
+    def close(self, timeout: float | None = None) -> None:
+        """Send what is queued, retrying up to ``timeout`` seconds (``close_timeout``); then
+        report what is still unsent as failures, and close the connections."""
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            atexit.unregister(self.close)
+            self.delivery.deadline = time.monotonic() + (
+                self.close_timeout if timeout is None else timeout
+            )
+            self._queue.put(_Signal.CLOSE)
+            worker.join()
+        self._http.close()
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._worker is None and not self.closed:
+                self._worker = threading.Thread(
+                    target=self._work, name="feedback-monitor-client", daemon=True
+                )
+                self._worker.start()
+                atexit.register(self.close)
+
+    def _work(self) -> None:
+        while True:
+            got = self._get(self.batch.timeout())
+            if sent := self.batch.add(got):
+                _run(self.delivery.deliver(sent), self._http)
+            _done(self._queue, sent, got)
+            if got is _Signal.CLOSE:
+                return
+
+    def _get(self, timeout: float | None) -> _Queued | None:
+        try:
+            return self._queue.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class AsyncFeedbackClient(_Client):
+    """The asyncio twin of ``FeedbackClient``: the same calls, awaited, and a worker task.
+
+    There is no flush at interpreter exit (the event loop is gone by then): close it, or use
+    ``async with``. ``enqueue`` waits for room in the queue.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        **options: Unpack[Options],
+    ) -> None:
+        super().__init__(url, options)
+        self._http = httpx.AsyncClient(**self.http_options, transport=transport)
+        self._queue: asyncio.Queue[_Queued] = asyncio.Queue(self.max_queue)
+        self._worker: asyncio.Task[None] | None = None
+
+    async def log_prediction(
+        self, *, id: str, prediction: int, **fields: Unpack[Fields]
+    ) -> PredictionResult:
+        """Store what the model predicted, to be labelled by a feedback with the same id."""
+        return await _arun(self._prediction(id, prediction, fields), self._http)
+
+    async def send_feedback(
+        self,
+        *,
+        actual: int,
+        prediction: int | None = None,
+        id: str | None = None,
+        **fields: Unpack[Fields],
+    ) -> FeedbackResult:
+        """Count an outcome; without ``prediction`` it labels the stored prediction ``id``."""
+        return await _arun(self._feedback(actual, prediction, id, fields), self._http)
+
+    async def log_predictions(self, records: Iterable[Prediction]) -> BatchResult:
+        """Store predictions in one request, all or none."""
+        return await _arun(_batch_call("/predictions/batch", records, self.retry), self._http)
+
+    async def send_feedback_batch(self, records: Iterable[Feedback]) -> BatchResult:
+        """Count feedback in one request, all or none (records without an id get one)."""
+        return await _arun(_batch_call("/feedback/batch", records, self.retry), self._http)
+
+    async def enqueue(self, record: Record) -> str:
+        """Queue a record for the background task; its id (generated if it had none)."""
+        item = self._queued(record)
+        if self._worker is None:
+            self._worker = asyncio.create_task(self._work(), name="feedback-monitor-client")
+        await self._queue.put(item)
+        return str(item.record.id)
+
+    async def flush(self) -> None:
+        """Send everything queued so far now, and wait until it is settled."""
+        if self._worker is not None:
+            await self._queue.put(_Signal.FLUSH)
+            await self._queue.join()
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Send what is queued, retrying up to ``timeout`` seconds (``close_timeout``); then
+        report what is still unsent as failures, and close the connections."""
+        if self.closed:
+            return
+        self.closed = True
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            self.delivery.deadline = time.monotonic() + (
+                self.close_timeout if timeout is None else timeout
+            )
+            await self._queue.put(_Signal.CLOSE)
+            await worker
+        await self._http.aclose()
+
+    async def _work(self) -> None:
+        while True:
+            got = await self._get(self.batch.timeout())
+            if sent := self.batch.add(got):
+                await _arun(self.delivery.deliver(sent), self._http)
+            _done(self._queue, sent, got)
+            if got is _Signal.CLOSE:
+                return
+
+    async def _get(self, timeout: float | None) -> _Queued | None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                return await self._queue.get()
+        return None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -1,0 +1,158 @@
+"""The client's retry and batching rules, against a scripted transport (no server)."""
+
+import json
+import threading
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from feedback_monitor import InvalidRecord
+from feedback_monitor.client import (
+    Failure,
+    Feedback,
+    FeedbackClient,
+    QueueFull,
+    Refused,
+    Retry,
+    Unreachable,
+)
+
+FAST = Retry(attempts=3, base=0.001, cap=0.002)
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class Script:
+    """A transport that answers from ``answers`` in turn, then with ``then``; keeps the bodies."""
+
+    def __init__(self, *answers: httpx.Response | Exception, then: Handler | None = None) -> None:
+        self.answers = list(answers)
+        self.then = then or accept
+        self.bodies: list[dict[str, object]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.bodies.append(json.loads(request.content))
+        if not self.answers:
+            return self.then(request)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    def client(self, **options: object) -> FeedbackClient:
+        return FeedbackClient(transport=httpx.MockTransport(self), retry=FAST, **options)  # type: ignore[arg-type]
+
+    def batches(self) -> list[list[str]]:
+        return [[item["id"] for item in body["items"]] for body in self.bodies]  # type: ignore[attr-defined]
+
+
+def accept(request: httpx.Request) -> httpx.Response:
+    body = json.loads(request.content)
+    if "items" in body:
+        return httpx.Response(
+            200, json={"success": True, "accepted": len(body["items"]), "duplicates": 0}
+        )
+    metrics = dict.fromkeys(("accuracy", "precision", "recall", "f1_score"), 1.0)
+    return httpx.Response(200, json={"success": True, "metrics": metrics})
+
+
+def refuse(status: int, index: int | None = None) -> httpx.Response:
+    error: dict[str, object] = {"error": "no"}
+    return httpx.Response(status, json=error if index is None else {**error, "index": index})
+
+
+def test_unavailable_and_lost_answers_are_retried_with_the_same_id() -> None:
+    script = Script(refuse(503), httpx.ReadTimeout("slow"), httpx.Response(502, text="gateway"))
+    with script.client() as monitor, pytest.raises(Unreachable, match="502 gateway"):
+        monitor.send_feedback(prediction=1, actual=1)
+    assert len(script.bodies) == 3
+    assert len({body["id"] for body in script.bodies}) == 1
+    again = Script(refuse(503), httpx.ConnectError("refused"))
+    with again.client() as monitor:
+        assert monitor.send_feedback(prediction=1, actual=0, id="mine").id == "mine"
+    assert [body["id"] for body in again.bodies] == ["mine"] * 3
+
+
+def test_a_client_error_is_raised_at_once() -> None:
+    script = Script(refuse(409))
+    with script.client() as monitor, pytest.raises(Refused) as refused:
+        monitor.send_feedback(prediction=1, actual=1)
+    assert (refused.value.status, refused.value.message, len(script.bodies)) == (409, "no", 1)
+
+
+def test_bad_values_never_leave_the_client() -> None:
+    script = Script()
+    with script.client() as monitor:
+        with pytest.raises(ValueError, match="Missing required fields"):
+            monitor.enqueue(Feedback(None, 1))
+        with pytest.raises(ValueError, match="Invalid model"):
+            monitor.send_feedback(prediction=1, actual=1, model="a b")
+        with pytest.raises(InvalidRecord, match="Values must be 0 or 1") as batch:
+            monitor.send_feedback_batch([Feedback(1, 1), Feedback(1, 7)])
+        assert batch.value.index == 1
+    assert script.bodies == []
+
+
+def test_a_refused_item_is_reported_and_the_rest_sent_again() -> None:
+    reported: list[Failure] = []
+    script = Script(refuse(409, index=1))
+    with script.client(batch_size=3, on_error=reported.append) as monitor:
+        ids = [monitor.enqueue(Feedback(1, n % 2, id=f"f-{n}")) for n in range(3)]
+    assert script.batches() == [ids, [ids[0], ids[2]]]
+    assert [(f.record.id, f.status, f.message) for f in reported] == [("f-1", 409, "no")]
+    assert (monitor.stats.accepted, monitor.stats.failed) == (2, 1)
+
+
+def test_a_batch_too_large_is_halved() -> None:
+    script = Script(refuse(413), refuse(413))
+    with script.client(batch_size=4) as monitor:
+        ids = [monitor.enqueue(Feedback(1, 1)) for _ in range(4)]
+    assert script.batches() == [ids, ids[:2], ids[:1], ids[1:2], ids[2:]]
+    assert (monitor.stats.accepted, monitor.failures) == (4, [])
+
+
+def test_what_is_unsent_at_the_close_timeout_is_reported() -> None:
+    def down(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    calls: list[Failure] = []
+
+    def failing_callback(failure: Failure) -> None:
+        calls.append(failure)
+        raise RuntimeError("a bug in the caller's callback")
+
+    monitor = Script(then=down).client(on_error=failing_callback)
+    records = [Feedback(0, 0, id=f"u-{n}") for n in range(5)]
+    for record in records:
+        monitor.enqueue(record)
+    monitor.close(timeout=0.05)
+    assert [f.record for f in monitor.failures] == records == [f.record for f in calls]
+    assert {f.status for f in monitor.failures} == {None}
+    assert monitor.stats.retries > 0
+    with pytest.raises(RuntimeError, match="closed"):
+        monitor.enqueue(records[0])
+
+
+def test_a_full_queue_waits_then_refuses() -> None:
+    sending, release = threading.Event(), threading.Event()
+
+    def stuck(request: httpx.Request) -> httpx.Response:
+        sending.set()
+        release.wait(10.0)
+        return accept(request)
+
+    monitor = Script(then=stuck).client(batch_size=1, max_queue=1, enqueue_timeout=0.05)
+    monitor.enqueue(Feedback(1, 1))  # taken by the worker, which then waits on the server
+    assert sending.wait(10.0)
+    monitor.enqueue(Feedback(1, 1))  # fills the queue
+    with pytest.raises(QueueFull):
+        monitor.enqueue(Feedback(1, 1))
+    release.set()
+    monitor.close()
+    assert (monitor.stats.accepted, monitor.failures) == (2, [])
+
+
+def test_retry_waits_grow_within_their_bounds() -> None:
+    retry = Retry(base=1.0, cap=4.0)
+    for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (9, 4.0)]:
+        assert ceiling / 2 <= retry.delay(attempt) <= ceiling

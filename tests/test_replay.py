@@ -1,0 +1,145 @@
+"""Replay's reading of CSV and JSON Lines: the column mapping, ids, and bad rows by line."""
+
+import argparse
+import io
+from pathlib import Path
+
+import pytest
+
+from feedback_monitor import replay
+from feedback_monitor.records import Feedback
+from feedback_monitor.replay import BadRow, FileError, Progress, Row
+
+
+def arguments(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    replay.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["replay", *argv])
+
+
+def read(path: Path, *flags: str) -> list[Row | BadRow]:
+    args = arguments(str(path), *flags)
+    file_format = replay.detect_format(path, args.format)
+    return list(replay.rows(path, file_format, replay.mapping(args)))
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_csv_columns_are_mapped_and_rows_without_an_id_get_one(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "history.csv",
+        "pred,truth,key,p,when\n1,1,,0.9,1700000000\n0,1,k-2,,2024-01-02T03:04:05Z\n\n 0 ,0,,,\n",
+    )
+    flags: tuple[str, ...] = (
+        "--prediction-column",
+        "pred",
+        "--actual-column",
+        "truth",
+        "--id-column",
+        "key",
+    )
+    flags += ("--score-column", "p", "--timestamp-column", "when", "--model", "m", "--version", "2")
+    assert read(path, *flags) == [
+        Row(2, Feedback(1, 1, "m", "2", "replay:history.csv:2", 0.9, 1700000000.0)),
+        Row(3, Feedback(0, 1, "m", "2", "k-2", None, 1704164645.0)),
+        Row(5, Feedback(0, 0, "m", "2", "replay:history.csv:5")),
+    ]
+
+
+def test_csv_columns_of_the_same_name_need_no_flag(tmp_path: Path) -> None:
+    path = write(tmp_path, "h.csv", "actual,model,prediction,version\n1,fraud,0,v1\n")
+    assert read(path, "--id-prefix", "run-7") == [Row(2, Feedback(0, 1, "fraud", "v1", "run-7:2"))]
+
+
+def test_bad_csv_rows_are_reported_by_the_line_they_start_on(tmp_path: Path) -> None:
+    text = 'prediction,actual,model\n1,0,ok\n2,0,ok\n1,1,"two\nlines"\n1\n1,,ok\n,1,ok\n1,1,ok\n'
+    assert read(write(tmp_path, "bad.csv", text)) == [
+        Row(2, Feedback(1, 0, "ok", "", "replay:bad.csv:2")),
+        BadRow(3, "Values must be 0 or 1"),
+        BadRow(4, "Invalid model: 1 to 64 characters, each a letter, a digit or one of _ . : -"),
+        BadRow(6, "1 fields where the header has 3"),
+        BadRow(7, "Missing required fields"),
+        BadRow(8, "Missing required fields"),  # no prediction and no id to join
+        Row(9, Feedback(1, 1, "ok", "", "replay:bad.csv:9")),
+    ]
+
+
+def test_a_named_column_missing_from_the_header_stops_before_any_row(tmp_path: Path) -> None:
+    path = write(tmp_path, "h.csv", "prediction,actual\n1,1\n")
+    with pytest.raises(FileError, match="no column label"):
+        read(path, "--actual-column", "label")
+    with pytest.raises(FileError, match="no column actual"):
+        read(write(tmp_path, "none.csv", "prediction\n1\n"))
+    with pytest.raises(FileError, match="empty"):
+        read(write(tmp_path, "empty.csv", ""))
+
+
+def test_json_lines_rows(tmp_path: Path) -> None:
+    text = (
+        '{"prediction": 1, "label": 0, "id": 17, "score": 0.25}\n\n'
+        '{"prediction": "1", "label": 0}\n[1, 0]\n{"prediction": 1,\n'
+        '{"label": 1, "id": "p-1", "ts": "2024-01-01T00:00:00+01:00"}\n'
+    )
+    path = write(tmp_path, "h.jsonl", text)
+    first, *bad, last = read(path, "--actual-column", "label", "--timestamp-column", "ts")
+    assert first == Row(1, Feedback(1, 0, "default", "", "17", 0.25))
+    assert [(row.line, row.message[:25]) for row in bad if isinstance(row, BadRow)] == [
+        (3, "Values must be 0 or 1"),
+        (4, "not a JSON object"),
+        (5, "not JSON: Expecting prope"),
+    ]
+    assert last == Row(6, Feedback(None, 1, "default", "", "p-1", None, 1704063600.0))
+
+
+def test_the_format_comes_from_the_extension_or_the_flag(tmp_path: Path) -> None:
+    assert replay.detect_format(Path("a.CSV"), None) == "csv"
+    assert replay.detect_format(Path("a.ndjson"), None) == "jsonl"
+    assert replay.detect_format(Path("a.txt"), "csv") == "csv"
+    with pytest.raises(FileError, match="--format"):
+        replay.detect_format(Path("a.txt"), None)
+
+
+def test_a_long_file_name_gives_ids_that_fit() -> None:
+    assert replay.row_id("replay:a.csv", 12) == "replay:a.csv:12"
+    long = replay.row_id("replay:" + "x" * 200, 12)
+    assert len(long) <= 128
+    assert long == replay.row_id("replay:" + "x" * 200, 12)
+    assert long.endswith(":12")
+
+
+def test_bad_rows_stop_the_run_before_anything_is_sent(tmp_path: Path) -> None:
+    path = write(tmp_path, "h.csv", "prediction,actual\n" + "1,1\n" * 30 + "1,2\n" * 25)
+    out, err = io.StringIO(), io.StringIO()
+    # Nothing listens on port 9: a send would fail, not pass unnoticed.
+    assert replay.run(arguments(str(path), "--url", "http://127.0.0.1:9"), out, err) == 1
+    lines = err.getvalue().splitlines()
+    assert lines[0] == "h.csv:32: Values must be 0 or 1"
+    assert lines[20:] == [
+        "... and 5 more bad rows",
+        "replay: 25 of 55 rows are invalid; nothing was sent",
+    ]
+    assert out.getvalue() == ""
+
+
+def test_a_dry_run_validates_only(tmp_path: Path) -> None:
+    path = write(tmp_path, "h.csv", "prediction,actual\n1,1\n0,1\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert (
+        replay.run(arguments(str(path), "--dry-run", "--url", "http://127.0.0.1:9"), out, err) == 0
+    )
+    assert (out.getvalue(), err.getvalue()) == ("h.csv: 2 rows valid; nothing sent (dry run)\n", "")
+
+
+def test_the_progress_line() -> None:
+    stream = io.StringIO()
+    progress = Progress(200, stream, enabled=True)
+    progress.update(200)
+    progress.close()
+    assert stream.getvalue().startswith("\r[" + "#" * 30 + "] 200/200 rows 100% ")
+    assert stream.getvalue().endswith(" rows/s\n")
+    assert Progress(10, stream, enabled=False).line(0.0).startswith("[" + " " * 30 + "] 0/10")
