@@ -1,9 +1,11 @@
 """``make bench``: every benchmark, each printing its figures."""
 
-from bench import batch_ingestion, drift_eval, http_throughput, memory, windows
+from bench import batch_ingestion, drift_eval, http_throughput, memory, replicas, windows
 
 if __name__ == "__main__":
     http_throughput.main()
+    print()
+    replicas.main()
     print()
     batch_ingestion.main()
     print()

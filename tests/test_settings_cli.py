@@ -61,11 +61,22 @@ ENVIRONMENT = {
     "MAX_BATCH_BODY_BYTES": "8192",
     "RETENTION": "minute=6h,day=3650d",
     "COSTS": '{"*": {"fp": -1}, "fraud:v2": {"tp": 10, "fn": -50}}',
+    "STORE": "postgresql://monitor@db.internal/feedback",
+    "API_TOKEN": "env-token-1",
+    "TOKEN_FILE": "",  # a real file, written by the test
+    "PROTECT_READS": "true",
+    "RATE_LIMIT": "50",
+    "HEADER_TIMEOUT": "5",
+    "BODY_TIMEOUT": "7.5",
 }
 
 
-def test_every_setting_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name, value in ENVIRONMENT.items():
+def test_every_setting_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tokens = tmp_path / "tokens"
+    tokens.write_text("file-token-1 write\nfile-token-2 read\n")
+    for name, value in {**ENVIRONMENT, "TOKEN_FILE": str(tokens)}.items():
         monkeypatch.setenv(PREFIX + name, value)
     settings = make_settings()
     assert settings.host == "0.0.0.0"
@@ -79,6 +90,11 @@ def test_every_setting_comes_from_the_environment(monkeypatch: pytest.MonkeyPatc
     assert settings.retention == Retention(minute=6 * 3600, hour=90 * 86400, day=3650 * 86400)
     assert settings.costs_of("fraud", "v2") == Costs(tp=10.0, tn=0.0, fp=0.0, fn=-50.0)
     assert settings.costs_of("fraud", "v1") == Costs(tp=0.0, tn=0.0, fp=-1.0, fn=0.0)
+    assert settings.store == "postgresql://monitor@db.internal/feedback"
+    assert settings.api_token is not None
+    assert settings.api_token.get_secret_value() == "env-token-1"
+    assert (settings.token_file, settings.protect_reads) == (tokens, True)
+    assert (settings.rate_limit, settings.header_timeout, settings.body_timeout) == (50, 5, 7.5)
     assert {PREFIX + field.upper() for field in Settings.model_fields} == {
         PREFIX + name for name in ENVIRONMENT
     }  # the environment above covers every setting

@@ -16,10 +16,11 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope
 
 from feedback_monitor import dashboard, openapi
-from feedback_monitor.body import read_json_body
-from feedback_monitor.edge import Edge, internal_error, reject
+from feedback_monitor.body import Deadlines, read_json_body
+from feedback_monitor.edge import Edge, Refused, internal_error, reject
 from feedback_monitor.errors import HTTPError
 from feedback_monitor.exposition import Exposition
+from feedback_monitor.gate import Gate
 from feedback_monitor.query import (
     UnknownSeries,
     drift_answer,
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 2.0
 EXPIRY_INTERVAL = 60.0  # seconds between sweeps for expired predictions
+REFRESH = 1.0  # seconds between reloads of every series from a shared store
 
 
 def json_response(body: object, status: int = 200) -> Response:
@@ -80,23 +82,25 @@ class Service:
         self.settings = settings
         self.retention = settings.retention
         self.store = store
-        self.recorder = recorder = Recorder(store, settings.max_series)
+        refresh = REFRESH if settings.store else None  # replicas: see what the others wrote
+        self.recorder = recorder = Recorder(store, settings.max_series, refresh)
         self.registry = registry
         self.telemetry = telemetry
         self.exposition = Exposition(lambda: recorder.snapshot)
         self.openapi = encode(openapi.document())
         self.config_json = encode(settings.public())
+        self.timeout = Deadlines(settings.body_timeout)
 
     async def feedback(self, scope: Scope, receive: Receive) -> bytes:
         """POST /feedback, the hot path, as a raw handler (see ``edge.Edge``)."""
-        body = await read_json_body(scope, receive, self.settings.max_body_bytes)
+        body = await read_json_body(scope, receive, self.settings.max_body_bytes, self.timeout)
         outcome = await self.recorder.record(parse_feedback(body))
         state = self.recorder.snapshot[outcome.series[0]]
         return feedback_accepted(state.counts, duplicate=outcome.duplicates > 0)
 
     async def feedback_batch(self, request: Request) -> Response:
         body = await read_json_body(
-            request.scope, request.receive, self.settings.max_batch_body_bytes
+            request.scope, request.receive, self.settings.max_batch_body_bytes, self.timeout
         )
         outcome = await self.recorder.write(
             parse_feedback_batch(body, self.settings.max_batch_items)
@@ -106,13 +110,15 @@ class Service:
         return json_response(BatchAccepted(True, outcome.accepted, outcome.duplicates, metrics))
 
     async def prediction(self, request: Request) -> Response:
-        body = await read_json_body(request.scope, request.receive, self.settings.max_body_bytes)
+        body = await read_json_body(
+            request.scope, request.receive, self.settings.max_body_bytes, self.timeout
+        )
         outcome = await self.recorder.write([parse_prediction(body)], batch=False)
         return json_response(PredictionAccepted(True, outcome.duplicates > 0), 201)
 
     async def prediction_batch(self, request: Request) -> Response:
         body = await read_json_body(
-            request.scope, request.receive, self.settings.max_batch_body_bytes
+            request.scope, request.receive, self.settings.max_batch_body_bytes, self.timeout
         )
         outcome = await self.recorder.write(
             parse_prediction_batch(body, self.settings.max_batch_items)
@@ -196,7 +202,9 @@ class Service:
     async def refused(self, request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPError)
         status = reject(self.telemetry, request.method, request.url.path, error)
-        return json_response(Error(error.message, error.index), status)
+        response = json_response(Error(error.message, error.index), status)
+        response.headers.update(error.headers if isinstance(error, Refused) else {})
+        return response
 
     async def http_error(self, request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
@@ -225,7 +233,7 @@ def create_app(
     """The ASGI application; the store opens at startup (SQLite under ``data_dir`` by default)."""
     registry = registry or CollectorRegistry()
     telemetry = Telemetry(registry)
-    store = store or ChildStore(settings.data_dir, telemetry.observe_commit)
+    store = store or ChildStore(settings.data_dir, telemetry.observe_commit, settings.store)
     service = Service(settings, store, registry, telemetry)
     recorder = service.recorder
 
@@ -268,4 +276,5 @@ def create_app(
     )
     app.router.redirect_slashes = False  # /feedback/ is a JSON 404, not a redirect
     fast_routes = {("POST", "/feedback"): service.feedback}
-    return Edge(app, fast_routes, telemetry, {route.path for route in routes})
+    paths = {route.path for route in routes}
+    return Edge(app, fast_routes, telemetry, paths, Gate.of(settings))

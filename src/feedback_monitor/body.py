@@ -1,10 +1,18 @@
-"""Reading a JSON request body from raw ASGI: media type first, then a hard size limit."""
+"""Reading a JSON request body from raw ASGI: media type first, then a hard size limit and a
+deadline between chunks, so that a client that stops sending halfway holds nothing for long."""
 
-from starlette.types import Receive, Scope
+import asyncio
+import math
+from typing import Any
 
+from starlette.types import Message, Receive, Scope
+
+from feedback_monitor.edge import Refused
 from feedback_monitor.errors import ClientError
 
 JSON = b"application/json"
+DEFAULT_TIMEOUT = 30.0  # seconds a body may pause between two chunks
+_EXPIRED = "body read deadline"
 
 
 def _headers(scope: Scope) -> tuple[bytes, bytes]:
@@ -17,8 +25,50 @@ def _headers(scope: Scope) -> tuple[bytes, bytes]:
     return content_type, content_length
 
 
-async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The body, or ``ClientError`` 415 for another media type and 413 past ``limit`` bytes."""
+class Deadlines:
+    """Cancels the body reads still waiting ``timeout`` seconds (to one more) after they began.
+
+    A timer per request would cost more than the rest of reading a small body (``make bench``);
+    here the reads of one second share one timer, and a read costs a set insertion.
+    """
+
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.timeout = timeout
+        self.due: dict[int, set[asyncio.Task[Any]]] = {}
+
+    async def receive(self, receive: Receive) -> Message:
+        """``receive()``, or ``Refused`` 408 when it takes longer than the deadline."""
+        task = asyncio.current_task()
+        assert task is not None
+        second = self._watch(task)
+        try:
+            return await receive()
+        except asyncio.CancelledError as error:
+            if error.args != (_EXPIRED,):
+                raise
+            task.uncancel()
+            raise _timed_out(self.timeout) from None
+        finally:
+            self.due.get(second, set()).discard(task)
+
+    def _watch(self, task: "asyncio.Task[Any]") -> int:
+        loop = asyncio.get_running_loop()
+        second = math.ceil(loop.time() + self.timeout)
+        tasks = self.due.get(second)
+        if tasks is None:
+            tasks = self.due[second] = set()
+            loop.call_at(second, self._expire, second)
+        tasks.add(task)
+        return second
+
+    def _expire(self, second: int) -> None:
+        for task in self.due.pop(second, ()):
+            task.cancel(_EXPIRED)
+
+
+async def read_json_body(scope: Scope, receive: Receive, limit: int, deadlines: Deadlines) -> bytes:
+    """The body, or ``ClientError`` 415 for another media type, 413 past ``limit`` bytes and
+    408 when a chunk does not arrive in time (see ``Deadlines``)."""
     content_type, content_length = _headers(scope)
     if content_type.partition(b";")[0].strip().lower() != JSON:
         raise ClientError(415, "Content-Type must be application/json", "unsupported_media_type")
@@ -28,17 +78,25 @@ async def read_json_body(scope: Scope, receive: Receive, limit: int) -> bytes:
     size = 0
     more = True
     while more:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientError(400, "Client disconnected before the body ended", "disconnected")
-        chunk = message.get("body", b"")
+        chunk, more = _chunk(await deadlines.receive(receive))
         size += len(chunk)
         if size > limit:
             raise _too_large(limit)
         chunks.append(chunk)
-        more = message.get("more_body", False)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one copy of a large body
+
+
+def _chunk(message: Message) -> tuple[bytes, bool]:
+    if message["type"] == "http.disconnect":
+        raise ClientError(400, "Client disconnected before the body ended", "disconnected")
+    return message.get("body", b""), message.get("more_body", False)
 
 
 def _too_large(limit: int) -> ClientError:
     return ClientError(413, f"Body larger than {limit} bytes", "body_too_large")
+
+
+def _timed_out(timeout: float) -> Refused:
+    # The rest of the body may still come: the connection cannot carry another request.
+    message = f"Body not received: no data for {timeout:g} seconds"
+    return Refused(408, message, "body_timeout", {"Connection": "close"})

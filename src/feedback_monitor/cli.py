@@ -11,6 +11,7 @@ import uvicorn
 
 from feedback_monitor import __version__, logs, replay, report
 from feedback_monitor.app import create_app
+from feedback_monitor.protocol import with_header_timeout
 from feedback_monitor.settings import Settings
 
 PROG = "feedback-monitor"
@@ -24,7 +25,8 @@ def _parser() -> argparse.ArgumentParser:
     # No defaults here: an absent flag leaves the value to the environment, then to Settings.
     for field, info in Settings.model_fields.items():
         flag = "--" + field.replace("_", "-")
-        serve.add_argument(flag, dest=field, default=None, help=info.description)
+        switch: dict[str, Any] = {"nargs": "?", "const": "true"} if info.annotation is bool else {}
+        serve.add_argument(flag, dest=field, default=None, help=info.description, **switch)
     report.add_parser(commands)
     replay.add_parser(commands)
     return parser
@@ -57,7 +59,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=with_header_timeout(settings.header_timeout),
         lifespan="on",
         access_log=False,  # every rejection and error is logged by the app itself
         log_config=None,

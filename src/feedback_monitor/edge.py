@@ -1,20 +1,22 @@
-"""The outermost ASGI layer: the hot path, error mapping, and a measurement of every request.
+"""The outermost ASGI layer: the gate, the hot path, error mapping, and a measurement of every
+request.
 
 ``POST /feedback`` is dispatched here straight to its raw ASGI handler: Starlette's routing,
 middleware and request objects cost about 40% of the throughput ceiling on that path (measured by
 ``make bench``). Every other route goes through Starlette. Client errors raised anywhere become
 4xx JSON answers; anything else is a bug: a 500 with the seed's body and a logged traceback.
+A ``gate`` (auth, rate limit; see ``gate.py``) runs before any route when one is configured.
 """
 
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from feedback_monitor.errors import HTTPError
+from feedback_monitor.errors import ClientError, HTTPError
 from feedback_monitor.schemas import Error, encode
 from feedback_monitor.telemetry import Telemetry
 
@@ -26,10 +28,26 @@ _INTERNAL_ERROR = encode(Error("Internal server error"))
 Handler = Callable[[Scope, Receive], Awaitable[bytes]]
 """A raw handler: takes the request, returns a 200 JSON body or raises."""
 
+Gate = Callable[[Scope], None]
+"""Checks a request before its route; raises ``HTTPError`` to refuse it."""
 
-async def send_json(send: Send, status: int, body: bytes) -> None:
+Headers = Sequence[tuple[bytes, bytes]]
+
+
+class Refused(ClientError):
+    """A 4xx whose answer carries headers, such as WWW-Authenticate or Retry-After."""
+
+    def __init__(self, status: int, message: str, reason: str, headers: dict[str, str]) -> None:
+        super().__init__(status, message, reason)
+        self.headers = headers
+
+    def raw_headers(self) -> Headers:
+        return [(name.lower().encode(), value.encode()) for name, value in self.headers.items()]
+
+
+async def send_json(send: Send, status: int, body: bytes, extra: Headers = ()) -> None:
     # With a Content-Length the server need not fall back to chunked encoding.
-    headers = [_CONTENT_TYPE, (b"content-length", str(len(body)).encode())]
+    headers = [_CONTENT_TYPE, (b"content-length", str(len(body)).encode()), *extra]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -48,22 +66,30 @@ class Edge:
         fast_routes: Mapping[tuple[str, str], Handler],
         telemetry: Telemetry,
         routes: set[str],
+        gate: Gate | None = None,
     ) -> None:
         self.app = app
         self.fast_routes = fast_routes
         self.telemetry = telemetry
         self.routes = routes
+        self.gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        handler = self.fast_routes.get((scope["method"], scope["path"]))
-        if handler is None:
-            status = await self._through_app(scope, receive, send)
+        try:
+            if self.gate is not None:
+                self.gate(scope)
+        except HTTPError as error:
+            status = await self._refuse(scope, send, error)
         else:
-            status = await self._fast(handler, scope, receive, send)
+            handler = self.fast_routes.get((scope["method"], scope["path"]))
+            if handler is None:
+                status = await self._through_app(scope, receive, send)
+            else:
+                status = await self._fast(handler, scope, receive, send)
         # The route's template (Starlette leaves the matched route in the scope): bounded.
         route = getattr(scope.get("route"), "path", scope["path"])
         route = route if route in self.routes else "other"
@@ -73,15 +99,19 @@ class Edge:
         try:
             body = await handler(scope, receive)
         except HTTPError as error:
-            status = reject(self.telemetry, scope["method"], scope["path"], error)
-            await send_json(send, status, encode(Error(error.message, error.index)))
-            return status
+            return await self._refuse(scope, send, error)
         except Exception:
             log.exception("internal error on %s %s", scope["method"], scope["path"])
             await send_json(send, 500, _INTERNAL_ERROR)
             return 500
         await send_json(send, 200, body)
         return 200
+
+    async def _refuse(self, scope: Scope, send: Send, error: HTTPError) -> int:
+        status = reject(self.telemetry, scope["method"], scope["path"], error)
+        extra = error.raw_headers() if isinstance(error, Refused) else ()
+        await send_json(send, status, encode(Error(error.message, error.index)), extra)
+        return status
 
     async def _through_app(self, scope: Scope, receive: Receive, send: Send) -> int:
         status = 0  # no response started yet

@@ -5,6 +5,8 @@ from typing import Any
 import msgspec
 
 from feedback_monitor import __version__
+from feedback_monitor.auth import Scope
+from feedback_monitor.gate import PUBLIC
 from feedback_monitor.schemas import (
     BatchAccepted,
     DriftAnswer,
@@ -34,6 +36,39 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 
 def _error(description: str) -> dict[str, Any]:
     return _json("Error", description)
+
+
+def _with_headers(response: dict[str, Any], **headers: str) -> dict[str, Any]:
+    described = {
+        name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
+    }
+    return {**response, "headers": described}
+
+
+_UNAUTHORIZED = _with_headers(
+    _error("Tokens are configured and the request has no valid bearer token."),
+    **{"WWW-Authenticate": 'Bearer realm="feedback-monitor", with error="invalid_token" when '
+       "a token was given"},
+)  # fmt: skip
+_FORBIDDEN = _error("The bearer token is valid but lacks the scope the operation needs.")
+_RATE_LIMITED = _with_headers(
+    _error("The client's rate limit (--rate-limit) is spent."),
+    **{"Retry-After": "Whole seconds until the client's next request is allowed."},
+)
+_GATED = {"429": _RATE_LIMITED}
+_GATED_READ = {"401": _UNAUTHORIZED, "403": _FORBIDDEN, **_GATED}
+_GATED_WRITE = {
+    **_GATED_READ,
+    "408": _error("The body stopped arriving: no data for --body-timeout seconds."),
+}
+_SECURITY_SCHEMES = {
+    "bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "Required when --api-token or --token-file is set: for writes always "
+        "(scope write), for reads under --protect-reads (scope read).",
+    }
+}
 
 
 _COMMON = {
@@ -240,6 +275,25 @@ def _with_default_error(paths: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _gated(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation but the public ones with its security and the gate's answers."""
+    return {
+        path: {method: _gate(path, method, op) for method, op in operations.items()}
+        for path, operations in paths.items()
+    }
+
+
+def _gate(path: str, method: str, operation: dict[str, Any]) -> dict[str, Any]:
+    if path in PUBLIC:
+        return operation
+    scope, answers = (
+        (Scope.READ, _GATED_READ) if method in ("get", "head") else (Scope.WRITE, _GATED_WRITE)
+    )
+    responses = {**operation["responses"], **answers}
+    # An empty requirement first: no token is needed until tokens are configured.
+    return {**operation, "security": [{}, {"bearer": [scope.value]}], "responses": responses}
+
+
 def document() -> dict[str, Any]:
     """The whole OpenAPI document."""
     _, components = msgspec.json.schema_components(
@@ -264,6 +318,6 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "Feedback Monitor", "version": __version__},
-        "paths": _with_default_error(_PATHS),
-        "components": {"schemas": components},
+        "paths": _with_default_error(_gated(_PATHS)),
+        "components": {"schemas": components, "securitySchemes": _SECURITY_SCHEMES},
     }

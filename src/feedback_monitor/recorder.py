@@ -5,10 +5,15 @@ store as the next write, one transaction, as soon as the previous one is answere
 busier the service, the more requests share one fsync, whose cost (mostly the kernel's) is the
 same for one request or a hundred. After each answer the snapshot takes the totals the store
 returned, so reads never touch the disk and never see uncommitted state.
+
+With a store shared by several replicas, the totals of a commit are global, but a series this
+replica does not write to would stay as it was: ``refresh`` reloads every series that often.
 """
 
 import asyncio
+import contextlib
 import functools
+import logging
 import operator
 import time
 from collections.abc import Awaitable, Mapping, Sequence, Set
@@ -21,6 +26,8 @@ from feedback_monitor.records import Feedback, FeedbackBatch, Prediction
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Series, Totals
 from feedback_monitor.windows import Retention
+
+log = logging.getLogger(__name__)
 
 Record = Feedback | Prediction
 _NOTHING: frozenset[tuple[str, str]] = frozenset()
@@ -96,9 +103,13 @@ def created_series(records: Sequence[Record] | FeedbackBatch) -> set[Series]:
 class Recorder:
     """Owns every write, and the cap on the number of series."""
 
-    def __init__(self, store: AsyncStore, max_series: int = 1000) -> None:
+    def __init__(
+        self, store: AsyncStore, max_series: int = 1000, refresh: float | None = None
+    ) -> None:
         self._store = store
         self._max_series = max_series
+        self._refresh = refresh
+        self._refreshing: asyncio.Task[None] | None = None
         # Waiting for the next write: the counts of what is only counted, summed as it arrives
         # (one entry will carry them all), and the entries with items kept whole.
         self._counts: dict[Series, list[int]] = {}
@@ -116,6 +127,18 @@ class Recorder:
 
     async def start(self) -> None:
         self._states = await self._store.load()
+        if self._refresh is not None:
+            self._refreshing = asyncio.create_task(self._reload(self._refresh))
+
+    async def _reload(self, every: float) -> None:
+        """What other replicas committed, into the snapshot; the store answers in order, so a
+        reload never overtakes the totals of a commit answered after it."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                self._states.update(await self._store.load())
+            except Unavailable:  # the store is down: the requests report it, not this loop
+                log.debug("reloading the series failed", exc_info=True)
 
     def record(self, feedback: Feedback) -> Awaitable[Accepted]:
         """Commit one feedback; its outcome once committed (``snapshot`` has its series)."""
@@ -170,6 +193,10 @@ class Recorder:
     async def close(self) -> None:
         """Commit and answer everything already handed in, then release the store."""
         self._closing = True
+        if self._refreshing is not None:
+            self._refreshing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refreshing
         self._flush()
         while self._in_flight is not None:  # each answer sends what waited for it
             await asyncio.wait([self._in_flight])

@@ -4,11 +4,20 @@ import json
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from feedback_monitor.auth import check_token, read_token_file
 from feedback_monitor.confusion import Costs
 from feedback_monitor.windows import Retention
 
@@ -34,6 +43,18 @@ def _retention(value: object) -> object:
     return Retention.parse(value) if isinstance(value, str) else value
 
 
+def _token(value: SecretStr | None) -> SecretStr | None:
+    if value is not None:
+        check_token(value.get_secret_value())
+    return value
+
+
+def _token_file(value: Path | None) -> Path | None:
+    if value is not None:
+        read_token_file(value)  # a bad file stops the start, with the line that is wrong
+    return value
+
+
 def _json_text(value: object) -> object:
     """A flag gives JSON as text (the environment is decoded by pydantic-settings)."""
     return json.loads(value) if isinstance(value, str) else value
@@ -54,13 +75,23 @@ class CostMatrix(BaseModel, extra="forbid"):
 class Settings(BaseSettings):
     """Everything the service can be told; built once at start and passed down."""
 
-    model_config = SettingsConfigDict(env_prefix="FEEDBACK_MONITOR_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="FEEDBACK_MONITOR_",
+        extra="forbid",
+        hide_input_in_errors=True,  # tokens
+    )
 
     host: str = Field(default="127.0.0.1", min_length=1, description="Address to listen on.")
     port: int = Field(
         default=5000, ge=0, le=65535, description="TCP port to listen on (0: any free)."
     )
     data_dir: Path = Field(default=Path("./data"), description="Directory of the SQLite store.")
+    store: str = Field(
+        default="",
+        pattern=r"^(postgres(ql)?://.*)?$",
+        description="A PostgreSQL database shared by every replica, such as "
+        "postgresql://user:password@host/db; empty (the default): SQLite under data_dir.",
+    )
     log_level: LogLevel = Field(
         default=LogLevel.INFO, description="Least severe log level written."
     )
@@ -98,6 +129,44 @@ class Settings(BaseSettings):
         '("*"), a model ("fraud") or one version ("fraud:v2"), such as '
         '{"*": {"tp": 10, "fp": -5, "fn": -50}}. Without it windows carry no value.',
     )
+    api_token: Annotated[SecretStr | None, AfterValidator(_token)] = Field(
+        default=None,
+        description="A bearer token with every scope: writes then need "
+        "'Authorization: Bearer <token>'. Never logged nor shown.",
+    )
+    token_file: Annotated[Path | None, AfterValidator(_token_file)] = Field(
+        default=None,
+        description="A file of bearer tokens, one a line with its scopes: "
+        "'<token> write', '<token> read' or '<token> write,read'; # starts a comment.",
+    )
+    protect_reads: bool = Field(
+        default=False,
+        description="Reads (/metrics, /api/v1/..., the dashboard) need a token with the read "
+        "scope too; /health, /ready and /openapi.json never do.",
+    )
+    rate_limit: float | None = Field(
+        default=None,
+        gt=0,
+        description="Requests a second allowed per client (per token when authenticated, else "
+        "per address), in bursts of one second's worth; 429 beyond. Off by default.",
+    )
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds a client has to send a request's headers; the connection is closed "
+        "after them.",
+    )
+    body_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a request body may pause between two chunks (408 after them).",
+    )
+
+    @model_validator(mode="after")
+    def _reads_need_tokens(self) -> Self:
+        if self.protect_reads and self.api_token is None and self.token_file is None:
+            raise ValueError("protect_reads needs api_token or token_file")
+        return self
 
     def costs_of(self, model: str, version: str) -> Costs | None:
         """The most specific cost matrix configured for a series, if any."""
@@ -111,5 +180,5 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json", exclude=SECRETS)
 
 
-SECRETS: set[str] = set()
+SECRETS: set[str] = {"api_token", "token_file", "store"}  # store: its URL may hold a password
 """Settings never shown: tokens and their files."""

@@ -1,4 +1,4 @@
-"""The time buckets in SQLite: written inside the store's transactions, read for windows.
+"""The time buckets in the database: written inside the store's transactions, read for windows.
 
 Format: ``buckets(model, version, resolution, start, a_tp, a_tn, a_fp, a_fn, p_tp, p_tn, p_fp,
 p_fn, a_scores, p_scores)``, one row per series and bucket (``windows.py``): the confusion counts
@@ -8,8 +8,8 @@ score histograms of each view (``scores.py``: ``to_row`` as sparse MessagePack, 
 """
 
 import itertools
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -19,16 +19,19 @@ from feedback_monitor.series import Series
 from feedback_monitor.store import Point, Window
 from feedback_monitor.windows import RESOLUTIONS, Span, TimeView, floor
 
+if TYPE_CHECKING:
+    from feedback_monitor.store.sql import Database
+
 Moment = tuple[int, int]
 """The minutes (their starts) of an outcome's arrival and of its prediction."""
 
 _ADD = """
     INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)
     ON CONFLICT (model, version, resolution, start) DO UPDATE SET
-        a_tp = a_tp + excluded.a_tp, a_tn = a_tn + excluded.a_tn,
-        a_fp = a_fp + excluded.a_fp, a_fn = a_fn + excluded.a_fn,
-        p_tp = p_tp + excluded.p_tp, p_tn = p_tn + excluded.p_tn,
-        p_fp = p_fp + excluded.p_fp, p_fn = p_fn + excluded.p_fn
+        a_tp = buckets.a_tp + excluded.a_tp, a_tn = buckets.a_tn + excluded.a_tn,
+        a_fp = buckets.a_fp + excluded.a_fp, a_fn = buckets.a_fn + excluded.a_fn,
+        p_tp = buckets.p_tp + excluded.p_tp, p_tn = buckets.p_tn + excluded.p_tn,
+        p_fp = buckets.p_fp + excluded.p_fp, p_fn = buckets.p_fn + excluded.p_fn
 """
 _KEY = "model = ? AND version = ? AND resolution = ? AND start = ?"
 _RANGE = "model = ? AND version = ? AND resolution = ? AND start >= ? AND start < ?"
@@ -38,7 +41,7 @@ _decode = msgspec.msgpack.Decoder(list[float]).decode
 
 
 def add(
-    db: sqlite3.Connection,
+    db: "Database",
     series: Series,
     timed: Mapping[Moment, Counts],
     scored: Mapping[Moment, Sequence[tuple[float, int]]],
@@ -57,7 +60,7 @@ def add(
 
 
 def _add_scores(
-    db: sqlite3.Connection, series: Series, scored: Mapping[Moment, Sequence[tuple[float, int]]]
+    db: "Database", series: Series, scored: Mapping[Moment, Sequence[tuple[float, int]]]
 ) -> None:
     """Merge the scored outcomes into their buckets' histograms (rows that exist by now)."""
     new: dict[tuple[int, int], list[list[tuple[float, int]]]] = {}
@@ -98,7 +101,7 @@ def decode_scores(blob: bytes) -> ScoreHistogram:
     return ScoreHistogram.from_row(row)
 
 
-def window(db: sqlite3.Connection, series: Series, view: TimeView, spans: Iterable[Span]) -> Window:
+def window(db: "Database", series: Series, view: TimeView, spans: Iterable[Span]) -> Window:
     """The sum over the spans' buckets."""
     prefix = _PREFIX[view]
     columns = ", ".join(_totals(prefix))
@@ -116,9 +119,7 @@ def window(db: sqlite3.Connection, series: Series, view: TimeView, spans: Iterab
     return Window(counts, ScoreHistogram.combined(histograms) if histograms else None)
 
 
-def points(
-    db: sqlite3.Connection, series: Series, view: TimeView, span: Span, step: int
-) -> list[Point]:
+def points(db: "Database", series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
     """The counts of each ``step`` seconds from the span's start on, where there are any."""
     totals = _totals(_PREFIX[view])
     rows = db.execute(
@@ -134,9 +135,9 @@ def points(
 
 
 def _totals(prefix: str) -> list[str]:
-    return [f"total({prefix}{cell})" for cell in ("tp", "tn", "fp", "fn")]
+    return [f"coalesce(sum({prefix}{cell}), 0)" for cell in ("tp", "tn", "fp", "fn")]
 
 
-def drop_before(db: sqlite3.Connection, cutoffs: Mapping[int, float]) -> None:
+def drop_before(db: "Database", cutoffs: Mapping[int, float]) -> None:
     """Delete the buckets of each resolution that start before its cutoff."""
     db.executemany("DELETE FROM buckets WHERE resolution = ? AND start < ?", list(cutoffs.items()))

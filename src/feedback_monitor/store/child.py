@@ -1,4 +1,6 @@
-"""Runs the SQLite store in a child process, the single writer, with group commit.
+"""Runs the store in a child process, the server's single writer, with group commit: the SQLite
+store, or the PostgreSQL one (``--store postgresql://...``), whose round trips then cost the
+server's event loop nothing either.
 
 A store thread inside the server has to win the GIL back from the busy event loop after every
 SQLite call, which made each commit take several times its fsync under load. The child commits
@@ -22,8 +24,8 @@ Protocol: one JSON array per line each way; answers come in the order of the req
   transaction; ``states`` are the series it touched, after it; ``stats`` is
   ``[feedback, seconds]`` of that transaction on the first answer it produced, else ``null``.
 - Any failure -> ``["error", kind, "<exception>"]`` for each request it affected, where kind is
-  ``unavailable`` for the store's own trouble (disk, lock) and ``internal`` for a bug, whose
-  traceback the child writes to stderr (the server's log); the child stays up.
+  ``unavailable`` for the store's own trouble (disk, lock, database down) and ``internal`` for a
+  bug, whose traceback the child writes to stderr (the server's log); the child stays up.
 """
 
 import asyncio
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, cast
 
 import msgspec
+import psycopg
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.errors import Unavailable
@@ -158,8 +161,11 @@ class ChildStore:
     path creates no task and resumes no coroutine per commit.
     """
 
-    def __init__(self, data_dir: Path, on_commit: OnCommit = lambda size, seconds: None) -> None:
+    def __init__(
+        self, data_dir: Path, on_commit: OnCommit = lambda size, seconds: None, url: str = ""
+    ) -> None:
         self.data_dir = data_dir
+        self.url = url  # of a PostgreSQL database; empty for SQLite under data_dir
         self._on_commit = on_commit
         self._pipe: _Pipe | None = None
         self._starting: asyncio.Future[_Pipe] | None = None
@@ -168,7 +174,7 @@ class ChildStore:
         loop = asyncio.get_running_loop()
         _, pipe = await loop.subprocess_exec(
             lambda: _Pipe(self._on_commit),
-            *(sys.executable, "-m", "feedback_monitor.store.child", str(self.data_dir)),
+            *(sys.executable, "-m", "feedback_monitor.store.child", str(self.data_dir), self.url),
             stderr=None,
         )
         self._pipe = pipe
@@ -373,7 +379,7 @@ def _answer_one(store: Store, request: list[Any]) -> list[object]:
 def _failure(error: Exception) -> list[object]:
     """The answer for a failed request: the store's own trouble, or a bug (logged here)."""
     detail = f"{type(error).__name__}: {error}"
-    if isinstance(error, OSError) or type(error) in (
+    if isinstance(error, OSError | psycopg.OperationalError) or type(error) in (
         sqlite3.OperationalError,
         sqlite3.DatabaseError,
     ):
@@ -398,6 +404,15 @@ def _answer(store: Store, requests: list[list[Any]]) -> list[list[object]]:
     return answers
 
 
+def open_store(data_dir: Path, url: str) -> Store:
+    """The PostgreSQL store at ``url`` if given, else the SQLite one under ``data_dir``."""
+    if url:
+        from feedback_monitor.store.postgres import PostgresStore  # only the child needs it
+
+        return PostgresStore(url)
+    return SQLiteStore(data_dir)
+
+
 def serve(store: Store, stdin: BinaryIO, stdout: BinaryIO) -> None:
     """The child's loop: answer what has arrived, until stdin closes."""
     for lines in _available_lines(stdin):
@@ -411,4 +426,4 @@ if __name__ == "__main__":
     # The server decides when to stop: it closes our stdin after its last request.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    serve(SQLiteStore(Path(sys.argv[1])), sys.stdin.buffer, sys.stdout.buffer)
+    serve(open_store(Path(sys.argv[1]), sys.argv[2]), sys.stdin.buffer, sys.stdout.buffer)

@@ -1,12 +1,13 @@
-"""The drift detectors in SQLite: fed inside the store's transactions, so that their state is
-always that of the committed counts, before and after a restart.
+"""The drift detectors in the database: fed inside the store's transactions, so that their state
+is always that of the committed counts, before and after a restart, whoever wrote them.
 
 Format: ``drift_state(model, version, state)``, one row per series: the JSON of
-``SeriesWatch.state()`` (a BLOB of UTF-8); ``drift_events(model, version, detector, at,
+``SeriesWatch.state()`` (a BLOB or bytea of UTF-8); ``drift_events(model, version, detector, at,
 statistic)``, one row per drift found, ``at`` the commit's Unix time.
 """
 
-import sqlite3
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -15,78 +16,97 @@ from feedback_monitor.drift.watch import SeriesWatch
 from feedback_monitor.series import DriftStatus, Series
 from feedback_monitor.store import DriftEvent
 
+if TYPE_CHECKING:
+    from feedback_monitor.store.sql import Database
+
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
+_KEY = "model = ? AND version = ?"
 _SAVE = """
     INSERT INTO drift_state VALUES (?, ?, ?)
     ON CONFLICT (model, version) DO UPDATE SET state = excluded.state
 """
+_EVENT = "INSERT INTO drift_events (model, version, detector, at, statistic) VALUES (?, ?, ?, ?, ?)"
+_DETECTIONS = "SELECT model, version, detector, count(*) FROM drift_events"
 
 
 class Watches:
-    """Every series' detectors, kept in memory and saved with each commit that feeds them."""
+    """Every series' detectors, read in the transaction that feeds them and saved with it.
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-        self._watches = {
-            (model, version): SeriesWatch.from_state(_decode(state))
-            for model, version, state in db.execute("SELECT * FROM drift_state")
-        }
-        self._detections = _detections(db)
-        self._fed: set[Series] = set()
+    Another writer may have fed a series since, so its state is read from the database every
+    time; what is kept is only the decoded form of the bytes last seen, to skip decoding them
+    again while they are the same.
+    """
 
-    def observe(self, series: Series, counts: Counts, now: float) -> None:
-        """Feed one transaction's outcomes of a series; call inside the transaction."""
-        watch = self._watches.setdefault(series, SeriesWatch())
-        self._fed.add(series)
+    def __init__(self) -> None:
+        self._decoded: dict[Series, tuple[bytes, SeriesWatch]] = {}
+        self._fed: dict[Series, tuple[bytes, SeriesWatch]] = {}  # by the open transaction
+
+    def observe(self, db: "Database", series: Series, counts: Counts, now: float) -> None:
+        """Feed one transaction's outcomes of a series whose confusion row it holds locked."""
+        row = db.execute(f"SELECT state FROM drift_state WHERE {_KEY}", series).fetchone()
+        watch = SeriesWatch() if row is None else self._watch(series, row[0])
+        self._decoded.pop(series, None)  # being changed: not to be reused unless committed
         for detector, statistic in watch.observe(counts):
-            event = (*series, detector, now, statistic)
-            self._db.execute("INSERT INTO drift_events VALUES (?, ?, ?, ?, ?)", event)
-            key = (*series, detector)
-            self._detections[key] = self._detections.get(key, 0) + 1
-        self._db.execute(_SAVE, (*series, _encode(watch.state())))
+            db.execute(_EVENT, (*series, detector, now, statistic))
+        state = _encode(watch.state())
+        db.execute(_SAVE, (*series, state))
+        self._fed[series] = (state, watch)
 
     def committed(self) -> None:
-        self._fed.clear()
+        self._decoded |= self._fed
+        self._fed = {}
 
     def rolled_back(self) -> None:
-        """The transaction failed: what it fed is forgotten, from the committed rows again."""
-        for series in self._fed:
-            row = self._db.execute(
-                "SELECT state FROM drift_state WHERE model = ? AND version = ?", series
-            ).fetchone()
-            if row is None:
-                self._watches.pop(series, None)
-            else:
-                self._watches[series] = SeriesWatch.from_state(_decode(row[0]))
-        self._detections = _detections(self._db)
-        self._fed.clear()
+        self._fed = {}
 
-    def status(self, series: Series) -> tuple[DriftStatus, ...]:
-        """Each detector's status and how many drifts it found, as committed."""
-        watch = self._watches.get(series)
-        if watch is None:
-            return ()
-        return tuple(
-            DriftStatus(detector, status, self._detections.get((*series, detector), 0))
-            for detector, status in watch.statuses().items()
-        )
+    def statuses(
+        self, db: "Database", series: Series | None
+    ) -> dict[Series, tuple[DriftStatus, ...]]:
+        """Each detector's status and how many drifts it found, of one series or of all, as
+        the transaction sees them."""
+        if series is None:
+            states = db.execute("SELECT model, version, state FROM drift_state").fetchall()
+            counted = db.execute(_DETECTIONS + " GROUP BY 1, 2, 3").fetchall()
+        else:
+            states = db.execute(
+                f"SELECT model, version, state FROM drift_state WHERE {_KEY}", series
+            ).fetchall()
+            counted = db.execute(_DETECTIONS + f" WHERE {_KEY} GROUP BY 1, 2, 3", series).fetchall()
+        detections = {(m, v, d): int(n) for m, v, d, n in counted}
+        return {
+            (model, version): _statuses(
+                (model, version), self._watch((model, version), state), detections
+            )
+            for model, version, state in states
+        }
 
-    def events(self, series: Series, limit: int) -> list[DriftEvent]:
+    def _watch(self, series: Series, state: bytes) -> SeriesWatch:
+        """The detectors of the stored ``state``, decoded once while it stays the same."""
+        fed = self._fed.get(series)
+        if fed is not None and fed[0] == state:
+            return fed[1]
+        known = self._decoded.get(series)
+        if known is not None and known[0] == state:
+            return known[1]
+        watch = SeriesWatch.from_state(_decode(state))
+        self._decoded[series] = (state, watch)
+        return watch
+
+    def events(self, db: "Database", series: Series, limit: int) -> list[DriftEvent]:
         """The latest drifts found, newest first."""
-        rows = self._db.execute(
-            "SELECT detector, at, statistic FROM drift_events WHERE model = ? AND version = ?"
+        rows = db.execute(
+            f"SELECT detector, at, statistic FROM drift_events WHERE {_KEY}"
             " ORDER BY at DESC, rowid DESC LIMIT ?",
             (*series, limit),
         )
-        return [DriftEvent(*row) for row in rows]
+        return [DriftEvent(str(d), float(at), float(s)) for d, at, s in rows]
 
 
-def _detections(db: sqlite3.Connection) -> dict[tuple[str, str, str], int]:
-    """How many drifts each detector of each series found."""
-    return {
-        (model, version, detector): count
-        for model, version, detector, count in db.execute(
-            "SELECT model, version, detector, count(*) FROM drift_events GROUP BY 1, 2, 3"
-        )
-    }
+def _statuses(
+    series: Series, watch: SeriesWatch, detections: Mapping[tuple[str, str, str], int]
+) -> tuple[DriftStatus, ...]:
+    return tuple(
+        DriftStatus(detector, status, detections.get((*series, detector), 0))
+        for detector, status in watch.statuses().items()
+    )

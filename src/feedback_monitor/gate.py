@@ -1,0 +1,97 @@
+"""What every request passes before its route: a bearer token with the right scope, then the
+client's rate limit.
+
+Writes (any method but GET and HEAD) need the ``write`` scope once tokens are configured; reads
+(``/metrics``, ``/api/v1/...``, the dashboard) need ``read`` only under ``protect_reads``.
+``/health``, ``/ready`` and ``/openapi.json`` are never gated. The rate limit counts requests per
+token when the request was authenticated, else per client address (the peer's: behind a proxy,
+all of its clients share one).
+"""
+
+import math
+from collections.abc import Hashable
+
+from starlette.types import Scope as ASGIScope
+
+from feedback_monitor.auth import Scope, Tokens, bearer
+from feedback_monitor.edge import Refused
+from feedback_monitor.limits import RateLimiter
+from feedback_monitor.settings import Settings
+
+PUBLIC = frozenset({"/health", "/ready", "/openapi.json"})
+READS = frozenset({"GET", "HEAD"})
+_CHALLENGE = 'Bearer realm="feedback-monitor"'
+
+
+def unauthorized(message: str, error: str = "") -> Refused:
+    challenge = _CHALLENGE + (f', error="{error}"' if error else "")
+    return Refused(401, message, "unauthorized", {"WWW-Authenticate": challenge})
+
+
+def forbidden(needed: Scope) -> Refused:
+    challenge = f'{_CHALLENGE}, error="insufficient_scope", scope="{needed}"'
+    message = f"The token lacks the {needed} scope"
+    return Refused(403, message, "forbidden", {"WWW-Authenticate": challenge})
+
+
+def rate_limited(rate: float, wait: float) -> Refused:
+    retry = str(max(1, math.ceil(wait)))
+    message = f"Rate limit exceeded: {rate:g} requests a second per client"
+    return Refused(429, message, "rate_limited", {"Retry-After": retry})
+
+
+def authorization(scope: ASGIScope) -> bytes:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            return bytes(value)
+    return b""
+
+
+class Gate:
+    """Refuses a request (``Refused``) that lacks a token, its scope, or its client's turn."""
+
+    def __init__(
+        self, tokens: Tokens | None, protect_reads: bool, limiter: RateLimiter | None
+    ) -> None:
+        self.tokens = tokens
+        self.protect_reads = protect_reads
+        self.limiter = limiter
+
+    @classmethod
+    def of(cls, settings: Settings) -> "Gate | None":
+        """The gate the settings ask for; ``None`` (nothing to check) by default."""
+        api_token = settings.api_token.get_secret_value() if settings.api_token else None
+        tokens = Tokens.load(api_token, settings.token_file)
+        limiter = RateLimiter(settings.rate_limit) if settings.rate_limit else None
+        if tokens is None and limiter is None:
+            return None
+        return cls(tokens, settings.protect_reads, limiter)
+
+    def __call__(self, scope: ASGIScope) -> None:
+        if scope["path"] in PUBLIC:
+            return
+        key = self._authenticate(scope)
+        if self.limiter is not None:
+            wait = self.limiter.wait(key or _client(scope))
+            if wait:
+                raise rate_limited(self.limiter.rate, wait)
+
+    def _authenticate(self, scope: ASGIScope) -> bytes | None:
+        """The digest of the request's token when one is needed and valid; refuses otherwise."""
+        needed = Scope.READ if scope["method"] in READS else Scope.WRITE
+        if self.tokens is None or (needed is Scope.READ and not self.protect_reads):
+            return None
+        token = bearer(authorization(scope))
+        if token is None:
+            raise unauthorized("Missing bearer token (Authorization: Bearer <token>)")
+        grant = self.tokens.grant(token)
+        if grant is None:
+            raise unauthorized("Invalid bearer token", "invalid_token")
+        if needed not in grant.scopes:
+            raise forbidden(needed)
+        return grant.digest
+
+
+def _client(scope: ASGIScope) -> Hashable:
+    client = scope.get("client")
+    return client[0] if client else ""

@@ -1,0 +1,64 @@
+"""uvicorn's httptools protocol with a deadline on request headers.
+
+uvicorn closes an idle keep-alive connection after ``timeout_keep_alive``, but a client that
+connects, or starts a request, and then sends its headers slowly (or never: slowloris) holds its
+connection open forever. Here a timer closes it when the headers are not complete in time. The
+timer is armed only while headers are incomplete after the bytes at hand, so a request whose
+headers arrive in one read (nearly all of them) costs no timer at all.
+"""
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class HeaderDeadlineProtocol(HttpToolsProtocol):
+    """Closes a connection whose request headers take longer than ``header_timeout`` seconds."""
+
+    header_timeout = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._in_headers = False
+        self._deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()  # a connection that sends nothing at all is closed too
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._in_headers and self._deadline is None:
+            self._arm()
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_headers = True
+
+    def on_headers_complete(self) -> None:
+        self._in_headers = False
+        self._disarm()
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        self._deadline = self.loop.call_later(self.header_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if self._in_headers or self.cycle is None:  # still in headers, or never began a request
+            self.transport.close()
+
+
+def with_header_timeout(seconds: float) -> type[HeaderDeadlineProtocol]:
+    """The protocol class to give ``uvicorn.Config(http=...)``."""
+    return type("HeaderDeadlineProtocol", (HeaderDeadlineProtocol,), {"header_timeout": seconds})

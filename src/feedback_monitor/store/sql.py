@@ -1,0 +1,473 @@
+"""The store's logic in SQL that SQLite and PostgreSQL both run; ``sqlite.py`` and
+``postgres.py`` bring the connection, the schema and its migrations.
+
+Several writers may share the database (PostgreSQL replicas), so nothing is taken on trust from
+an earlier transaction: every state a transaction returns is read inside it, after the
+``confusion`` row of its series is locked by the UPSERT that adds to it. Every other row of a
+series (its buckets, label delays, detectors) is written only under that lock, and series are
+locked in sorted order, so writers of the same series queue up instead of deadlocking. Ids hold
+through the primary key of ``outcomes``: an INSERT that finds the id taken, or a join whose row
+changed meanwhile (``... AND actual IS NULL``), reads the row again and treats it as stored.
+A transaction that deadlocks anyway (expiry against writers) is retried whole.
+
+A ``write`` is one transaction for many requests; a refused request leaves no trace and the
+others stand (a request of several items with ids runs inside a savepoint of its own; a single
+item is refused before it writes anything).
+"""
+
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from feedback_monitor.confusion import Counts
+from feedback_monitor.records import Feedback, Prediction
+from feedback_monitor.scores import ScoreHistogram
+from feedback_monitor.series import (
+    DELAY_BUCKETS,
+    SCORE_BINS,
+    DriftStatus,
+    Series,
+    SeriesState,
+    delay_bucket,
+)
+from feedback_monitor.store import (
+    Accepted,
+    DriftEvent,
+    Entry,
+    Point,
+    Refused,
+    Totals,
+    Window,
+    buckets,
+)
+from feedback_monitor.store.buckets import Moment
+from feedback_monitor.store.watches import Watches
+from feedback_monitor.windows import MINUTE, Span, TimeView, floor
+
+T = TypeVar("T")
+ATTEMPTS = 5  # of a transaction that deadlocked or lost a race
+
+
+class Cursor(Protocol):
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class Database(Protocol):
+    """A connection, with ``?`` placeholders."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor: ...
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> object: ...
+
+
+class Connector(Protocol):
+    """Where the connections come from, and which failures deserve another attempt."""
+
+    retryable: tuple[type[Exception], ...]
+
+    def transaction(self) -> AbstractContextManager[Database]:
+        """A connection inside a transaction: committed at the end, rolled back on error."""
+
+    def reading(self) -> AbstractContextManager[Database]:
+        """A connection for reads."""
+
+    def close(self) -> None: ...
+
+
+class Contended(Exception):
+    """A row changed under the transaction more often than it should: try it again."""
+
+
+_ADD = """
+    INSERT INTO confusion (model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (model, version) DO UPDATE SET
+        tp = confusion.tp + excluded.tp, tn = confusion.tn + excluded.tn,
+        fp = confusion.fp + excluded.fp, fn = confusion.fn + excluded.fn,
+        predicted = confusion.predicted + excluded.predicted,
+        labelled = confusion.labelled + excluded.labelled,
+        expired = confusion.expired + excluded.expired,
+        delay_sum = confusion.delay_sum + excluded.delay_sum
+"""
+_ADD_DELAYS = """
+    INSERT INTO label_delays VALUES (?, ?, ?, ?)
+    ON CONFLICT (model, version, bucket) DO UPDATE SET count = label_delays.count + excluded.count
+"""
+_SERIES_KEY = "model = ? AND version = ?"
+_INSERT_OUTCOME = (
+    "INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+_READ_OUTCOME = (
+    "SELECT model, version, prediction, actual, predicted_at, from_prediction, score"
+    " FROM outcomes WHERE id = ?"
+)
+_JOIN = (
+    "UPDATE outcomes SET actual = ? WHERE id = ? AND actual IS NULL"
+    " RETURNING model, version, prediction, actual, predicted_at, from_prediction, score"
+)
+_NO_DELAYS = (0,) * (len(DELAY_BUCKETS) + 1)
+_NONE = Counts()
+_ONE = {(p, a): Counts().add(p, a) for p in (0, 1) for a in (0, 1)}
+_COLUMNS = "model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum, scores"
+_SERIES = f"SELECT {_COLUMNS} FROM confusion"
+_Row = tuple[Any, ...]
+
+
+@dataclass
+class _Change:
+    """What one transaction adds to one series."""
+
+    counts: Counts = field(default_factory=Counts)
+    predicted: int = 0
+    labelled: int = 0
+    expired: int = 0
+    delay_sum: float = 0.0
+    delays: dict[int, int] = field(default_factory=dict)
+    timed: dict[Moment, Counts] = field(default_factory=dict)  # the counts, placed in time
+    scored: dict[Moment, list[tuple[float, int]]] = field(default_factory=dict)
+
+    def place(self, moment: Moment, counts: Counts) -> None:
+        self.counts += counts
+        self.timed[moment] = self.timed.get(moment, _NONE) + counts
+
+    def outcome(self, now: float, predicted_at: float, item: tuple[int, int, float | None]) -> None:
+        """One (prediction, actual, score), predicted at ``predicted_at`` and labelled now."""
+        prediction, actual, score = item
+        # A prediction stamped in the future is placed at its arrival.
+        moment = (floor(now, MINUTE), floor(min(predicted_at, now), MINUTE))
+        self.place(moment, _ONE[prediction, actual])
+        if score is not None:
+            self.scored.setdefault(moment, []).append((score, actual))
+
+    def observe_delay(self, seconds: float) -> None:
+        seconds = max(seconds, 0.0)  # a clock ahead of the client's is no negative delay
+        self.delay_sum += seconds
+        bucket = delay_bucket(seconds)
+        self.delays[bucket] = self.delays.get(bucket, 0) + 1
+
+
+class _Changes(dict[Series, _Change]):
+    def __missing__(self, series: Series) -> _Change:
+        self[series] = change = _Change()
+        return change
+
+    def merge(self, other: "_Changes") -> None:
+        for series, change in other.items():
+            mine = self[series]
+            mine.predicted += change.predicted
+            mine.labelled += change.labelled
+            mine.expired += change.expired
+            mine.delay_sum += change.delay_sum
+            for bucket, count in change.delays.items():
+                mine.delays[bucket] = mine.delays.get(bucket, 0) + count
+            for moment, counts in change.timed.items():
+                mine.place(moment, counts)
+            for moment, pairs in change.scored.items():
+                mine.scored.setdefault(moment, []).extend(pairs)
+
+
+class _Refusal(Exception):
+    def __init__(self, refused: Refused) -> None:
+        self.refused = refused
+
+
+class SQLStore:
+    """Confusion counts, predictions and idempotency keys in the connector's database."""
+
+    def __init__(self, connector: Connector) -> None:
+        self._connector = connector
+        self._watches = Watches()
+
+    def load(self) -> Totals:
+        with self._connector.reading() as db:
+            rows = db.execute(_SERIES).fetchall()
+            return _states(rows, _delays(db, None), self._watches.statuses(db, None))
+
+    def commit(self, deltas: Mapping[Series, Counts]) -> Totals:
+        """Add confusion counts, nothing else: ``write`` with id-less feedback only."""
+        _, totals = self.write([Entry(dict(deltas), [])], time.time())
+        return totals
+
+    def write(
+        self, entries: Sequence[Entry], now: float
+    ) -> tuple[list[Accepted | Refused], Totals]:
+        """Apply every entry that can be applied, in one transaction; the totals it produced."""
+
+        def body(db: Database) -> tuple[list[Accepted | Refused], Totals]:
+            changes = _Changes()
+            outcomes = [self._apply(db, entry, now, changes) for entry in entries]
+            return outcomes, self._add(db, changes, now)
+
+        return self._transact(body)
+
+    def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:
+        """Drop predictions stored before ``before`` and still unlabelled, and older ids; and
+        the time buckets of each resolution older than its cutoff."""
+
+        def body(db: Database) -> Totals:
+            changes = _Changes()
+            buckets.drop_before(db, cutoffs or {})
+            # What this transaction deleted itself: a concurrent expiry counts none twice.
+            # (SQLite 3.40 misjudges expressions in the RETURNING of a WITHOUT ROWID table.)
+            gone = db.execute(
+                "DELETE FROM outcomes WHERE stored_at < ?"
+                " RETURNING model, version, actual, from_prediction",
+                (before,),
+            )
+            for model, version, actual, from_prediction in gone.fetchall():
+                changes[model, version].expired += actual is None and from_prediction == 1
+            return self._add(db, {s: c for s, c in changes.items() if c.expired}, time.time())
+
+        return self._transact(body)
+
+    def window(self, series: Series, view: TimeView, spans: Sequence[Span]) -> Window:
+        """The counts and scores of a window, as committed."""
+        with self._connector.reading() as db:
+            return buckets.window(db, series, view, spans)
+
+    def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
+        """The counts per ``step`` seconds of a span, where there are any."""
+        with self._connector.reading() as db:
+            return buckets.points(db, series, view, span, step)
+
+    def events(self, series: Series, limit: int) -> list[DriftEvent]:
+        """The latest drifts found in the series, newest first."""
+        with self._connector.reading() as db:
+            return self._watches.events(db, series, limit)
+
+    def ping(self) -> None:
+        """A real write: a full disk or a lost connection fails here, not in the next commit."""
+        with self._connector.transaction() as db:
+            db.execute(
+                "INSERT INTO probe VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at = excluded.at",
+                (time.time(),),
+            )
+
+    def close(self) -> None:
+        self._connector.close()
+
+    def _transact(self, body: Callable[[Database], T]) -> T:
+        """Run ``body`` in a transaction, again while it fails in a way worth retrying."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self._connector.transaction() as db:
+                    result = body(db)
+            except self._connector.retryable:
+                self._watches.rolled_back()
+                if attempt == ATTEMPTS:
+                    raise
+                continue
+            except BaseException:
+                self._watches.rolled_back()
+                raise
+            self._watches.committed()
+            return result
+        raise AssertionError("unreachable")
+
+    def _count(self, entry: Entry, now: float, changes: _Changes) -> Accepted:
+        """Plain feedback only (no id, score or time): nothing to look up, nothing to refuse."""
+        minute = floor(now, MINUTE)
+        for series, delta in entry.deltas.items():
+            changes[series].place((minute, minute), delta)
+        return entry.counted()
+
+    def _apply(
+        self, db: Database, entry: Entry, now: float, changes: _Changes
+    ) -> Accepted | Refused:
+        if not entry.keyed:
+            return self._count(entry, now, changes)
+        mine = _Changes()
+        accepted, duplicates = self._count(entry, now, mine).accepted, 0
+        try:
+            # An item is refused before it writes anything: only several need a savepoint.
+            with _savepoint(db, len(entry.keyed) > 1):
+                for index, item in entry.keyed:
+                    if self._keyed(db, index, item, now, mine):
+                        accepted += 1
+                    else:
+                        duplicates += 1
+        except _Refusal as refusal:
+            return refusal.refused
+        changes.merge(mine)
+        return Accepted(accepted, duplicates, sorted({*entry.deltas, *mine}))
+
+    def _keyed(
+        self, db: Database, index: int, item: Feedback | Prediction, now: float, mine: _Changes
+    ) -> bool:
+        """Apply one item kept whole (an id, a score or a time); False for a repeat."""
+        if item.id is None:
+            assert isinstance(item, Feedback)
+            _observe(item, now, mine[item.series])
+            return True
+        if isinstance(item, Prediction):
+            return _predict(db, index, item, now, mine)
+        for _ in range(ATTEMPTS):  # each pass sees a row another writer changed meanwhile
+            joined = _label(db, index, item, now, mine)
+            if joined is not None:
+                return joined
+        raise Contended(item.id)
+
+    def _add(self, db: Database, changes: Mapping[Series, _Change], now: float) -> Totals:
+        """Add the changes and feed the drift detectors; the touched series' states. Series go
+        in sorted order: its confusion row, locked first, guards the rest of a series."""
+        rows = []
+        delays: dict[Series, tuple[int, ...]] = {}
+        statuses: dict[Series, tuple[DriftStatus, ...]] = {}
+        for series, c in sorted(changes.items()):
+            k = c.counts
+            row = db.execute(
+                _ADD + " RETURNING " + _COLUMNS,
+                (*series, k.tp, k.tn, k.fp, k.fn, c.predicted, c.labelled, c.expired, c.delay_sum),
+            ).fetchone()
+            if c.scored:
+                row = (*row[:-1], _add_lifetime_scores(db, series, row[-1], c.scored))
+            rows.append(row)
+            buckets.add(db, series, c.timed, c.scored)
+            if k.total:
+                self._watches.observe(db, series, k, now)
+            if c.delays:
+                db.executemany(_ADD_DELAYS, [(*series, b, n) for b, n in c.delays.items()])
+            delays |= _delays(db, series)
+            statuses |= self._watches.statuses(db, series)
+        return _states(rows, delays, statuses)
+
+
+def _states(
+    rows: Iterable[Sequence[Any]],
+    delays: Mapping[Series, tuple[int, ...]],
+    statuses: Mapping[Series, tuple[DriftStatus, ...]],
+) -> Totals:
+    states = {}
+    for model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum, scores in rows:
+        series = (str(model), str(version))
+        states[series] = SeriesState(
+            Counts(int(tp), int(tn), int(fp), int(fn)),
+            int(predicted),
+            int(labelled),
+            int(expired),
+            float(delay_sum),
+            delays.get(series, _NO_DELAYS),
+            None if scores is None else buckets.decode_scores(scores),
+            statuses.get(series, ()),
+        )
+    return states
+
+
+def _predict(db: Database, index: int, item: Prediction, now: float, mine: _Changes) -> bool:
+    """Store a prediction by its id; a repeat of one stored is no change, another a 409."""
+    stamp = item.timestamp if item.timestamp is not None else now
+    row = (item.id, item.model, item.version, item.prediction, None, item.score, stamp, now, 1)
+    if db.execute(_INSERT_OUTCOME + " RETURNING id", row).fetchone() is not None:
+        mine[item.series].predicted += 1
+        return True
+    stored = db.execute(_READ_OUTCOME, (item.id,)).fetchone()
+    if stored is None:  # taken and deleted since, by other writers
+        raise Contended(item.id)
+    if tuple(stored[:3]) == (item.model, item.version, item.prediction):
+        mine[item.series]
+        return False
+    raise _Refusal(Refused(409, "Conflicting prediction for id", "conflict", index))
+
+
+def _label(db: Database, index: int, item: Feedback, now: float, mine: _Changes) -> bool | None:
+    """Join a feedback to the prediction stored under its id, or store it whole; False for a
+    repeat, None when another writer changed the row meanwhile (read it again)."""
+    stored = db.execute(_READ_OUTCOME, (item.id,)).fetchone()
+    if stored is None:
+        if item.prediction is None:
+            raise _Refusal(Refused(404, "Unknown prediction id", "unknown_id", index))
+        stamp = item.timestamp if item.timestamp is not None else now
+        row = (item.id, item.model, item.version, item.prediction, item.actual, item.score,
+               stamp, now, 0)  # fmt: skip
+        if db.execute(_INSERT_OUTCOME + " RETURNING id", row).fetchone() is None:
+            return None
+        _observe(item, now, mine[item.series])
+        return True
+    _check(index, item, stored)
+    if stored[3] is not None:
+        mine[str(stored[0]), str(stored[1])]  # a repeat still answers its series' totals
+        return False
+    joined = db.execute(_JOIN, (item.actual, item.id)).fetchone()
+    if joined is None:
+        return None
+    _join(item, now, joined, mine)
+    return True
+
+
+def _check(index: int, item: Feedback, stored: _Row) -> None:
+    """Refuse a feedback that contradicts what is stored under its id. An id already stored
+    keeps its series: the feedback's own model and version, which may be mere defaults, do not
+    move it (only a different outcome conflicts)."""
+    prediction, actual = stored[2], stored[3]
+    if item.prediction is not None and item.prediction != prediction:
+        message = "Prediction contradicts the stored prediction for id"
+        if actual is not None:
+            message = "Conflicting feedback for id"
+        raise _Refusal(Refused(409, message, "conflict", index))
+    if actual is not None and actual != item.actual:
+        raise _Refusal(Refused(409, "Conflicting feedback for id", "conflict", index))
+
+
+def _join(item: Feedback, now: float, joined: _Row, mine: _Changes) -> None:
+    """Count a label under its stored prediction, with that prediction's time and score."""
+    model, version, prediction, _, predicted_at, from_prediction, score = joined
+    predicted_at = float(predicted_at)
+    score = item.score if item.score is not None else score
+    change = mine[str(model), str(version)]
+    change.outcome(now, predicted_at, (int(prediction), item.actual, score))
+    change.labelled += 1 if from_prediction else 0
+    change.observe_delay(now - predicted_at)
+
+
+def _observe(item: Feedback, now: float, change: _Change) -> None:
+    """A feedback that brings its own prediction: counted at its time, with its score."""
+    assert item.prediction is not None
+    predicted_at = item.timestamp if item.timestamp is not None else now
+    change.outcome(now, predicted_at, (item.prediction, item.actual, item.score))
+    if item.timestamp is not None:
+        change.observe_delay(now - item.timestamp)
+
+
+def _add_lifetime_scores(
+    db: Database,
+    series: Series,
+    blob: bytes | None,
+    scored: Mapping[Moment, list[tuple[float, int]]],
+) -> bytes:
+    """Merge the outcomes into the series' lifetime score histogram (its row is locked)."""
+    new = ScoreHistogram.of((pair for pairs in scored.values() for pair in pairs), SCORE_BINS)
+    merged = buckets.encode_scores(new if blob is None else new + buckets.decode_scores(blob))
+    db.execute(f"UPDATE confusion SET scores = ? WHERE {_SERIES_KEY}", (merged, *series))
+    return merged
+
+
+def _delays(db: Database, series: Series | None) -> dict[Series, tuple[int, ...]]:
+    """The label-delay histogram of one series, or of all."""
+    query = "SELECT model, version, bucket, count FROM label_delays"
+    rows = db.execute(query + f" WHERE {_SERIES_KEY}", series) if series else db.execute(query)
+    delays: dict[Series, list[int]] = {}
+    for model, version, bucket, count in rows:
+        delays.setdefault((model, version), list(_NO_DELAYS))[bucket] = int(count)
+    return {key: tuple(counts) for key, counts in delays.items()}
+
+
+@contextmanager
+def _savepoint(db: Database, needed: bool) -> Iterator[None]:
+    """Undo the body's writes if it raises (when ``needed``)."""
+    if not needed:
+        yield
+        return
+    db.execute("SAVEPOINT entry")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK TO SAVEPOINT entry")
+        db.execute("RELEASE SAVEPOINT entry")
+        raise
+    db.execute("RELEASE SAVEPOINT entry")

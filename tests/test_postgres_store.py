@@ -1,0 +1,185 @@
+"""PostgresStore on a real throwaway cluster: the SQLite store's scenarios, run again here
+(imported below, so they take this module's ``store``), then what only several writers face:
+migrations started together, writers racing on the same ids and series, a server restart."""
+
+import random
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg
+import pytest
+
+from feedback_monitor.confusion import Counts
+from feedback_monitor.records import Feedback, Prediction
+from feedback_monitor.store import Accepted, Entry, Refused, Series
+from feedback_monitor.store.postgres import MIGRATIONS, PostgresStore
+from tests.integration import postgres
+from tests.test_sqlite_buckets import (  # noqa: F401 - collected again, on PostgreSQL
+    test_a_join_lands_at_its_prediction_in_one_view_and_its_label_in_the_other,
+    test_points_count_each_step_that_has_outcomes,
+)
+from tests.test_sqlite_drift import (  # noqa: F401
+    test_every_commit_answers_the_statuses_and_detections_it_left,
+)
+from tests.test_sqlite_store import (  # noqa: F401
+    test_commit_returns_the_totals_it_produced,
+    test_empty_commit_changes_nothing,
+)
+from tests.test_sqlite_store_ids import (  # noqa: F401
+    test_a_label_contradicting_the_stored_prediction_is_409,
+    test_a_label_repeating_the_stored_prediction_joins_it,
+    test_a_prediction_then_its_feedback_counts_under_the_prediction,
+    test_a_random_stream_matches_the_bookkeeping,
+    test_a_refused_entry_leaves_no_trace_and_the_others_stand,
+    test_an_unknown_id_is_404,
+    test_expiry_drops_unlabelled_predictions_stored_before_the_cutoff,
+    test_labels_of_a_stored_prediction_are_idempotent,
+    test_predictions_are_idempotent_and_conflicts_409,
+    test_the_same_feedback_id_counts_once,
+)
+
+NOW = 1_700_000_000.0
+A: Series = ("fraud", "v1")
+B: Series = ("fraud", "v2")
+TABLES = "confusion, label_delays, outcomes, buckets, drift_state, drift_events, probe"
+_databases = iter(range(1_000_000))
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[postgres.Cluster]:
+    with postgres.cluster() as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def shared(cluster: postgres.Cluster) -> str:
+    """One database for the scenarios, emptied after each."""
+    return cluster.database("scenarios")
+
+
+@pytest.fixture
+def store(shared: str) -> Iterator[PostgresStore]:
+    opened = PostgresStore(shared)
+    yield opened
+    opened.close()
+    with psycopg.connect(shared, autocommit=True) as db:
+        db.execute(f"TRUNCATE {TABLES}")
+
+
+@pytest.fixture
+def fresh(cluster: postgres.Cluster) -> str:
+    """A database of its own, not migrated yet."""
+    return cluster.database(f"fresh_{next(_databases)}")
+
+
+def test_replicas_starting_together_migrate_once(fresh: str) -> None:
+    with ThreadPoolExecutor(6) as pool:
+        stores = list(pool.map(lambda _: PostgresStore(fresh), range(6)))
+    for store in stores:
+        store.close()
+    with psycopg.connect(fresh) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(len(MIGRATIONS),)]
+    reopened = PostgresStore(fresh)  # nothing left to migrate
+    assert reopened.load() == {}
+    reopened.close()
+
+
+def test_a_failing_transaction_rolls_back_every_series(store: PostgresStore) -> None:
+    store.commit({A: Counts(1, 1, 1, 1)})
+    before = store.load()
+    with pytest.raises(psycopg.errors.NumericValueOutOfRange):
+        store.commit({A: Counts(tp=100), B: Counts(tp=2**63)})  # B's value is past bigint
+    assert store.load() == before
+    assert store.commit({A: Counts(tn=1)})[A].counts == Counts(1, 2, 1, 1)
+
+
+def entry(*records: Feedback | Prediction) -> Entry:
+    return Entry({}, list(enumerate(records)))
+
+
+def race(url: str, writers: int, work: list[list[Entry]]) -> list[list[Accepted | Refused]]:
+    """Each writer, a store of its own, writes its list of transactions, all at once."""
+    start = threading.Barrier(writers)
+
+    def run(transactions: list[Entry]) -> list[Accepted | Refused]:
+        store = PostgresStore(url)
+        start.wait()
+        try:
+            return [o for e in transactions for o in store.write([e], NOW)[0]]
+        finally:
+            store.close()
+
+    with ThreadPoolExecutor(writers) as pool:
+        return list(pool.map(run, work))
+
+
+def test_writers_racing_on_the_same_ids_count_each_once(fresh: str) -> None:
+    rng = random.Random(7)
+    ids = [f"id-{n}" for n in range(60)]
+    work = []
+    for _ in range(3):  # every writer sends every id, in an order of its own
+        shuffled = rng.sample(ids, len(ids))
+        work.append([entry(Feedback(n % 2, 1, *(A if n % 3 else B), id=i))
+                     for n, i in ((int(i[3:]), i) for i in shuffled)])  # fmt: skip
+    outcomes = [o for mine in race(fresh, 3, work) for o in mine]
+    assert all(isinstance(o, Accepted) for o in outcomes)
+    assert sum(o.accepted for o in outcomes if isinstance(o, Accepted)) == len(ids)
+    assert sum(o.duplicates for o in outcomes if isinstance(o, Accepted)) == 2 * len(ids)
+    store = PostgresStore(fresh)
+    loaded = store.load()
+    store.close()
+    assert loaded[A].counts + loaded[B].counts == Counts(tp=30, fn=30)
+
+
+def test_labels_racing_for_one_prediction_join_it_once(fresh: str) -> None:
+    first = PostgresStore(fresh)
+    predictions = [Prediction(f"p-{n}", 1, *A, score=0.9, timestamp=NOW - 60) for n in range(40)]
+    first.write([entry(*predictions)], NOW)
+    first.close()
+    labels = [[entry(Feedback(None, n % 2, id=f"p-{n}")) for n in range(40)] for _ in range(4)]
+    outcomes = [o for mine in race(fresh, 4, labels) for o in mine]
+    assert sum(o.accepted for o in outcomes if isinstance(o, Accepted)) == 40
+    store = PostgresStore(fresh)
+    state = store.load()[A]
+    store.close()
+    assert state.counts == Counts(tp=20, fp=20)
+    assert (state.predicted, state.labelled, state.delays[2]) == (40, 40, 40)
+    assert state.scores is not None
+    assert state.scores.total == 40
+
+
+def test_every_writer_answers_the_global_totals(fresh: str) -> None:
+    """A commit's totals include what other writers committed, delays and drift included."""
+    one, other = PostgresStore(fresh), PostgresStore(fresh)
+    try:
+        one.write([entry(Feedback(1, 1, *A, timestamp=NOW - 30))], NOW)
+        _, totals = other.write([Entry({A: Counts(fn=1)}, [])], NOW)
+        assert totals[A].counts == Counts(tp=1, fn=1)
+        assert sum(totals[A].delays) == 1
+        assert totals == one.load() == other.load()
+        for _ in range(30):  # the detectors see both writers' outcomes, in commit order
+            one.commit({A: Counts(tp=50)})
+            other.commit({A: Counts(fn=50)})
+        assert one.load()[A].drift == other.load()[A].drift
+    finally:
+        one.close()
+        other.close()
+
+
+def test_a_restarted_server_is_reconnected_to(cluster: postgres.Cluster, fresh: str) -> None:
+    store = PostgresStore(fresh, timeout=2.0)
+    try:
+        store.commit({A: Counts(tp=1)})
+        cluster.server("stop")
+        try:
+            with pytest.raises(psycopg.OperationalError):
+                store.ping()
+            with pytest.raises(psycopg.OperationalError):
+                store.commit({A: Counts(tp=1)})
+        finally:
+            cluster.server("start")
+        store.ping()  # a fresh connection
+        assert store.commit({A: Counts(tp=1)})[A].counts == Counts(tp=2)
+    finally:
+        store.close()
