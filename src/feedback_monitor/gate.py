@@ -2,10 +2,11 @@
 client's rate limit.
 
 Writes (any method but GET and HEAD) need the ``write`` scope once tokens are configured; reads
-(``/metrics``, ``/api/v1/...``, the dashboard) need ``read`` only under ``protect_reads``.
-``/health``, ``/ready`` and ``/openapi.json`` are never gated. The rate limit counts requests per
-token when the request was authenticated, else per client address (the peer's: behind a proxy,
-all of its clients share one).
+(``/metrics``, ``/api/v1/...``) need ``read`` only under ``protect_reads``. ``/health``,
+``/ready``, ``/openapi.json`` and the dashboard's page and files (``/``, ``/static/...``: they
+hold no data; the page asks for a read token when the API wants one) are never gated. The
+rate limit counts requests per token when the request was authenticated, else per client
+address (the peer's: behind a proxy, all of its clients share one).
 """
 
 import math
@@ -18,7 +19,8 @@ from feedback_monitor.edge import Refused
 from feedback_monitor.limits import RateLimiter
 from feedback_monitor.settings import Settings
 
-PUBLIC = frozenset({"/health", "/ready", "/openapi.json"})
+PUBLIC = frozenset({"/health", "/ready", "/openapi.json", "/"})
+PUBLIC_PREFIX = "/static/"
 READS = frozenset({"GET", "HEAD"})
 _CHALLENGE = 'Bearer realm="feedback-monitor"'
 
@@ -68,7 +70,7 @@ class Gate:
         return cls(tokens, settings.protect_reads, limiter)
 
     def __call__(self, scope: ASGIScope) -> None:
-        if scope["path"] in PUBLIC:
+        if scope["path"] in PUBLIC or scope["path"].startswith(PUBLIC_PREFIX):
             return
         key = self._authenticate(scope)
         if self.limiter is not None:

@@ -14,7 +14,15 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, Response, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    Response,
+    expect,
+    sync_playwright,
+)
 
 from feedback_monitor.confusion import Counts
 from tests.drift_blocks import ERROR_DETECTORS, STEADY, WORSE, batch_of, blocks
@@ -195,3 +203,26 @@ def test_an_empty_service_waits_then_fills_in_live(page: Page, tmp_path: Path) -
         expect(page.locator("#dashboard")).to_be_visible(timeout=WAIT)
         expect(page.locator("#empty")).to_be_hidden()
         assert_shows(page, answer(fresh, CHURN, "metrics"))
+
+
+def test_with_protected_reads_the_page_asks_for_a_read_token(
+    browser: Browser, tmp_path: Path
+) -> None:
+    token = "dashboard-read-token"
+    with client_of(tmp_path, "--api-token", token, "--protect-reads") as protected:
+        protected.headers["Authorization"] = f"Bearer {token}"
+        send(protected, CHURN, [KNOWN[CHURN]])
+        assert httpx.get(f"{protected.base_url}/api/v1/models").status_code == 401
+        context = browser.new_context(base_url=str(protected.base_url))
+        page = context.new_page()
+        asked: list[str] = []
+
+        def answer_with_token(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            dialog.accept(token)
+
+        page.on("dialog", answer_with_token)
+        page.goto("/")  # the page itself is public: it holds no data
+        assert_shows(page, answer(protected, CHURN, "metrics"))
+        assert len(asked) == 1  # asked once, then kept for the tab
+        context.close()

@@ -53,9 +53,29 @@ function row(...cells) {
 
 // Reading the API
 
+// Under --protect-reads the API wants a token with the read scope: asked once, kept in the tab.
+const TOKEN = "feedback-monitor-token";
+let tokenDeclined = false;
+
+function authorization() {
+  const token = sessionStorage.getItem(TOKEN);
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+function askToken() {
+  if (tokenDeclined) return false;
+  const token = window.prompt("This service protects its reads: a token with the read scope");
+  tokenDeclined = !token;
+  if (token) sessionStorage.setItem(TOKEN, token.trim());
+  return Boolean(token);
+}
+
 async function getJSON(path, params = {}) {
   const query = new URLSearchParams(params).toString();
-  const response = await fetch(query ? `${path}?${query}` : path, { cache: "no-store" });
+  const url = query ? `${path}?${query}` : path;
+  const read = () => fetch(url, { cache: "no-store", headers: authorization() });
+  let response = await read();
+  if (response.status === 401 && askToken()) response = await read();
   if (!response.ok) throw new Error(`${path} answered ${response.status}`);
   return response.json();
 }
