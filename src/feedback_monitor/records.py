@@ -21,7 +21,7 @@ feedback_monitor.records.InvalidRecord: Invalid model: 1 to 64 characters, each 
 import collections
 import operator
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple, TypeVar
 
@@ -108,6 +108,20 @@ class _Batch(msgspec.Struct, gc=False):
     items: list[_Body]
 
 
+class _PlainBody(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """A feedback that is only to be counted: any other field (an id, a score, a time, or
+    anything unknown) fails it, and the item is read as a ``_Body`` instead."""
+
+    prediction: _Binary
+    actual: _Binary
+    model: _Name = "default"
+    version: _Version = ""
+
+
+class _PlainBatch(msgspec.Struct, gc=False):
+    items: list[_PlainBody]
+
+
 class _PredictionBody(msgspec.Struct, gc=False):
     id: _Id | None = None
     prediction: _Binary | None = None
@@ -160,6 +174,7 @@ class _PresenceBatch(msgspec.Struct, gc=False):
 
 _decode_body = msgspec.json.Decoder(_Body).decode
 _decode_batch = msgspec.json.Decoder(_Batch).decode
+_decode_plain_batch = msgspec.json.Decoder(_PlainBatch).decode
 _decode_prediction = msgspec.json.Decoder(_PredictionBody).decode
 _decode_prediction_batch = msgspec.json.Decoder(_PredictionBatch).decode
 _decode_presence = msgspec.json.Decoder(_Presence).decode
@@ -191,8 +206,6 @@ class FeedbackBatch(NamedTuple):
 
 
 _ID = operator.attrgetter("id")
-_SCORE = operator.attrgetter("score")
-_TIMESTAMP = operator.attrgetter("timestamp")
 _CELL = operator.attrgetter("model", "version", "prediction", "actual")
 _SERIES = operator.attrgetter("model", "version")
 _MODEL = operator.attrgetter("model")
@@ -203,21 +216,25 @@ _ACTUAL_OF = operator.attrgetter("actual")
 
 def parse_feedback_batch(body: bytes, max_items: int) -> FeedbackBatch:
     """Every feedback of ``{"items": [...]}``, or the first invalid one's error and index."""
+    # The common case, a batch of plain items, is read as such and counted in C (map, sum,
+    # Counter); anything else, errors included, is read item by item.
+    plain = _plain_items(body)
+    if plain is not None and len(plain) <= max_items:
+        predictions, actuals = list(map(_PREDICTION_OF, plain)), list(map(_ACTUAL_OF, plain))
+        return FeedbackBatch(_count_cells(plain, predictions, actuals), [], plain)
     items = _items(_decode(body, _decode_batch, _FEEDBACK, batch=True).items, max_items)
-    # The common cases are counted in C (map, sum, Counter) rather than item by item.
-    if not any(map(_ID, items)) and _none(map(_SCORE, items)) and _none(map(_TIMESTAMP, items)):
-        predictions, actuals = list(map(_PREDICTION_OF, items)), list(map(_ACTUAL_OF, items))
-        if None not in predictions and None not in actuals:
-            return FeedbackBatch(_count_cells(items, predictions, actuals), [], items)
     return _feedback_batch(items)
 
 
-def _none(values: Iterable[object]) -> bool:
-    return set(values) <= {None}
+def _plain_items(body: bytes) -> list[_PlainBody] | None:
+    try:
+        return _decode_plain_batch(body).items
+    except (msgspec.DecodeError, RecursionError):  # a ValidationError is a DecodeError
+        return None
 
 
 def _count_cells(
-    items: list[_Body], predictions: list[int], actuals: list[int]
+    items: list[_PlainBody], predictions: list[int], actuals: list[int]
 ) -> dict[tuple[str, str, int, int], int]:
     if len(set(map(_MODEL, items))) > 1 or len(set(map(_VERSION, items))) > 1:
         return dict(collections.Counter(map(_CELL, items)))
