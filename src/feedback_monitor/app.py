@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope
 
 from feedback_monitor import dashboard, openapi
 from feedback_monitor.body import Deadlines, read_json_body
-from feedback_monitor.edge import Edge, Refused, internal_error, reject
+from feedback_monitor.edge import Edge, internal_error, reject
 from feedback_monitor.errors import HTTPError
 from feedback_monitor.exposition import Exposition
 from feedback_monitor.gate import Gate
@@ -203,7 +203,7 @@ class Service:
         assert isinstance(error, HTTPError)
         status = reject(self.telemetry, request.method, request.url.path, error)
         response = json_response(Error(error.message, error.index), status)
-        response.headers.update(error.headers if isinstance(error, Refused) else {})
+        response.headers.update(error.headers)
         return response
 
     async def http_error(self, request: Request, error: Exception) -> Response:

@@ -42,6 +42,10 @@ class Costs:
     fn: float
 
 
+CELL = {(1, 1): 0, (0, 0): 1, (1, 0): 2, (0, 1): 3}
+"""The index in ``Counts.fields`` of an outcome, by (prediction, actual)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Counts:
     """Counts of true/false positives/negatives; immutable, so a snapshot can be shared."""
@@ -134,13 +138,9 @@ class Counts:
 
     def add(self, prediction: int, actual: int) -> "Counts":
         """These counts with one more outcome."""
-        if prediction:
-            if actual:
-                return Counts(self.tp + 1, self.tn, self.fp, self.fn)
-            return Counts(self.tp, self.tn, self.fp + 1, self.fn)
-        if actual:
-            return Counts(self.tp, self.tn, self.fp, self.fn + 1)
-        return Counts(self.tp, self.tn + 1, self.fp, self.fn)
+        fields = list(self.fields)
+        fields[CELL[prediction, actual]] += 1
+        return Counts(*fields)
 
     def __add__(self, other: "Counts") -> "Counts":
         return Counts(

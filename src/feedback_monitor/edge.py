@@ -35,14 +35,10 @@ Headers = Sequence[tuple[bytes, bytes]]
 
 
 class Refused(ClientError):
-    """A 4xx whose answer carries headers, such as WWW-Authenticate or Retry-After."""
+    """A 4xx that must carry headers, such as WWW-Authenticate or Retry-After."""
 
     def __init__(self, status: int, message: str, reason: str, headers: dict[str, str]) -> None:
-        super().__init__(status, message, reason)
-        self.headers = headers
-
-    def raw_headers(self) -> Headers:
-        return [(name.lower().encode(), value.encode()) for name, value in self.headers.items()]
+        super().__init__(status, message, reason, headers=headers)
 
 
 async def send_json(send: Send, status: int, body: bytes, extra: Headers = ()) -> None:
@@ -109,8 +105,9 @@ class Edge:
 
     async def _refuse(self, scope: Scope, send: Send, error: HTTPError) -> int:
         status = reject(self.telemetry, scope["method"], scope["path"], error)
-        extra = error.raw_headers() if isinstance(error, Refused) else ()
-        await send_json(send, status, encode(Error(error.message, error.index)), extra)
+        await send_json(
+            send, status, encode(Error(error.message, error.index)), error.raw_headers()
+        )
         return status
 
     async def _through_app(self, scope: Scope, receive: Receive, send: Send) -> int:

@@ -3,16 +3,31 @@
 They are mapped to responses only at the HTTP edge. Anything else raised is a bug: a 500.
 """
 
+from collections.abc import Mapping
+
 
 class HTTPError(Exception):
-    """A request that cannot be served as sent, or not now; ``index`` names a batch item."""
+    """A request that cannot be served as sent, or not now; ``index`` names a batch item and
+    ``headers`` go with the answer (such as WWW-Authenticate or Retry-After)."""
 
-    def __init__(self, status: int, message: str, reason: str, index: int | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        reason: str,
+        index: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.reason = reason
         self.index = index
+        self.headers = dict(headers or {})
+
+    def raw_headers(self) -> list[tuple[bytes, bytes]]:
+        """``headers`` as ASGI wants them."""
+        return [(name.lower().encode(), value.encode()) for name, value in self.headers.items()]
 
 
 class ClientError(HTTPError):

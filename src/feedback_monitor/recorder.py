@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Mapping, Sequence, Set
 from types import MappingProxyType
 from typing import Any
 
-from feedback_monitor.confusion import Counts
+from feedback_monitor.confusion import CELL, Counts
 from feedback_monitor.errors import ClientError, Unavailable
 from feedback_monitor.records import Feedback, FeedbackBatch, Prediction
 from feedback_monitor.series import SeriesState
@@ -67,14 +67,10 @@ def entry(records: Sequence[Record] | FeedbackBatch) -> Entry:
     return Entry(_cells(counted), keyed)
 
 
-_CELL = {(1, 1): 0, (0, 0): 1, (1, 0): 2, (0, 1): 3}  # (prediction, actual): index in Counts
-
-
 def _cells(counted: Mapping[tuple[str, str, int, int], int]) -> dict[Series, Counts]:
     cells: dict[Series, list[int]] = {}
     for (model, version, prediction, actual), count in counted.items():
-        cell = 2 * (prediction ^ actual) + (1 - prediction)  # the index in (tp, tn, fp, fn)
-        cells.setdefault((model, version), [0, 0, 0, 0])[cell] += count
+        cells.setdefault((model, version), [0, 0, 0, 0])[CELL[prediction, actual]] += count
     return {series: Counts(*c) for series, c in cells.items()}
 
 
@@ -148,10 +144,7 @@ class Recorder:
         # The hot path: only counted, on a series already stored, so nothing to claim and
         # nothing to refuse; the plain future is awaited without a coroutine of ours between.
         future: asyncio.Future[Accepted] = self._queue()
-        counts = self._counts.get(feedback.series) or self._counts.setdefault(
-            feedback.series, [0, 0, 0, 0]
-        )
-        counts[_CELL[prediction, feedback.actual]] += 1
+        self._pending_counts(feedback.series)[CELL[prediction, feedback.actual]] += 1
         self._counted.append((Accepted(1, 0, [feedback.series]), future))
         return future
 
@@ -171,7 +164,7 @@ class Recorder:
             self._kept.append((entry, future))
         else:
             for series, delta in entry.deltas.items():
-                counts = self._counts.setdefault(series, [0, 0, 0, 0])
+                counts = self._pending_counts(series)
                 counts[:] = map(operator.add, counts, delta.fields)
             self._counted.append((entry.counted(), future))
         try:
@@ -204,14 +197,14 @@ class Recorder:
 
     def _claim_series(self, records: Sequence[Record] | FeedbackBatch, batch: bool) -> Set[Series]:
         """Refuse a request that would grow the series past the cap; else hold its new ones
-        until its write is answered. One process is the only writer, so this is exact."""
-        known = self._states
+        until its write is answered. Exact when this process is the only writer; replicas of a
+        shared store each check their own snapshot."""
         if (
             not isinstance(records, FeedbackBatch)
             and len(records) == 1
-            and records[0].series in known
+            and records[0].series in self._states
         ):
-            return _NOTHING  # the hot path: one record of a series already stored
+            return _NOTHING  # one record of a series already stored: nothing new
         new = created_series(records) - self._states.keys()
         unclaimed = new - self._claimed.keys()
         # A claim lasts until its request resumes, after its series joined the snapshot.
@@ -230,6 +223,13 @@ class Recorder:
             self._claimed[series] -= 1
             if not self._claimed[series]:
                 del self._claimed[series]
+
+    def _pending_counts(self, series: Series) -> list[int]:
+        """The counts of the series waiting for the next write, as (tp, tn, fp, fn)."""
+        counts = self._counts.get(series)
+        if counts is None:
+            counts = self._counts[series] = [0, 0, 0, 0]
+        return counts
 
     def _queue(self) -> "asyncio.Future[Any]":
         """A future for the next write's answer, and that write on its way."""

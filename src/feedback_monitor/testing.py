@@ -103,5 +103,4 @@ class ServiceProcess:
         tb: TracebackType | None,
     ) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.kill()

@@ -21,7 +21,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from feedback_monitor.confusion import Counts
+from feedback_monitor.confusion import CELL, Counts
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.scores import ScoreHistogram
 from feedback_monitor.series import (
@@ -113,7 +113,7 @@ _JOIN = (
 )
 _NO_DELAYS = (0,) * (len(DELAY_BUCKETS) + 1)
 _NONE = Counts()
-_ONE = {(p, a): Counts().add(p, a) for p in (0, 1) for a in (0, 1)}
+_ONE = {outcome: Counts().add(*outcome) for outcome in CELL}
 _COLUMNS = "model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum, scores"
 _SERIES = f"SELECT {_COLUMNS} FROM confusion"
 _Row = tuple[Any, ...]
@@ -123,7 +123,6 @@ _Row = tuple[Any, ...]
 class _Change:
     """What one transaction adds to one series."""
 
-    counts: Counts = field(default_factory=Counts)
     predicted: int = 0
     labelled: int = 0
     expired: int = 0
@@ -132,8 +131,12 @@ class _Change:
     timed: dict[Moment, Counts] = field(default_factory=dict)  # the counts, placed in time
     scored: dict[Moment, list[tuple[float, int]]] = field(default_factory=dict)
 
+    @property
+    def counts(self) -> Counts:
+        """All that the transaction counts for the series, wherever it is placed in time."""
+        return sum(self.timed.values(), _NONE)
+
     def place(self, moment: Moment, counts: Counts) -> None:
-        self.counts += counts
         self.timed[moment] = self.timed.get(moment, _NONE) + counts
 
     def outcome(self, now: float, predicted_at: float, item: tuple[int, int, float | None]) -> None:
