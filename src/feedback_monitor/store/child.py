@@ -188,10 +188,12 @@ class ChildStore:
             self._starting = asyncio.ensure_future(self._start())
         return await asyncio.shield(self._starting)
 
+    async def _ask(self, request: list[Any]) -> Any:
+        """The answer to one request, from the live store process."""
+        return await (await self._running()).send(request)
+
     async def _write_when_running(self, request: list[Any]) -> "WriteAnswer":
-        pipe = await self._running()
-        answer: WriteAnswer = await pipe.send(request, decode_write)
-        return answer
+        return decode_write(await self._ask(request))
 
     @property
     def pid(self) -> int | None:
@@ -199,7 +201,7 @@ class ChildStore:
         return self._pipe.pid if self._pipe is not None and self._pipe.gone is None else None
 
     async def load(self) -> Totals:
-        return decode_states(await (await self._running()).send(["load"]))
+        return decode_states(await self._ask(["load"]))
 
     def write(self, entries: Sequence[Entry]) -> "asyncio.Future[WriteAnswer]":
         request = ["write", [encode_entry(entry) for entry in entries]]
@@ -209,24 +211,24 @@ class ChildStore:
 
     async def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:
         request = ["expire", before, list((cutoffs or {}).items())]
-        return decode_states(await (await self._running()).send(request))
+        return decode_states(await self._ask(request))
 
     async def window(self, series: Series, view: TimeView, spans: Sequence[Span]) -> Window:
         request = ["window", *series, view, [[s.start, s.end, s.resolution] for s in spans]]
-        counts, row = await (await self._running()).send(request)
+        counts, row = await self._ask(request)
         return Window(Counts(*counts), None if row is None else ScoreHistogram.from_row(row))
 
     async def points(self, series: Series, view: TimeView, span: Span, step: int) -> list[Point]:
         request = ["points", *series, view, [span.start, span.end, span.resolution], step]
-        rows = await (await self._running()).send(request)
+        rows = await self._ask(request)
         return [(start, Counts(*counts)) for start, *counts in rows]
 
     async def events(self, series: Series, limit: int) -> list[DriftEvent]:
-        rows = await (await self._running()).send(["events", *series, limit])
+        rows = await self._ask(["events", *series, limit])
         return [DriftEvent(*row) for row in rows]
 
     async def ping(self) -> None:
-        await (await self._running()).send(["ping"])
+        await self._ask(["ping"])
 
     async def close(self) -> None:
         if self._pipe is not None and self._pipe.gone is None:
