@@ -69,9 +69,7 @@ class Watches:
             states = db.execute("SELECT model, version, state FROM drift_state").fetchall()
             counted = db.execute(_DETECTIONS + " GROUP BY 1, 2, 3").fetchall()
         else:
-            states = db.execute(
-                f"SELECT model, version, state FROM drift_state WHERE {_KEY}", series
-            ).fetchall()
+            states = self._stored(db, series)
             counted = db.execute(_DETECTIONS + f" WHERE {_KEY} GROUP BY 1, 2, 3", series).fetchall()
         detections = {(m, v, d): int(n) for m, v, d, n in counted}
         return {
@@ -80,6 +78,13 @@ class Watches:
             )
             for model, version, state in states
         }
+
+    def _stored(self, db: "Database", series: Series) -> list[tuple[str, str, bytes]]:
+        """The series' stored state; the one this transaction saved is not read back."""
+        if series in self._fed:
+            return [(*series, self._fed[series][0])]
+        rows = db.execute(f"SELECT model, version, state FROM drift_state WHERE {_KEY}", series)
+        return [(str(model), str(version), bytes(state)) for model, version, state in rows]
 
     def _watch(self, series: Series, state: bytes) -> SeriesWatch:
         """The detectors of the stored ``state``, decoded once while it stays the same."""
