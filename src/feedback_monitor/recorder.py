@@ -22,7 +22,7 @@ from typing import Any
 
 from feedback_monitor.confusion import CELL, Counts
 from feedback_monitor.errors import ClientError, Unavailable
-from feedback_monitor.records import Feedback, FeedbackBatch, Prediction
+from feedback_monitor.records import Feedback, FeedbackBatch, Prediction, plain
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Series, Totals
 from feedback_monitor.windows import Retention
@@ -49,14 +49,6 @@ class Refusal(ClientError):
         super().__init__(
             refused.status, refused.message, refused.reason, refused.at if batch else None
         )
-
-
-def plain(feedback: Feedback) -> int | None:
-    """The prediction of a feedback that is only to be counted (no id to join or remember, no
-    score or time to place); None for any other."""
-    if feedback.id is None and feedback.score is None and feedback.timestamp is None:
-        return feedback.prediction
-    return None
 
 
 def entry(records: Sequence[Record] | FeedbackBatch) -> Entry:
@@ -138,14 +130,14 @@ class Recorder:
 
     def record(self, feedback: Feedback) -> Awaitable[Accepted]:
         """Commit one feedback; its outcome once committed (``snapshot`` has its series)."""
-        prediction = plain(feedback)
-        if prediction is None or feedback.series not in self._states:
+        prediction, series = plain(feedback), feedback.series
+        if prediction is None or series not in self._states:
             return self.write([feedback], batch=False)
         # The hot path: only counted, on a series already stored, so nothing to claim and
         # nothing to refuse; the plain future is awaited without a coroutine of ours between.
         future: asyncio.Future[Accepted] = self._queue()
-        self._pending_counts(feedback.series)[CELL[prediction, feedback.actual]] += 1
-        self._counted.append((Accepted(1, 0, [feedback.series]), future))
+        self._pending_counts(series)[CELL[prediction, feedback.actual]] += 1
+        self._counted.append((Accepted(1, 0, [series]), future))
         return future
 
     async def write(

@@ -70,6 +70,14 @@ class Feedback(NamedTuple):
         return (self.model, self.version)
 
 
+def plain(feedback: "Feedback | _Body") -> int | None:
+    """The prediction of a feedback that is only to be counted (no id to join or remember, no
+    score or time to place); None for any other."""
+    if feedback.id is None and feedback.score is None and feedback.timestamp is None:
+        return feedback.prediction
+    return None
+
+
 class Prediction(NamedTuple):
     """What a model predicted, kept until its feedback arrives or it expires."""
 
@@ -249,9 +257,9 @@ def _feedback_batch(items: list[_Body]) -> FeedbackBatch:
     counted: collections.Counter[tuple[str, str, int, int]] = collections.Counter()
     keyed = []
     for index, b in enumerate(items):
-        plain = b.id is None and b.score is None and b.timestamp is None
-        if plain and b.prediction is not None and b.actual is not None:
-            counted[b.model, b.version, b.prediction, b.actual] += 1  # the hot loop: keep it lean
+        prediction = plain(b)
+        if prediction is not None and b.actual is not None:
+            counted[b.model, b.version, prediction, b.actual] += 1
         else:
             keyed.append((index, _at(index, _feedback, b)))
     return FeedbackBatch(dict(counted), keyed, items)
