@@ -3,6 +3,7 @@
 Times are RFC 3339 (with a zone) or Unix seconds; durations are ``90s``, ``5m``, ``1h``, ``7d``.
 """
 
+import dataclasses
 import math
 import re
 from collections.abc import Mapping
@@ -124,22 +125,26 @@ def _range(params: Mapping[str, str], now: float, default: str) -> tuple[float, 
 
 def window_query(model: str, params: Mapping[str, str], now: float, retention: Retention) -> Query:
     """``?version=&window=1h&time=arrival`` or ``?start=&end=`` instead of ``window``."""
-    _only(params, {"version", "window", "start", "end", "time"})
-    series, view = series_of(model, params), _view(params)
-    start, end = _range(params, now, DEFAULT_WINDOW)
-    return Query(series, view, Span.covering(start, end, retention.resolution_at(start, now)))
+    return _query(model, params, now, retention, {"version", "window", "start", "end", "time"})
 
 
 def points_query(model: str, params: Mapping[str, str], now: float, retention: Retention) -> Query:
     """``?version=&start=&end=&step=&time=``; an hour to now by default."""
-    _only(params, {"version", "start", "end", "step", "time"})
-    series, view = series_of(model, params), _view(params)
-    start, end = _range(params, now, DEFAULT_WINDOW)
-    span = Span.covering(start, end, retention.resolution_at(start, now))
+    query = _query(model, params, now, retention, {"version", "start", "end", "step", "time"})
+    span = query.span
     step = _step(params, span)
     if (span.end - span.start) / step > MAX_POINTS:
         raise BadParameter("step", f"more than {MAX_POINTS} points; ask for a longer step")
-    return Query(series, view, span, step)
+    return dataclasses.replace(query, step=step)
+
+
+def _query(
+    model: str, params: Mapping[str, str], now: float, retention: Retention, allowed: set[str]
+) -> Query:
+    _only(params, allowed)
+    series, view = series_of(model, params), _view(params)
+    start, end = _range(params, now, DEFAULT_WINDOW)
+    return Query(series, view, retention.covering(start, end, now))
 
 
 def _step(params: Mapping[str, str], span: Span) -> int:
@@ -215,7 +220,7 @@ def drift_spans(at: float, now: float, retention: Retention) -> tuple[list[Span]
     """The buckets of the hour before a drift and of the hour after it, up to now."""
 
     def covering(start: float, end: float) -> list[Span]:
-        span = Span.covering(start, end, retention.resolution_at(start, now))
+        span = retention.covering(start, end, now)
         return spans(span.start, span.end, span.resolution)
 
     return covering(at - EVENT_CONTEXT, at), covering(at, max(at, min(at + EVENT_CONTEXT, now)))

@@ -108,6 +108,10 @@ class Retention:
                 return resolution
         return DAY
 
+    def covering(self, start: float, end: float, now: float) -> "Span":
+        """``[start, end)`` in the finest buckets still all kept from its start on."""
+        return Span.covering(start, end, self.resolution_at(start, now))
+
     def __str__(self) -> str:
         def text(kept: float | None) -> str:
             return "forever" if kept is None else f"{int(kept)}s"
