@@ -89,19 +89,20 @@ class Service:
         self.exposition = Exposition(lambda: recorder.snapshot)
         self.openapi = encode(openapi.document())
         self.config_json = encode(settings.public())
-        self.timeout = Deadlines(settings.body_timeout)
+        self.deadlines = Deadlines(settings.body_timeout)
 
     async def feedback(self, scope: Scope, receive: Receive) -> bytes:
         """POST /feedback, the hot path, as a raw handler (see ``edge.Edge``)."""
-        body = await read_json_body(scope, receive, self.settings.max_body_bytes, self.timeout)
+        body = await read_json_body(scope, receive, self.settings.max_body_bytes, self.deadlines)
         outcome = await self.recorder.record(parse_feedback(body))
         state = self.recorder.snapshot[outcome.series[0]]
         return feedback_accepted(state.counts, duplicate=outcome.duplicates > 0)
 
+    async def _body(self, request: Request, limit: int) -> bytes:
+        return await read_json_body(request.scope, request.receive, limit, self.deadlines)
+
     async def feedback_batch(self, request: Request) -> Response:
-        body = await read_json_body(
-            request.scope, request.receive, self.settings.max_batch_body_bytes, self.timeout
-        )
+        body = await self._body(request, self.settings.max_batch_body_bytes)
         outcome = await self.recorder.write(
             parse_feedback_batch(body, self.settings.max_batch_items)
         )
@@ -110,16 +111,12 @@ class Service:
         return json_response(BatchAccepted(True, outcome.accepted, outcome.duplicates, metrics))
 
     async def prediction(self, request: Request) -> Response:
-        body = await read_json_body(
-            request.scope, request.receive, self.settings.max_body_bytes, self.timeout
-        )
+        body = await self._body(request, self.settings.max_body_bytes)
         outcome = await self.recorder.write([parse_prediction(body)], batch=False)
         return json_response(PredictionAccepted(True, outcome.duplicates > 0), 201)
 
     async def prediction_batch(self, request: Request) -> Response:
-        body = await read_json_body(
-            request.scope, request.receive, self.settings.max_batch_body_bytes, self.timeout
-        )
+        body = await self._body(request, self.settings.max_batch_body_bytes)
         outcome = await self.recorder.write(
             parse_prediction_batch(body, self.settings.max_batch_items)
         )
