@@ -38,6 +38,8 @@ class Deadlines:
 
     async def receive(self, receive: Receive) -> Message:
         """``receive()``, or ``Refused`` 408 when it takes longer than the deadline."""
+        if _arrived(receive):
+            return await receive()  # answers at once: nothing to watch
         task = asyncio.current_task()
         assert task is not None
         second = self._watch(task)
@@ -64,6 +66,14 @@ class Deadlines:
     def _expire(self, second: int) -> None:
         for task in self.due.pop(second, ()):
             task.cancel(_EXPIRED)
+
+
+def _arrived(receive: Receive) -> bool:
+    """Whether uvicorn already holds the next message (the whole body of nearly every request:
+    it arrives with the headers); any other ``receive`` may wait."""
+    cycle = getattr(receive, "__self__", None)
+    event = getattr(cycle, "message_event", None)
+    return isinstance(event, asyncio.Event) and event.is_set()
 
 
 async def read_json_body(scope: Scope, receive: Receive, limit: int, deadlines: Deadlines) -> bytes:

@@ -75,33 +75,28 @@ class Edge:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
+        handler = self.fast_routes.get((scope["method"], scope["path"]))
         try:
             if self.gate is not None:
                 self.gate(scope)
+            if handler is not None:  # the hot path: no coroutine of ours in between
+                body = await handler(scope, receive)
         except HTTPError as error:
             status = await self._refuse(scope, send, error)
+        except Exception:
+            log.exception("internal error on %s %s", scope["method"], scope["path"])
+            await send_json(send, 500, _INTERNAL_ERROR)
+            status = 500
         else:
-            handler = self.fast_routes.get((scope["method"], scope["path"]))
             if handler is None:
                 status = await self._through_app(scope, receive, send)
             else:
-                status = await self._fast(handler, scope, receive, send)
+                await send_json(send, 200, body)
+                status = 200
         # The route's template (Starlette leaves the matched route in the scope): bounded.
         route = getattr(scope.get("route"), "path", scope["path"])
         route = route if route in self.routes else "other"
         self.telemetry.observe_request(route, status, time.perf_counter() - start)
-
-    async def _fast(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> int:
-        try:
-            body = await handler(scope, receive)
-        except HTTPError as error:
-            return await self._refuse(scope, send, error)
-        except Exception:
-            log.exception("internal error on %s %s", scope["method"], scope["path"])
-            await send_json(send, 500, _INTERNAL_ERROR)
-            return 500
-        await send_json(send, 200, body)
-        return 200
 
     async def _refuse(self, scope: Scope, send: Send, error: HTTPError) -> int:
         status = reject(self.telemetry, scope["method"], scope["path"], error)
