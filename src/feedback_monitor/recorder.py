@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 Record = Feedback | Prediction
 _NOTHING: frozenset[tuple[str, str]] = frozenset()
-_Waiter = tuple[Entry, "asyncio.Future[Accepted | Refused]"]
+_Waiter = tuple[Entry, "asyncio.Future[Accepted]", bool]  # and whether it is a batch
 _Counted = tuple[Accepted, "asyncio.Future[Any]"]  # the outcome is known: all of it counted
 
 
@@ -130,14 +130,18 @@ class Recorder:
 
     def record(self, feedback: Feedback) -> Awaitable[Accepted]:
         """Commit one feedback; its outcome once committed (``snapshot`` has its series)."""
-        prediction, series = plain(feedback), feedback.series
-        if prediction is None or series not in self._states:
-            return self.write([feedback], batch=False)
-        # The hot path: only counted, on a series already stored, so nothing to claim and
-        # nothing to refuse; the plain future is awaited without a coroutine of ours between.
+        series = feedback.series
+        if series not in self._states:
+            return self.write([feedback], batch=False)  # it may create a series: claimed first
+        # The hot paths: a series already stored, so nothing to claim; the plain future is
+        # awaited without a coroutine of ours between.
         future: asyncio.Future[Accepted] = self._queue()
-        self._pending_counts(series)[CELL[prediction, feedback.actual]] += 1
-        self._counted.append((Accepted(1, 0, [series]), future))
+        prediction = plain(feedback)
+        if prediction is None:  # kept whole: an id, a score or a time
+            self._kept.append((Entry({}, [(0, feedback)]), future, False))
+        else:  # only counted: nothing to refuse
+            self._pending_counts(series)[CELL[prediction, feedback.actual]] += 1
+            self._counted.append((Accepted(1, 0, [series]), future))
         return future
 
     async def write(
@@ -148,24 +152,21 @@ class Recorder:
 
     async def _submit(self, entry: Entry, claimed: Set[Series], batch: bool) -> Accepted:
         try:
-            future: asyncio.Future[Accepted | Refused] = self._queue()
+            future: asyncio.Future[Accepted] = self._queue()
         except RecorderClosed:
             self._release(claimed)
             raise
         if entry.keyed:
-            self._kept.append((entry, future))
+            self._kept.append((entry, future, batch))
         else:
             for series, delta in entry.deltas.items():
                 counts = self._pending_counts(series)
                 counts[:] = map(operator.add, counts, delta.fields)
             self._counted.append((entry.counted(), future))
         try:
-            outcome = await future
+            return await future
         finally:
             self._release(claimed)
-        if isinstance(outcome, Refused):
-            raise Refusal(outcome, batch)
-        return outcome
 
     async def expire(self, ttl: float, retention: Retention) -> None:
         """Drop what is older than the prediction TTL, and the time buckets past retention."""
@@ -242,7 +243,7 @@ class Recorder:
         write: asyncio.Future[tuple[list[Accepted | Refused], Totals]]
         try:
             write = asyncio.ensure_future(  # noqa: RUF006 - kept in self._in_flight below
-                self._store.write(entries + [e for e, _ in kept])
+                self._store.write(entries + [e for e, _, _ in kept])
             )
         except Exception as error:  # no request may be left waiting for an answer
             write = asyncio.get_running_loop().create_future()
@@ -259,18 +260,23 @@ class Recorder:
         self._in_flight = None
         self._flush()  # what arrived meanwhile: the next transaction starts at once
         error = RecorderClosed() if write.cancelled() else write.exception()
+        futures = [future for _, future in counted] + [future for _, future, _ in kept]
         if error is not None:
-            for _, future in counted + kept:  # the requests report it; the recorder lives on
+            for future in futures:  # the requests report it; the recorder lives on
                 if not future.done():
                     future.set_exception(error)
             return
         outcomes, totals = write.result()
         self._states.update(totals)  # only this event loop reads or writes it
-        answers: list[tuple[asyncio.Future[Any], Accepted | Refused]]
-        answers = [(future, accepted) for accepted, future in counted]
-        answers += zip([future for _, future in kept], outcomes[1 if counted else 0 :], strict=True)
-        for future, outcome in answers:
-            if not future.done():  # a client that went away may have cancelled it
+        answers: list[Accepted | Refused] = [accepted for accepted, _ in counted]
+        answers += outcomes[1 if counted else 0 :]
+        batches = [False] * len(counted) + [batch for _, _, batch in kept]
+        for future, outcome, batch in zip(futures, answers, batches, strict=True):
+            if future.done():  # a client that went away may have cancelled it
+                continue
+            if isinstance(outcome, Refused):
+                future.set_exception(Refusal(outcome, batch))
+            else:
                 future.set_result(outcome)
 
 
