@@ -381,17 +381,18 @@ def _predict(db: Database, index: int, item: Prediction, now: float, mine: _Chan
 def _label(db: Database, index: int, item: Feedback, now: float, mine: _Changes) -> bool | None:
     """Join a feedback to the prediction stored under its id, or store it whole; False for a
     repeat, None when another writer changed the row meanwhile (read it again)."""
+    if item.prediction is not None:  # a new id (the usual case) takes one statement
+        stamp = item.timestamp if item.timestamp is not None else now
+        row = (item.id, item.model, item.version, item.prediction, item.actual, item.score,
+               stamp, now, 0)  # fmt: skip
+        if db.execute(_INSERT_OUTCOME + " RETURNING id", row).fetchone() is not None:
+            _observe(item, now, mine[item.series])
+            return True
     stored = db.execute(_READ_OUTCOME, (item.id,)).fetchone()
     if stored is None:
         if item.prediction is None:
             raise _Refusal(Refused(404, "Unknown prediction id", "unknown_id", index))
-        stamp = item.timestamp if item.timestamp is not None else now
-        row = (item.id, item.model, item.version, item.prediction, item.actual, item.score,
-               stamp, now, 0)  # fmt: skip
-        if db.execute(_INSERT_OUTCOME + " RETURNING id", row).fetchone() is None:
-            return None
-        _observe(item, now, mine[item.series])
-        return True
+        return None  # taken, then deleted by another writer
     _check(index, item, stored)
     if stored[3] is not None:
         mine[str(stored[0]), str(stored[1])]  # a repeat still answers its series' totals
