@@ -1,6 +1,15 @@
-"""The ceiling: a bare ASGI app that only reads the body and returns a fixed JSON."""
+"""The ceiling: a bare ASGI app that only reads the body and returns a fixed JSON.
 
+``python -m bench.bare PORT`` serves it on this service's own protocol (``protocol.py``) rather
+than uvicorn's: what the ceiling would be with the server layer the service runs on.
+"""
+
+import sys
+
+import uvicorn
 from starlette.types import Message, Receive, Scope, Send
+
+from feedback_monitor.protocol import with_header_timeout
 
 _BODY = b'{"success":true,"metrics":{"accuracy":1.0,"precision":1.0,"recall":1.0,"f1_score":1.0}}'
 _START: Message = {
@@ -19,3 +28,16 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         more = message.get("more_body", False)
     await send(_START)
     await send({"type": "http.response.body", "body": _BODY})
+
+
+if __name__ == "__main__":
+    uvicorn.run(
+        app,
+        port=int(sys.argv[1]),
+        loop="uvloop",
+        http=with_header_timeout(10.0),
+        access_log=False,
+        log_level="warning",
+        server_header=False,
+        proxy_headers=False,
+    )
