@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from feedback_monitor.confusion import Counts
 from feedback_monitor.store import (
     Accepted,
     AsyncStore,
@@ -20,8 +21,9 @@ from feedback_monitor.store import (
     Totals,
     Window,
 )
+from feedback_monitor.store.sql import SQLStore
 from feedback_monitor.store.sqlite import SQLiteStore
-from feedback_monitor.windows import Span, TimeView
+from feedback_monitor.windows import HOUR, MINUTE, Span, TimeView
 
 T = TypeVar("T")
 WriteAnswer = tuple[list[Accepted | Refused], Totals]
@@ -150,3 +152,19 @@ class Sized:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+def check_migrated(store: SQLStore, series: Series, start: int, view: TimeView) -> None:
+    """What a first-schema database holds after migration (both stores' migration tests fill
+    it alike): counts, predictions, label delays, detections, a minute bucket; then a commit."""
+    loaded = store.load()[series]
+    assert (loaded.counts, loaded.predicted, loaded.labelled, loaded.expired) == (
+        Counts(1, 2, 3, 4), 5, 4, 1)  # fmt: skip
+    assert (loaded.delay_sum, loaded.delays[2]) == (9.5, 4)
+    detections = {s.detector: s.detections for s in loaded.drift}
+    assert detections == {"adwin": 2, "ddm": 1} | dict.fromkeys(
+        ("page_hinkley", "prediction_rate", "prevalence"), 0
+    )
+    span = Span(start, start + HOUR, MINUTE)
+    assert store.window(series, view, [span]).counts == Counts(1, 2, 3, 4)
+    assert store.commit({series: Counts(tp=1)})[series].counts == Counts(2, 2, 3, 4)

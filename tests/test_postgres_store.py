@@ -1,7 +1,10 @@
 """PostgresStore on a real throwaway cluster: the SQLite store's scenarios, run again here
 (imported below, so they take this module's ``store``), then what only several writers face:
-migrations started together, writers racing on the same ids and series, a server restart."""
+migrations started together, shards of their own, writers racing on the same ids and series, a
+server restart; and a database of the first schema migrated. (Drift detectors fed by several
+writers: ``test_postgres_drift.py``.)"""
 
+import json
 import random
 import threading
 from collections.abc import Iterator
@@ -11,10 +14,14 @@ import psycopg
 import pytest
 
 from feedback_monitor.confusion import Counts
+from feedback_monitor.drift.watch import SeriesWatch
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.store import Accepted, Entry, Refused, Series
-from feedback_monitor.store.postgres import MIGRATIONS, PostgresStore
+from feedback_monitor.store.postgres import MIGRATIONS, SHARDS, PostgresStore
+from feedback_monitor.windows import HOUR, MINUTE, TimeView
 from tests.integration import postgres
+from tests.integration.helpers import wait_until
+from tests.stores import check_migrated
 from tests.test_sqlite_buckets import (  # noqa: F401 - collected again, on PostgreSQL
     test_a_join_lands_at_its_prediction_in_one_view_and_its_label_in_the_other,
     test_points_count_each_step_that_has_outcomes,
@@ -42,7 +49,7 @@ from tests.test_sqlite_store_ids import (  # noqa: F401
 NOW = 1_700_000_000.0
 A: Series = ("fraud", "v1")
 B: Series = ("fraud", "v2")
-TABLES = "confusion, label_delays, outcomes, buckets, drift_state, drift_events, probe"
+TABLES = "confusion, label_delays, outcomes, buckets, drift_state, drift_events, drift_inbox, probe"
 _databases = iter(range(1_000_000))
 
 
@@ -181,5 +188,74 @@ def test_a_restarted_server_is_reconnected_to(cluster: postgres.Cluster, fresh: 
             cluster.server("start")
         store.ping()  # a fresh connection
         assert store.commit({A: Counts(tp=1)})[A].counts == Counts(tp=2)
+    finally:
+        store.close()
+
+
+def test_each_writer_adds_to_a_shard_of_its_own_and_answers_the_sum(fresh: str) -> None:
+    stores = [PostgresStore(fresh) for _ in range(SHARDS + 1)]  # the last one shares a shard
+    try:
+        for n, store in enumerate(stores, 1):
+            assert store.commit({A: Counts(tp=1)})[A].counts == Counts(tp=n)
+        assert all(store.load()[A].counts == Counts(tp=SHARDS + 1) for store in stores)
+        with psycopg.connect(fresh) as db:
+            shards = db.execute("SELECT shard, tp FROM confusion ORDER BY shard").fetchall()
+        assert [shard for shard, _ in shards] == list(range(SHARDS))
+        assert sum(tp for _, tp in shards) == SHARDS + 1
+    finally:
+        for store in stores:
+            store.close()
+    wait_until(lambda: not claimed(fresh), 10.0, "the shards let go with their connections")
+    again = PostgresStore(fresh)
+    try:
+        again.commit({A: Counts(tp=1)})
+        with psycopg.connect(fresh) as db:
+            first = db.execute("SELECT tp FROM confusion WHERE shard = 0").fetchone()
+        assert first == (shards[0][1] + 1,)
+    finally:
+        again.close()
+
+
+def claimed(url: str) -> bool:
+    """Whether any session of the database holds an advisory lock (a shard's)."""
+    with psycopg.connect(url) as db:
+        return db.execute(
+            "SELECT count(*) > 0 FROM pg_locks WHERE locktype = 'advisory'"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        ).fetchone() == (True,)
+
+
+def test_refused_entries_leave_the_prepared_statements_usable(store: PostgresStore) -> None:
+    """A refusal rolls back to a savepoint, after which psycopg drops its prepared statements;
+    in a pipeline it used to do so late, under statements it had just prepared."""
+    for n in range(4):
+        refused = entry(Prediction(f"p-{n}", 1, *A, score=0.5), Feedback(None, 1, id=f"no-{n}"))
+        joined = entry(Prediction(f"q-{n}", 1, *A, score=0.7, timestamp=NOW - 90),
+                       Feedback(None, 0, id=f"q-{n}", score=0.6))  # fmt: skip
+        outcomes, totals = store.write([refused, joined, Entry({A: Counts(tp=1)}, [])], NOW + n)
+        assert outcomes[0] == Refused(404, "Unknown prediction id", "unknown_id", 1)
+        assert outcomes[1] == Accepted(2, 0, [A])
+        assert totals[A].counts == Counts(tp=n + 1, fp=n + 1)
+
+
+def test_a_database_of_the_first_schema_is_migrated_with_its_rows(fresh: str) -> None:
+    start = int(NOW) // HOUR * HOUR
+    with psycopg.connect(fresh, autocommit=True) as db:
+        db.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (1)")
+        for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+            db.execute(statement)
+        db.execute("INSERT INTO confusion VALUES ('fraud', 'v1', 1, 2, 3, 4, 5, 4, 1, 9.5, NULL)")
+        db.execute("INSERT INTO label_delays VALUES ('fraud', 'v1', 2, 4)")
+        db.execute("INSERT INTO buckets VALUES ('fraud', 'v1', %s, %s, 1, 2, 3, 4,"
+                   " 1, 2, 3, 4, NULL, NULL)", (MINUTE, start))  # fmt: skip
+        state = json.dumps(SeriesWatch().state()).encode()
+        db.execute("INSERT INTO drift_state VALUES ('fraud', 'v1', %s)", (state,))
+        for detector in ("adwin", "adwin", "ddm"):
+            db.execute("INSERT INTO drift_events (model, version, detector, at, statistic)"
+                       " VALUES ('fraud', 'v1', %s, 0, 0)", (detector,))  # fmt: skip
+    store = PostgresStore(fresh)
+    try:
+        check_migrated(store, A, start, TimeView.ARRIVAL)
     finally:
         store.close()

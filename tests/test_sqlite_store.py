@@ -1,5 +1,7 @@
 """SQLiteStore on a real file: totals, durability settings, schema version, exclusivity."""
 
+import contextlib
+import json
 import random
 import sqlite3
 from collections.abc import Iterator, Mapping
@@ -8,10 +10,13 @@ from pathlib import Path
 import pytest
 
 from feedback_monitor.confusion import Counts
+from feedback_monitor.drift.watch import SeriesWatch
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Series
 from feedback_monitor.store import sqlite as sqlite_store
 from feedback_monitor.store.sqlite import SQLiteStore
+from feedback_monitor.windows import HOUR, MINUTE, TimeView
+from tests.stores import check_migrated
 
 A: Series = ("default", "")
 B: Series = ("churn", "2024-06")
@@ -131,6 +136,34 @@ def test_a_file_of_the_first_schema_is_migrated_with_its_counts(data_dir: Path) 
         assert store.commit({B: Counts(tp=1)}) == states({B: Counts(2, 2, 3, 4)})
     finally:
         store.close()
+
+
+def test_a_file_of_schema_5_is_migrated_to_shards_with_its_rows(data_dir: Path) -> None:
+    data_dir.mkdir(parents=True)
+    start = 1_700_000_000 // HOUR * HOUR
+    with contextlib.closing(sqlite3.connect(data_dir / sqlite_store.FILENAME)) as db:
+        db.executescript("".join(sqlite_store._MIGRATIONS[:5]) + "PRAGMA user_version = 5;")
+        db.execute("INSERT INTO confusion VALUES (?, ?, 1, 2, 3, 4, 5, 4, 1, 9.5, NULL)", B)
+        db.execute("INSERT INTO label_delays VALUES (?, ?, 2, 4)", B)
+        db.execute("INSERT INTO buckets VALUES (?, ?, ?, ?, 1, 2, 3, 4, 1, 2, 3, 4, NULL, NULL)",
+                   (*B, MINUTE, start))  # fmt: skip
+        db.execute("INSERT INTO drift_state VALUES (?, ?, ?)",
+                   (*B, json.dumps(SeriesWatch().state()).encode()))  # fmt: skip
+        for detector in ("adwin", "adwin", "ddm"):
+            db.execute("INSERT INTO drift_events VALUES (?, ?, ?, 0, 0)", (*B, detector))
+        db.commit()
+    store = SQLiteStore(data_dir)
+    try:
+        check_migrated(store, B, start, TimeView.PREDICTION)
+    finally:
+        store.close()
+    tables = rows(data_dir, "SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+    assert ("buckets_by_age",) in tables
+
+
+def rows(data_dir: Path, query: str) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(data_dir / sqlite_store.FILENAME)) as db:
+        return db.execute(query).fetchall()
 
 
 def test_the_open_store_locks_out_other_connections(store: SQLiteStore) -> None:

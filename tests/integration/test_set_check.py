@@ -153,7 +153,8 @@ class Database:
         self.counts: Cells = {
             (str(model), str(version)): {"tp": int(tp), "tn": int(tn), "fp": int(fp), "fn": int(fn)}
             for model, version, tp, tn, fp, fn in execute(
-                "SELECT model, version, tp, tn, fp, fn FROM confusion"
+                "SELECT model, version, sum(tp), sum(tn), sum(fp), sum(fn) FROM confusion"
+                " GROUP BY model, version"  # a row per writer's shard
             )
         }
 

@@ -1,12 +1,14 @@
 """The time buckets in the database: written inside the store's transactions, read for windows.
 
 Format: ``buckets(model, version, resolution, start, a_tp, a_tn, a_fp, a_fn, p_tp, p_tn, p_fp,
-p_fn, a_scores, p_scores)``, one row per series and bucket (``windows.py``): the confusion counts
-of the outcomes whose label arrived in it (``a_``) and of those predicted in it (``p_``), and the
-score histograms of each view (``scores.py``: ``to_row`` as sparse MessagePack, see
-``encode_scores``; NULL before any score).
+p_fn, a_scores, p_scores, shard)``, rows per series and bucket (``windows.py``): the confusion
+counts of the outcomes whose label arrived in it (``a_``) and of those predicted in it (``p_``),
+and the score histograms of each view (``scores.py``: ``to_row`` as sparse MessagePack, see
+``encode_scores``; NULL before any score). A bucket is the sum of its rows: each writer adds to
+the row of its own ``shard`` (``sql.py``), so writers sharing a database do not queue for one.
 """
 
+import functools
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
@@ -26,14 +28,16 @@ Moment = tuple[int, int]
 """The minutes (their starts) of an outcome's arrival and of its prediction."""
 
 _ADD = """
-    INSERT INTO buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)
-    ON CONFLICT (model, version, resolution, start) DO UPDATE SET
+    INSERT INTO buckets (model, version, resolution, start, shard,
+                         a_tp, a_tn, a_fp, a_fn, p_tp, p_tn, p_fp, p_fn)
+    VALUES {}
+    ON CONFLICT (model, version, resolution, start, shard) DO UPDATE SET
         a_tp = buckets.a_tp + excluded.a_tp, a_tn = buckets.a_tn + excluded.a_tn,
         a_fp = buckets.a_fp + excluded.a_fp, a_fn = buckets.a_fn + excluded.a_fn,
         p_tp = buckets.p_tp + excluded.p_tp, p_tn = buckets.p_tn + excluded.p_tn,
         p_fp = buckets.p_fp + excluded.p_fp, p_fn = buckets.p_fn + excluded.p_fn
 """
-_KEY = "model = ? AND version = ? AND resolution = ? AND start = ?"
+_KEY = "model = ? AND version = ? AND resolution = ? AND start = ? AND shard = ?"
 _RANGE = "model = ? AND version = ? AND resolution = ? AND start >= ? AND start < ?"
 _PREFIX = {TimeView.ARRIVAL: "a_", TimeView.PREDICTION: "p_"}
 _encode = msgspec.msgpack.Encoder().encode
@@ -43,10 +47,12 @@ _decode = msgspec.msgpack.Decoder(list[float]).decode
 def add(
     db: "Database",
     series: Series,
+    shard: int,
     timed: Mapping[Moment, Counts],
     scored: Mapping[Moment, Sequence[tuple[float, int]]],
-) -> None:
-    """Add outcomes to the buckets that hold them, at every resolution and in both views."""
+) -> "Scores | None":
+    """Add outcomes to the buckets that hold them, at every resolution and in both views; with
+    scores, what merging them takes (``Scores.merge``, once the reads are answered)."""
     rows: dict[tuple[int, int], list[int]] = {}
     for (arrived, predicted), counts in timed.items():
         for resolution in RESOLUTIONS:
@@ -54,27 +60,54 @@ def add(
             row[0:4] = map(sum, zip(row[0:4], counts.fields, strict=True))
             row = rows.setdefault((resolution, floor(predicted, resolution)), [0] * 8)
             row[4:8] = map(sum, zip(row[4:8], counts.fields, strict=True))
-    db.executemany(_ADD, [(*series, *slot, *row) for slot, row in rows.items()])
-    if scored:
-        _add_scores(db, series, scored)
+    if rows:  # in one statement: a statement costs more than a row
+        values = [v for slot, row in rows.items() for v in (*series, *slot, shard, *row)]
+        db.execute(_add(len(rows)), values)
+    return Scores(db, (*series, shard), scored) if scored else None
 
 
-def _add_scores(
-    db: "Database", series: Series, scored: Mapping[Moment, Sequence[tuple[float, int]]]
-) -> None:
-    """Merge the scored outcomes into their buckets' histograms (rows that exist by now)."""
-    new: dict[tuple[int, int], list[list[tuple[float, int]]]] = {}
+class Scores:
+    """Scored outcomes to merge into the histograms of a shard's buckets (rows that exist by
+    now): what those hold is read at once, the answers awaited only by ``merge``."""
+
+    def __init__(
+        self,
+        db: "Database",
+        row: tuple[str, str, int],  # model, version, shard
+        scored: Mapping[Moment, Sequence[tuple[float, int]]],
+    ) -> None:
+        model, version, shard = row
+        read = f"SELECT a_scores, p_scores FROM buckets WHERE {_KEY}"
+        self._slots = []
+        for slot, views in _views(scored).items():
+            key = (model, version, *slot, shard)
+            self._slots.append((key, views, db.execute(read, key)))
+
+    def merge(self, db: "Database") -> None:
+        updates = []
+        for key, views, stored in self._slots:
+            blobs = zip(stored.fetchone(), views, strict=True)
+            updates.append((*[_merged(blob, pairs) for blob, pairs in blobs], *key))
+        db.executemany(f"UPDATE buckets SET a_scores = ?, p_scores = ? WHERE {_KEY}", updates)
+
+
+def _views(
+    scored: Mapping[Moment, Sequence[tuple[float, int]]],
+) -> dict[tuple[int, int], tuple[list[tuple[float, int]], list[tuple[float, int]]]]:
+    """The scored outcomes of each bucket (resolution, start), in the arrival view and in the
+    prediction view."""
+    views: dict[tuple[int, int], tuple[list[tuple[float, int]], list[tuple[float, int]]]] = {}
     for (arrived, predicted), pairs in scored.items():
         for resolution in RESOLUTIONS:
-            new.setdefault((resolution, floor(arrived, resolution)), [[], []])[0].extend(pairs)
-            new.setdefault((resolution, floor(predicted, resolution)), [[], []])[1].extend(pairs)
-    for slot, views in new.items():
-        stored = db.execute(
-            f"SELECT a_scores, p_scores FROM buckets WHERE {_KEY}", (*series, *slot)
-        )
-        blobs = [_merged(blob, pairs) for blob, pairs in zip(stored.fetchone(), views, strict=True)]
-        db.execute(f"UPDATE buckets SET a_scores = ?, p_scores = ? WHERE {_KEY}",
-                   (*blobs, *series, *slot))  # fmt: skip
+            views.setdefault((resolution, floor(arrived, resolution)), ([], []))[0].extend(pairs)
+            views.setdefault((resolution, floor(predicted, resolution)), ([], []))[1].extend(pairs)
+    return views
+
+
+@functools.cache
+def _add(rows: int) -> str:
+    """The UPSERT of ``rows`` rows (each added to at most once: their keys differ)."""
+    return _ADD.format(", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows))
 
 
 def _merged(blob: bytes | None, pairs: list[tuple[float, int]]) -> bytes | None:

@@ -2,26 +2,35 @@
 
 The tables and the logic are those of the SQLite store (``sqlite.py``, ``sql.py``), with
 PostgreSQL's types; ``drift_events.rowid`` orders events of the same time as SQLite's rowid
-does. ``schema_version(version)`` holds the number of migrations applied; each start applies
-the missing ones in one transaction under an advisory lock, so replicas starting together
-migrate once. Connections come from a pool (``psycopg_pool``), which replaces a connection the
-server dropped: while the database is down every call fails (``psycopg.OperationalError``),
-and the first call after it returns succeeds.
+does, and ``drift_inbox`` holds outcomes waiting for the drift detectors (``watches.py``).
+``schema_version(version)`` holds the number of migrations applied; each start applies the
+missing ones in one transaction under an advisory lock, so replicas starting together migrate
+once. Connections come from a pool (``psycopg_pool``), which replaces a connection the server
+dropped: while the database is down every call fails (``psycopg.OperationalError``), and the
+first call after it returns succeeds.
+
+Each connection claims a shard of its own (a session advisory lock, let go when it closes), so
+replicas add their counts to rows of their own (``sql.py``). A transaction runs in pipeline
+mode with its statements prepared (planned once per connection): a commit costs two round
+trips and little of the server's time.
 """
 
+import contextlib
 import functools
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import psycopg
 from psycopg import errors
+from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
 from feedback_monitor.store.sql import Contended, Cursor, Database, SQLStore
 
 CONNECT_TIMEOUT = 2.0  # seconds a call waits for a connection before it fails (503)
 _MIGRATION_LOCK = 0x6664_6D6F_6E69  # pg_advisory_xact_lock key: "fdmoni"
+_SHARD_LOCKS = 0x7368  # the first key of the shards' advisory locks ("sh")
+SHARDS = 8  # more writers than this share shards: still exact, but they queue for rows
 
 MIGRATIONS = (
     """
@@ -87,6 +96,37 @@ MIGRATIONS = (
     );
     CREATE INDEX drift_events_by_series ON drift_events (model, version, at);
     """,
+    # Rows per writer's shard; the drift inbox; each series' detections counted once.
+    """
+    ALTER TABLE confusion ADD COLUMN shard integer NOT NULL DEFAULT 0;
+    ALTER TABLE confusion DROP CONSTRAINT confusion_pkey;
+    ALTER TABLE confusion ADD PRIMARY KEY (model, version, shard);
+    ALTER TABLE label_delays ADD COLUMN shard integer NOT NULL DEFAULT 0;
+    ALTER TABLE label_delays DROP CONSTRAINT label_delays_pkey;
+    ALTER TABLE label_delays ADD PRIMARY KEY (model, version, bucket, shard);
+    ALTER TABLE buckets ADD COLUMN shard integer NOT NULL DEFAULT 0;
+    ALTER TABLE buckets DROP CONSTRAINT buckets_pkey;
+    ALTER TABLE buckets ADD PRIMARY KEY (model, version, resolution, start, shard);
+    CREATE TABLE drift_inbox (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        model text NOT NULL,
+        version text NOT NULL,
+        tp bigint NOT NULL,
+        tn bigint NOT NULL,
+        fp bigint NOT NULL,
+        fn bigint NOT NULL,
+        at double precision NOT NULL
+    );
+    CREATE INDEX drift_inbox_by_series ON drift_inbox (model, version, id);
+    ALTER TABLE drift_state ADD COLUMN detections bytea NOT NULL DEFAULT convert_to('{}', 'UTF8');
+    UPDATE drift_state SET detections = convert_to(coalesce((
+        SELECT json_object_agg(detector, n)::text FROM (
+            SELECT detector, count(*) AS n FROM drift_events AS e
+            WHERE e.model = drift_state.model AND e.version = drift_state.version
+            GROUP BY detector
+        ) AS counted
+    ), '{}'), 'UTF8');
+    """,
 )
 
 
@@ -96,16 +136,45 @@ def _placeholders(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+class _Claimed(psycopg.Connection[Any]):
+    """A connection and the shard it claimed."""
+
+    shard = 0
+
+
+def _claim(connection: _Claimed) -> None:
+    """Claim the first shard no other connection holds; if all are taken, share one."""
+    for shard in range(SHARDS):
+        row = connection.execute(
+            "SELECT pg_try_advisory_lock(%s, %s)", (_SHARD_LOCKS, shard), prepare=False
+        ).fetchone()
+        if row is not None and row[0]:
+            connection.shard = shard
+            return
+    connection.shard = connection.info.backend_pid % SHARDS
+
+
 class _Connection:
     """A psycopg connection that takes the store's SQL."""
 
-    def __init__(self, connection: psycopg.Connection[Any]) -> None:
+    def __init__(
+        self, connection: psycopg.Connection[Any], pipeline: psycopg.Pipeline | None = None
+    ) -> None:
         self._connection = connection
+        self._pipeline = pipeline
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Cursor:
-        if not parameters:  # nothing to bind: taken as written
-            return self._connection.execute(sql)
-        return self._connection.execute(_placeholders(sql), parameters)
+        if parameters:
+            return self._connection.execute(_placeholders(sql), parameters)
+        # Transaction control and the like: taken as written, never prepared. psycopg forgets
+        # its prepared statements when it sees a ROLLBACK's (or DDL's) result and sends
+        # DEALLOCATE ALL after the next statement; in a pipeline it sees the result late, after
+        # statements under the old names went out (psycopg 3.3). So a ROLLBACK TO SAVEPOINT is
+        # seen at once, and the unprepared RELEASE that follows it carries the DEALLOCATE.
+        cursor = self._connection.execute(sql, prepare=False)
+        if self._pipeline is not None and sql.startswith("ROLLBACK"):
+            self._pipeline.sync()
+        return cursor
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]], /) -> None:
         with self._connection.cursor() as cursor:
@@ -120,15 +189,18 @@ class PostgresConnector:
         errors.SerializationFailure,
         Contended,
     )
+    shared = True
+    shard = 0  # of the transaction in hand
 
     def __init__(self, url: str, timeout: float = CONNECT_TIMEOUT) -> None:
         self._pool = ConnectionPool(
             url,
+            connection_class=_Claimed,
             min_size=0,  # connected on demand: the first call after an outage reconnects
             max_size=1,
-            # Prepared statements and pipelines trip over each other in psycopg 3.3 ("prepared
-            # statement does not exist" after a refused entry): plain statements it is.
-            kwargs={"autocommit": True, "prepare_threshold": None},
+            # BEGIN and COMMIT are ours; every statement is prepared, planned once.
+            kwargs={"autocommit": True, "prepare_threshold": 0},
+            configure=_claim,
             open=False,
             timeout=timeout,
             name="feedback-monitor",
@@ -141,7 +213,9 @@ class PostgresConnector:
             raise
 
     def _migrate(self) -> None:
-        with self.transaction() as db:
+        # Not in a pipeline, where psycopg would take its DDL's results late (see _Connection).
+        with self._pool.connection() as connection, connection.transaction():
+            db = _Connection(connection)
             db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
             row = db.execute("SELECT max(version) FROM schema_version").fetchone()
@@ -153,24 +227,35 @@ class PostgresConnector:
                 db.execute("DELETE FROM schema_version")
                 db.execute("INSERT INTO schema_version VALUES (?)", (len(MIGRATIONS),))
 
-    @contextmanager
+    @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:
-        # Pipeline mode: statements whose results nobody reads travel with the next one that is
-        # read, so a transaction takes a few round trips rather than one per statement.
-        with (
-            self._pool.connection() as connection,
-            connection.pipeline(),
-            connection.transaction(),
-        ):
-            yield _Connection(connection)
+        # Pipeline mode: statements are sent without waiting for the answers of those before;
+        # a transaction waits only where it reads (sql.py reads once) and for its COMMIT.
+        with self._pool.connection() as connection:
+            self.shard = connection.shard
+            try:
+                with connection.pipeline() as pipeline:
+                    connection.execute("BEGIN", prepare=False)
+                    yield _Connection(connection, pipeline)
+                    connection.execute("COMMIT", prepare=False)
+            except BaseException:
+                _roll_back(connection)
+                raise
 
-    @contextmanager
+    @contextlib.contextmanager
     def reading(self) -> Iterator[Database]:
         with self._pool.connection() as connection:
             yield _Connection(connection)
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _roll_back(connection: psycopg.Connection[Any]) -> None:
+    """End a failed transaction, if the connection still can (else the pool drops it)."""
+    if connection.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        with contextlib.suppress(psycopg.Error):
+            connection.rollback()
 
 
 class PostgresStore(SQLStore):

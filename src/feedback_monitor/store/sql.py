@@ -2,19 +2,26 @@
 ``postgres.py`` bring the connection, the schema and its migrations.
 
 Several writers may share the database (PostgreSQL replicas), so nothing is taken on trust from
-an earlier transaction: every state a transaction returns is read inside it, after the
-``confusion`` row of its series is locked by the UPSERT that adds to it. Every other row of a
-series (its buckets, label delays, detectors) is written only under that lock, and series are
-locked in sorted order, so writers of the same series queue up instead of deadlocking. Ids hold
-through the primary key of ``outcomes``: an INSERT that finds the id taken, or a join whose row
-changed meanwhile (``... AND actual IS NULL``), reads the row again and treats it as stored.
-A transaction that deadlocks anyway (expiry against writers) is retried whole.
+an earlier transaction: every state a transaction returns is read inside it, after its own
+writes. The counts that only ever grow (``confusion``, ``buckets``, ``label_delays``) are kept
+in rows per writer, its ``shard`` (the connector's), and read as their sum: writers add to rows
+of their own instead of queueing for one row per series until each other's commit. The drift
+detectors, fed one writer at a time, are ``watches.py``'s. Series go in sorted order, so writers
+that do share a shard queue up instead of deadlocking. Ids hold through the primary key of
+``outcomes``: an INSERT that finds the id taken, or a join whose row changed meanwhile (``...
+AND actual IS NULL``), reads the row again and treats it as stored. A transaction that
+deadlocks anyway (expiry against writers) is retried whole.
+
+Each series' writes and reads go out before any answer is awaited, and what depends on the
+answers after: over PostgreSQL's pipeline a commit waits for two round trips, not one per
+statement.
 
 A ``write`` is one transaction for many requests; a refused request leaves no trace and the
 others stand (a request of several items with ids runs inside a savepoint of its own; a single
 item is refused before it writes anything).
 """
 
+import itertools
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -42,8 +49,8 @@ from feedback_monitor.store import (
     Window,
     buckets,
 )
-from feedback_monitor.store.buckets import Moment
-from feedback_monitor.store.watches import Watches
+from feedback_monitor.store.buckets import Moment, Scores
+from feedback_monitor.store.watches import Reads, Watches
 from feedback_monitor.windows import MINUTE, Span, TimeView, floor
 
 T = TypeVar("T")
@@ -70,6 +77,8 @@ class Connector(Protocol):
     """Where the connections come from, and which failures deserve another attempt."""
 
     retryable: tuple[type[Exception], ...]
+    shared: bool  # other writers may write at the same time
+    shard: int  # the rows the transaction in hand adds its counts to
 
     def transaction(self) -> AbstractContextManager[Database]:
         """A connection inside a transaction: committed at the end, rolled back on error."""
@@ -85,9 +94,10 @@ class Contended(Exception):
 
 
 _ADD = """
-    INSERT INTO confusion (model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (model, version) DO UPDATE SET
+    INSERT INTO confusion
+        (model, version, shard, tp, tn, fp, fn, predicted, labelled, expired, delay_sum)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (model, version, shard) DO UPDATE SET
         tp = confusion.tp + excluded.tp, tn = confusion.tn + excluded.tn,
         fp = confusion.fp + excluded.fp, fn = confusion.fn + excluded.fn,
         predicted = confusion.predicted + excluded.predicted,
@@ -96,8 +106,9 @@ _ADD = """
         delay_sum = confusion.delay_sum + excluded.delay_sum
 """
 _ADD_DELAYS = """
-    INSERT INTO label_delays VALUES (?, ?, ?, ?)
-    ON CONFLICT (model, version, bucket) DO UPDATE SET count = label_delays.count + excluded.count
+    INSERT INTO label_delays (model, version, bucket, shard, count) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (model, version, bucket, shard) DO UPDATE SET
+        count = label_delays.count + excluded.count
 """
 _SERIES_KEY = "model = ? AND version = ?"
 _INSERT_OUTCOME = (
@@ -114,8 +125,13 @@ _JOIN = (
 _NO_DELAYS = (0,) * (len(DELAY_BUCKETS) + 1)
 _NONE = Counts()
 _ONE = {outcome: Counts().add(*outcome) for outcome in CELL}
-_COLUMNS = "model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum, scores"
-_SERIES = f"SELECT {_COLUMNS} FROM confusion"
+# A series' rows, in shard order so that every reader adds them up in the same order.
+_ROWS = (
+    "SELECT model, version, shard, tp, tn, fp, fn, predicted, labelled, expired, delay_sum,"
+    " scores FROM confusion"
+)
+_SERIES_ROWS = f"{_ROWS} WHERE {_SERIES_KEY} ORDER BY shard"
+_DELAYS = "SELECT model, version, bucket, sum(count) FROM label_delays"
 _Row = tuple[Any, ...]
 
 
@@ -185,12 +201,17 @@ class SQLStore:
 
     def __init__(self, connector: Connector) -> None:
         self._connector = connector
-        self._watches = Watches()
+        self._watches = Watches(connector.shared)
 
     def load(self) -> Totals:
         with self._connector.reading() as db:
-            rows = db.execute(_SERIES).fetchall()
-            return _states(rows, _delays(db, None), self._watches.statuses(db, None))
+            rows = db.execute(_ROWS + " ORDER BY model, version, shard").fetchall()
+            delays = _delays(db.execute(_DELAYS + " GROUP BY model, version, bucket"))
+            statuses = self._watches.statuses(db)
+        return {
+            series: _state(list(shards), delays.get(series, _NO_DELAYS), statuses.get(series, ()))
+            for series, shards in itertools.groupby(rows, key=lambda row: (row[0], row[1]))
+        }
 
     def commit(self, deltas: Mapping[Series, Counts]) -> Totals:
         """Add confusion counts, nothing else: ``write`` with id-less feedback only."""
@@ -211,7 +232,8 @@ class SQLStore:
 
     def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:
         """Drop predictions stored before ``before`` and still unlabelled, and older ids; and
-        the time buckets of each resolution older than its cutoff."""
+        the time buckets of each resolution older than its cutoff. Feed the drift detectors
+        whatever waits in their inbox, for series nobody writes to any more."""
 
         def body(db: Database) -> Totals:
             changes = _Changes()
@@ -225,7 +247,10 @@ class SQLStore:
             )
             for model, version, actual, from_prediction in gone.fetchall():
                 changes[model, version].expired += actual is None and from_prediction == 1
-            return self._add(db, {s: c for s, c in changes.items() if c.expired}, time.time())
+            touched = {s: c for s, c in changes.items() if c.expired}
+            for series in self._watches.waiting(db):
+                touched.setdefault(series, _Change())
+            return self._add(db, touched, time.time())
 
         return self._transact(body)
 
@@ -317,49 +342,74 @@ class SQLStore:
         raise Contended(item.id)
 
     def _add(self, db: Database, changes: Mapping[Series, _Change], now: float) -> Totals:
-        """Add the changes and feed the drift detectors; the touched series' states. Series go
-        in sorted order: its confusion row, locked first, guards the rest of a series."""
-        rows = []
-        delays: dict[Series, tuple[int, ...]] = {}
-        statuses: dict[Series, tuple[DriftStatus, ...]] = {}
-        for series, c in sorted(changes.items()):
-            k = c.counts
-            row = db.execute(
-                _ADD + " RETURNING " + _COLUMNS,
-                (*series, k.tp, k.tn, k.fp, k.fn, c.predicted, c.labelled, c.expired, c.delay_sum),
-            ).fetchone()
-            if c.scored:
-                row = (*row[:-1], _add_lifetime_scores(db, series, row[-1], c.scored))
-            rows.append(row)
-            buckets.add(db, series, c.timed, c.scored)
-            if k.total:
-                self._watches.observe(db, series, k, now)
-            if c.delays:
-                db.executemany(_ADD_DELAYS, [(*series, b, n) for b, n in c.delays.items()])
-            delays |= _delays(db, series)
-            statuses |= self._watches.statuses(db, series)
-        return _states(rows, delays, statuses)
+        """Add the changes and feed the drift detectors; the touched series' states."""
+        shard = self._connector.shard
+        sent = [
+            (series, c, self._send(db, series, c, shard)) for series, c in sorted(changes.items())
+        ]
+        return {series: self._settle(db, series, c, reads, now) for series, c, reads in sent}
 
-
-def _states(
-    rows: Iterable[Sequence[Any]],
-    delays: Mapping[Series, tuple[int, ...]],
-    statuses: Mapping[Series, tuple[DriftStatus, ...]],
-) -> Totals:
-    states = {}
-    for model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum, scores in rows:
-        series = (str(model), str(version))
-        states[series] = SeriesState(
-            Counts(int(tp), int(tn), int(fp), int(fn)),
-            int(predicted),
-            int(labelled),
-            int(expired),
-            float(delay_sum),
-            delays.get(series, _NO_DELAYS),
-            None if scores is None else buckets.decode_scores(scores),
-            statuses.get(series, ()),
+    def _send(self, db: Database, series: Series, c: _Change, shard: int) -> "_Reads":
+        """Add a series' changes to its rows of ``shard``, and send the reads of what it holds
+        then (their answers are not awaited here)."""
+        k = c.counts
+        db.execute(_ADD, (*series, shard, k.tp, k.tn, k.fp, k.fn, c.predicted, c.labelled,
+                          c.expired, c.delay_sum))  # fmt: skip
+        scores = buckets.add(db, series, shard, c.timed, c.scored)
+        if c.delays:
+            db.executemany(_ADD_DELAYS, [(*series, b, shard, n) for b, n in c.delays.items()])
+        return _Reads(
+            db.execute(_SERIES_ROWS, series),
+            db.execute(_DELAYS + f" WHERE {_SERIES_KEY} GROUP BY model, version, bucket", series),
+            scores,
+            self._watches.read(db, series),
+            shard,
         )
-    return states
+
+    def _settle(
+        self, db: Database, series: Series, c: _Change, reads: "_Reads", now: float
+    ) -> SeriesState:
+        """What depends on the answers: score histograms merged, detectors fed; the state."""
+        rows = reads.rows.fetchall()
+        if c.scored:  # its own row is locked by the transaction's UPSERT
+            rows = [_add_lifetime_scores(db, row, c.scored) if row[2] == reads.shard else row
+                    for row in rows]  # fmt: skip
+        if reads.scores is not None:
+            reads.scores.merge(db)
+        drift = self._watches.feed(db, series, reads.watch, c.counts, now)
+        delays = _delays(reads.delays.fetchall()).get(series, _NO_DELAYS)
+        return _state(rows, delays, drift)
+
+
+@dataclass
+class _Reads:
+    """The reads a series' changes sent, answered by the time they are fetched."""
+
+    rows: Cursor  # of its confusion rows, every shard's
+    delays: Cursor
+    scores: Scores | None
+    watch: Reads
+    shard: int
+
+
+def _state(
+    rows: Sequence[Sequence[Any]], delays: tuple[int, ...], drift: tuple[DriftStatus, ...]
+) -> SeriesState:
+    """A series' state: the sum of its confusion rows (in shard order)."""
+    tp = tn = fp = fn = predicted = labelled = expired = 0
+    delay_sum = 0.0
+    histograms = []
+    for row in rows:
+        tp, tn, fp, fn = tp + int(row[3]), tn + int(row[4]), fp + int(row[5]), fn + int(row[6])
+        predicted, labelled = predicted + int(row[7]), labelled + int(row[8])
+        expired, delay_sum = expired + int(row[9]), delay_sum + float(row[10])
+        if row[11] is not None:
+            histograms.append(buckets.decode_scores(bytes(row[11])))
+    scores = None
+    if histograms:  # a single one needs no adding up
+        scores = histograms[0] if len(histograms) == 1 else ScoreHistogram.combined(histograms)
+    counts = Counts(tp, tn, fp, fn)
+    return SeriesState(counts, predicted, labelled, expired, delay_sum, delays, scores, drift)
 
 
 def _predict(db: Database, index: int, item: Prediction, now: float, mine: _Changes) -> bool:
@@ -439,25 +489,22 @@ def _observe(item: Feedback, now: float, change: _Change) -> None:
 
 
 def _add_lifetime_scores(
-    db: Database,
-    series: Series,
-    blob: bytes | None,
-    scored: Mapping[Moment, list[tuple[float, int]]],
-) -> bytes:
-    """Merge the outcomes into the series' lifetime score histogram (its row is locked)."""
+    db: Database, row: Sequence[Any], scored: Mapping[Moment, list[tuple[float, int]]]
+) -> _Row:
+    """Merge the outcomes into the lifetime score histogram of a confusion row; the row after."""
     new = ScoreHistogram.of((pair for pairs in scored.values() for pair in pairs), SCORE_BINS)
+    blob = row[11]
     merged = buckets.encode_scores(new if blob is None else new + buckets.decode_scores(blob))
-    db.execute(f"UPDATE confusion SET scores = ? WHERE {_SERIES_KEY}", (merged, *series))
-    return merged
+    db.execute(f"UPDATE confusion SET scores = ? WHERE {_SERIES_KEY} AND shard = ?",
+               (merged, *row[:3]))  # fmt: skip
+    return (*row[:11], merged)
 
 
-def _delays(db: Database, series: Series | None) -> dict[Series, tuple[int, ...]]:
-    """The label-delay histogram of one series, or of all."""
-    query = "SELECT model, version, bucket, count FROM label_delays"
-    rows = db.execute(query + f" WHERE {_SERIES_KEY}", series) if series else db.execute(query)
+def _delays(rows: Iterable[Sequence[Any]]) -> dict[Series, tuple[int, ...]]:
+    """Label-delay histograms from rows of (model, version, bucket, count)."""
     delays: dict[Series, list[int]] = {}
     for model, version, bucket, count in rows:
-        delays.setdefault((model, version), list(_NO_DELAYS))[bucket] = int(count)
+        delays.setdefault((str(model), str(version)), list(_NO_DELAYS))[bucket] = int(count)
     return {key: tuple(counts) for key, counts in delays.items()}
 
 

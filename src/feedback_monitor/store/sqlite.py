@@ -3,9 +3,12 @@
 Format (``PRAGMA user_version`` is the schema version, migrated forward at open):
 
 - ``confusion(model, version, tp, tn, fp, fn, predicted, labelled, expired, delay_sum,
-  scores)``: one row per series: its confusion counts, the fate of its stored predictions, the
-  sum of its label delays, its lifetime score histogram (``buckets.encode_scores``).
-- ``label_delays(model, version, bucket, count)``: the label-delay histogram (``series.py``).
+  scores, shard)``: one row per series: its confusion counts, the fate of its stored
+  predictions, the sum of its label delays, its lifetime score histogram
+  (``buckets.encode_scores``). ``shard`` (here always 0) is for PostgreSQL's several writers,
+  whose rows of a series add up (``sql.py``); so for ``label_delays`` and ``buckets``.
+- ``label_delays(model, version, bucket, count, shard)``: the label-delay histogram
+  (``series.py``).
 - ``outcomes(id, ...)``: every prediction or feedback that came with an id; ``actual`` is NULL
   while a prediction waits for its label. The id is the primary key, so a repeat is found, not
   counted; rows leave after the prediction TTL (then an id may be counted anew).
@@ -97,6 +100,63 @@ _MIGRATIONS = (
     ) STRICT;
     CREATE INDEX drift_events_by_series ON drift_events (model, version, at);
     """,
+    # A primary key changes only with its table: each is copied into one keyed by shard too.
+    # The drift detections of a series, counted once and kept with its detectors' state.
+    """
+    CREATE TABLE sharded (
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        tp INTEGER NOT NULL,
+        tn INTEGER NOT NULL,
+        fp INTEGER NOT NULL,
+        fn INTEGER NOT NULL,
+        predicted INTEGER NOT NULL DEFAULT 0,
+        labelled INTEGER NOT NULL DEFAULT 0,
+        expired INTEGER NOT NULL DEFAULT 0,
+        delay_sum REAL NOT NULL DEFAULT 0,
+        scores BLOB,
+        shard INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (model, version, shard)
+    ) WITHOUT ROWID, STRICT;
+    INSERT INTO sharded SELECT *, 0 FROM confusion;
+    DROP TABLE confusion;
+    ALTER TABLE sharded RENAME TO confusion;
+    CREATE TABLE sharded (
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        bucket INTEGER NOT NULL,
+        count INTEGER NOT NULL,
+        shard INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (model, version, bucket, shard)
+    ) WITHOUT ROWID, STRICT;
+    INSERT INTO sharded SELECT *, 0 FROM label_delays;
+    DROP TABLE label_delays;
+    ALTER TABLE sharded RENAME TO label_delays;
+    CREATE TABLE sharded (
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        resolution INTEGER NOT NULL,
+        start INTEGER NOT NULL,
+        a_tp INTEGER NOT NULL, a_tn INTEGER NOT NULL, a_fp INTEGER NOT NULL, a_fn INTEGER NOT NULL,
+        p_tp INTEGER NOT NULL, p_tn INTEGER NOT NULL, p_fp INTEGER NOT NULL, p_fn INTEGER NOT NULL,
+        a_scores BLOB,
+        p_scores BLOB,
+        shard INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (model, version, resolution, start, shard)
+    ) WITHOUT ROWID, STRICT;
+    INSERT INTO sharded SELECT *, 0 FROM buckets;
+    DROP TABLE buckets;
+    ALTER TABLE sharded RENAME TO buckets;
+    CREATE INDEX buckets_by_age ON buckets (resolution, start);
+    ALTER TABLE drift_state ADD COLUMN detections BLOB NOT NULL DEFAULT X'7B7D';
+    UPDATE drift_state SET detections = CAST((
+        SELECT json_group_object(detector, n) FROM (
+            SELECT detector, count(*) AS n FROM drift_events AS e
+            WHERE e.model = drift_state.model AND e.version = drift_state.version
+            GROUP BY detector
+        )
+    ) AS BLOB);
+    """,
 )
 
 
@@ -104,6 +164,8 @@ class SQLiteConnector:
     """One connection, the only writer, holding the file exclusively."""
 
     retryable: tuple[type[Exception], ...] = ()  # nobody else writes: nothing to lose a race to
+    shared = False
+    shard = 0
 
     def __init__(self, path: Path, lock_timeout: float) -> None:
         # Autocommit mode: transactions are opened and closed explicitly below.
