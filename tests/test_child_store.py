@@ -62,7 +62,12 @@ def test_entries_outcomes_and_states_round_trip() -> None:
         [(2, Prediction("p", 1, *B, 0.25, 1.5)), (5, Feedback(None, 0, id="p")),
          (6, Feedback(1, 1, "ü", "'\n", "f", None, 1_700_000_000.125))],
     )  # fmt: skip
-    assert child_store.decode_entry(through_json(child_store.encode_entry(entry))) == entry
+    for sent in (
+        entry,
+        entry._replace(allowed=frozenset()),
+        entry._replace(allowed=frozenset({A, B})),
+    ):
+        assert child_store.decode_entry(through_json(child_store.encode_entry(sent))) == sent
     for outcome in (Accepted(3, 1, [A, B]), Refused(409, "Conflicting feedback for id", "c", 5)):
         assert child_store.decode_outcome(through_json(child_store.encode_outcome(outcome))) == (
             outcome

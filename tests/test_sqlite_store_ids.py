@@ -150,6 +150,26 @@ def test_a_refused_entry_leaves_no_trace_and_the_others_stand(store: SQLiteStore
     assert store.load()[FRAUD].counts == Counts(fn=1)  # p-2 is reused's prediction 0
 
 
+def test_an_entry_creates_only_the_series_it_is_allowed(store: SQLiteStore) -> None:
+    store.write([entry(Prediction("p-1", 1, *FRAUD))], NOW)
+    join = (0, Feedback(1, 1, id="p-1"))  # names "default", joins FRAUD's prediction
+    new = (4, Feedback(1, 0, "new", id="f-1"))  # creates ("new", "")
+    outcomes, totals = store.write(
+        [Entry({}, [join, new], frozenset()), Entry({}, [join], frozenset())], NOW
+    )
+    assert outcomes == [Refused(422, "Too many series", "series_cap", 4), Accepted(1, 0, [FRAUD])]
+    assert totals == {FRAUD: SeriesState(Counts(tp=1), predicted=1, labelled=1,
+                                         delays=totals[FRAUD].delays)}  # fmt: skip
+    allowed = Entry({("plain", ""): Counts(tn=1)}, [new], frozenset({("new", ""), ("plain", "")}))
+    assert one_entry(store, allowed) == Accepted(2, 0, [("new", ""), ("plain", "")])
+    assert sorted(store.load()) == [FRAUD, ("new", ""), ("plain", "")]
+
+
+def one_entry(store: SQLiteStore, written: Entry) -> Accepted | Refused:
+    (outcome,), _ = store.write([written], NOW)
+    return outcome
+
+
 def test_expiry_drops_unlabelled_predictions_stored_before_the_cutoff(
     store: SQLiteStore,
 ) -> None:

@@ -51,12 +51,14 @@ class Refusal(ClientError):
         )
 
 
-def entry(records: Sequence[Record] | FeedbackBatch) -> Entry:
+def entry(
+    records: Sequence[Record] | FeedbackBatch, allowed: frozenset[Series] | None = None
+) -> Entry:
     """Counts of the plain feedback, and the other records with their index."""
     if isinstance(records, FeedbackBatch):
-        return Entry(_cells(records.counted), list[tuple[int, Record]](records.keyed))
+        return Entry(_cells(records.counted), list[tuple[int, Record]](records.keyed), allowed)
     counted, keyed = _count(records)
-    return Entry(_cells(counted), keyed)
+    return Entry(_cells(counted), keyed, allowed)
 
 
 def _cells(counted: Mapping[tuple[str, str, int, int], int]) -> dict[Series, Counts]:
@@ -80,12 +82,18 @@ def _count(
     return counted, keyed
 
 
-def created_series(records: Sequence[Record] | FeedbackBatch) -> set[Series]:
-    """The series the records would create (a join names its series only once stored)."""
+def created_series(records: Sequence[Record] | FeedbackBatch, joins: bool = True) -> set[Series]:
+    """The series the records would create (a join names its series only once stored).
+    ``joins=False`` leaves out feedback with both an id and a prediction: if a prediction is
+    stored under its id, it joins that prediction's series and creates none."""
+
+    def creates(r: Record) -> bool:
+        return r.prediction is not None and (joins or isinstance(r, Prediction) or r.id is None)
+
     if isinstance(records, FeedbackBatch):
         counted = {(m, v) for m, v, _, _ in records.counted}
-        return counted | {f.series for _, f in records.keyed if f.prediction is not None}
-    return {r.series for r in records if r.prediction is not None}
+        return counted | {f.series for _, f in records.keyed if creates(f)}
+    return {r.series for r in records if creates(r)}
 
 
 class Recorder:
@@ -148,7 +156,8 @@ class Recorder:
         self, records: Sequence[Record] | FeedbackBatch, batch: bool = True
     ) -> Accepted:
         """Commit the records, all or none; raise the store's refusal as a client error."""
-        return await self._submit(entry(records), self._claim_series(records, batch), batch)
+        claimed, allowed = self._claim_series(records, batch)
+        return await self._submit(entry(records, allowed), claimed, batch)
 
     async def _submit(self, entry: Entry, claimed: Set[Series], batch: bool) -> Accepted:
         try:
@@ -188,27 +197,40 @@ class Recorder:
             await asyncio.wait([self._in_flight])
         await self._store.close()
 
-    def _claim_series(self, records: Sequence[Record] | FeedbackBatch, batch: bool) -> Set[Series]:
+    def _claim_series(
+        self, records: Sequence[Record] | FeedbackBatch, batch: bool
+    ) -> tuple[Set[Series], frozenset[Series] | None]:
         """Refuse a request that would grow the series past the cap; else hold its new ones
-        until its write is answered. Exact when this process is the only writer; replicas of a
-        shared store each check their own snapshot."""
+        until its write is answered. Past the cap only through feedback that may be joins, the
+        store decides: the request may create only the series held (``allowed``). Exact when
+        this process is the only writer; replicas of a shared store each check their own
+        snapshot."""
         if (
             not isinstance(records, FeedbackBatch)
             and len(records) == 1
             and records[0].series in self._states
         ):
-            return _NOTHING  # one record of a series already stored: nothing new
+            return _NOTHING, None  # one record of a series already stored: nothing new
         new = created_series(records) - self._states.keys()
-        unclaimed = new - self._claimed.keys()
         # A claim lasts until its request resumes, after its series joined the snapshot.
         in_flight = self._claimed.keys() - self._states.keys()
         room = self._max_series - len(self._states) - len(in_flight)
-        if unclaimed and len(unclaimed) > room:
-            index = _past_the_cap(records, unclaimed, room) if batch else None
-            raise SeriesCapReached(self._max_series, index)
+        allowed = None
+        if (unclaimed := new - self._claimed.keys()) and len(unclaimed) > room:
+            new = created_series(records, joins=False) - self._states.keys()
+            unclaimed = new - self._claimed.keys()
+            if unclaimed and len(unclaimed) > room:
+                index = _past_the_cap(records, unclaimed, room) if batch else None
+                raise SeriesCapReached(self._max_series, index)
+            allowed = frozenset(new)
         for series in new:
             self._claimed[series] = self._claimed.get(series, 0) + 1
-        return new
+        return new, allowed
+
+    def _refusal(self, refused: Refused, batch: bool) -> ClientError:
+        if refused.reason == "series_cap":  # the store found a series past the cap
+            return SeriesCapReached(self._max_series, refused.at if batch else None)
+        return Refusal(refused, batch)
 
     def _release(self, claimed: Set[Series]) -> None:
         """Committed series are in the snapshot now; a refused or failed write frees its own."""
@@ -275,7 +297,7 @@ class Recorder:
             if future.done():  # a client that went away may have cancelled it
                 continue
             if isinstance(outcome, Refused):
-                future.set_exception(Refusal(outcome, batch))
+                future.set_exception(self._refusal(outcome, batch))
             else:
                 future.set_result(outcome)
 

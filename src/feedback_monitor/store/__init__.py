@@ -12,10 +12,13 @@ from feedback_monitor.windows import Span, TimeView
 
 class Entry(NamedTuple):
     """One request's writes: counts of its id-less feedback, and its items that have an id
-    (with their index in the request), applied all or nothing."""
+    (with their index in the request), applied all or nothing. With ``allowed``, the entry is
+    refused (422, reason ``series_cap``) if it would create a series not in it: a request at
+    the cap whose feedback may join stored predictions instead of creating series."""
 
     deltas: dict[Series, Counts]
     keyed: list[tuple[int, Feedback | Prediction]]
+    allowed: frozenset[Series] | None = None
 
     def counted(self) -> "Accepted":
         """The outcome of the deltas: every one counted, nothing to refuse."""

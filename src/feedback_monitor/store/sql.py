@@ -312,14 +312,18 @@ class SQLStore:
             return self._count(entry, now, changes)
         mine = _Changes()
         accepted, duplicates = self._count(entry, now, mine).accepted, 0
+        stored: set[Series] = set()  # of the series ``allowed`` does not name
         try:
-            # An item is refused before it writes anything: only several need a savepoint.
-            with _savepoint(db, len(entry.keyed) > 1):
+            # An item is refused before it writes anything: only several need a savepoint, or
+            # one that may be refused after it wrote, for the series it would create.
+            with _savepoint(db, len(entry.keyed) > 1 or entry.allowed is not None):
                 for index, item in entry.keyed:
                     if self._keyed(db, index, item, now, mine):
                         accepted += 1
                     else:
                         duplicates += 1
+                    if entry.allowed is not None:
+                        _check_room(db, index, mine.keys() - entry.allowed - stored, stored)
         except _Refusal as refusal:
             return refusal.refused
         changes.merge(mine)
@@ -452,6 +456,16 @@ def _label(db: Database, index: int, item: Feedback, now: float, mine: _Changes)
         return None
     _join(item, now, joined, mine)
     return True
+
+
+def _check_room(db: Database, index: int, touched: Iterable[Series], stored: set[Series]) -> None:
+    """Refuse the item at ``index`` if a series it touched is not stored yet (one not allowed
+    to be created); remember those that are."""
+    for series in touched:
+        if db.execute(f"SELECT 1 FROM confusion WHERE {_SERIES_KEY} LIMIT 1", series).fetchone():
+            stored.add(series)
+        else:
+            raise _Refusal(Refused(422, "Too many series", "series_cap", index))
 
 
 def _check(index: int, item: Feedback, stored: _Row) -> None:
