@@ -43,6 +43,7 @@ from tests.test_sqlite_store_ids import (  # noqa: F401
     test_an_unknown_id_is_404,
     test_expiry_drops_unlabelled_predictions_stored_before_the_cutoff,
     test_labels_of_a_stored_prediction_are_idempotent,
+    test_many_labels_in_one_transaction_count_as_one_by_one,
     test_predictions_are_idempotent_and_conflicts_409,
     test_the_same_feedback_id_counts_once,
 )

@@ -170,6 +170,33 @@ def one_entry(store: SQLiteStore, written: Entry) -> Accepted | Refused:
     return outcome
 
 
+def test_many_labels_in_one_transaction_count_as_one_by_one(store: SQLiteStore) -> None:
+    """Alone with its id and prediction, a feedback is stored in one statement with the others
+    like it; ids named twice, joins, conflicts and scores without ids go item by item."""
+
+    def stream(tag: str) -> list[Entry]:
+        series = (f"fraud-{tag}", "v1")
+        return [
+            entry(Feedback(1, 1, *series, id=f"{tag}-1")),
+            entry(Feedback(1, 1, *series, id=f"{tag}-1")),  # the same again: a repeat
+            entry(Feedback(0, 1, *series, id=f"{tag}-1")),  # another outcome: a conflict
+            entry(Prediction(f"{tag}-p", 1, *series)),
+            entry(Feedback(None, 0, id=f"{tag}-p")),  # joins the prediction just stored
+            entry(Feedback(0, 0, *series, id=f"{tag}-2", score=0.3)),
+            entry(Feedback(1, 0, *series, score=0.9)),  # a score, no id
+            entry(Feedback(1, 1, *series, id=f"{tag}-3", timestamp=NOW - 60)),
+        ]
+
+    together, _ = store.write(stream("t"), NOW)
+    apart = [store.write([e], NOW)[0][0] for e in stream("a")]
+    renamed = [o._replace(series=[("fraud-a", "v1")]) if isinstance(o, Accepted) else o
+               for o in together]  # fmt: skip
+    assert renamed == apart
+    loaded = store.load()
+    assert loaded[("fraud-t", "v1")] == loaded[("fraud-a", "v1")]
+    assert loaded[("fraud-t", "v1")].counts == Counts(tp=2, tn=1, fp=2)
+
+
 def test_expiry_drops_unlabelled_predictions_stored_before_the_cutoff(
     store: SQLiteStore,
 ) -> None:
