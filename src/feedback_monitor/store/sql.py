@@ -430,7 +430,7 @@ def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]
     numbers of the entries whose id was new. A taken id is left to ``_label``, item by item."""
     named = collections.Counter(item.id for entry in entries for _, item in entry.keyed)
     rows: list[tuple[Any, ...]] = []
-    owners: list[int] = []
+    owners: dict[str, int] = {}
     for number, entry in enumerate(entries):
         if len(entry.keyed) != 1 or entry.deltas or entry.allowed is not None:
             continue
@@ -444,13 +444,14 @@ def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]
             stamp = item.timestamp if item.timestamp is not None else now
             rows.append((item.id, item.model, item.version, item.prediction, item.actual,
                          item.score, stamp, now, 0))  # fmt: skip
-            owners.append(number)
+            owners[item.id] = number
+    rows.sort()  # by id: writers that share ids take their locks in one order, no deadlock
     stored: set[str] = set()
     for start in range(0, len(rows), _FRESH_ROWS):
         chunk = rows[start : start + _FRESH_ROWS]
         values = [value for row in chunk for value in row]
         stored.update(str(i) for (i,) in db.execute(_insert_outcomes(len(chunk)), values))
-    return {number for number, row in zip(owners, rows, strict=True) if row[0] in stored}
+    return {owners[key] for key in stored}
 
 
 def _count_fresh(entry: Entry, now: float, changes: _Changes) -> Accepted:
