@@ -9,7 +9,6 @@ import pytest
 from starlette.types import Message
 
 from feedback_monitor.body import Deadlines, read_json_body
-from feedback_monitor.edge import Refused
 from feedback_monitor.errors import ClientError
 from feedback_monitor.limits import RateLimiter
 from feedback_monitor.store.sqlite import SQLiteStore
@@ -132,7 +131,7 @@ def receiving(*messages: Message) -> Any:
 
 def test_a_body_that_stops_arriving_is_refused_408() -> None:
     receive = receiving({"type": "http.request", "body": b'{"pre', "more_body": True})
-    with pytest.raises(Refused) as caught:
+    with pytest.raises(ClientError) as caught:
         asyncio.run(read(receive, timeout=0.05))
     assert (caught.value.status, caught.value.reason) == (408, "body_timeout")
     assert caught.value.headers == {"Connection": "close"}

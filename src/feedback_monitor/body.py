@@ -7,7 +7,6 @@ from typing import Any
 
 from starlette.types import Message, Receive, Scope
 
-from feedback_monitor.edge import Refused
 from feedback_monitor.errors import ClientError
 
 JSON = b"application/json"
@@ -106,7 +105,7 @@ def _too_large(limit: int) -> ClientError:
     return ClientError(413, f"Body larger than {limit} bytes", "body_too_large")
 
 
-def _timed_out(timeout: float) -> Refused:
+def _timed_out(timeout: float) -> ClientError:
     # The rest of the body may still come: the connection cannot carry another request.
     message = f"Body not received: no data for {timeout:g} seconds"
-    return Refused(408, message, "body_timeout", {"Connection": "close"})
+    return ClientError(408, message, "body_timeout", headers={"Connection": "close"})

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from feedback_monitor.errors import ClientError, HTTPError
+from feedback_monitor.errors import HTTPError
 from feedback_monitor.schemas import Error, encode
 from feedback_monitor.telemetry import Telemetry
 
@@ -32,13 +32,6 @@ Gate = Callable[[Scope], None]
 """Checks a request before its route; raises ``HTTPError`` to refuse it."""
 
 Headers = Sequence[tuple[bytes, bytes]]
-
-
-class Refused(ClientError):
-    """A 4xx that must carry headers, such as WWW-Authenticate or Retry-After."""
-
-    def __init__(self, status: int, message: str, reason: str, headers: dict[str, str]) -> None:
-        super().__init__(status, message, reason, headers=headers)
 
 
 async def send_json(send: Send, status: int, body: bytes, extra: Headers = ()) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Hashable
 from starlette.types import Scope as ASGIScope
 
 from feedback_monitor.auth import Scope, Tokens, bearer
-from feedback_monitor.edge import Refused
+from feedback_monitor.errors import ClientError
 from feedback_monitor.limits import RateLimiter
 from feedback_monitor.settings import Settings
 
@@ -25,21 +25,21 @@ READS = frozenset({"GET", "HEAD"})
 _CHALLENGE = 'Bearer realm="feedback-monitor"'
 
 
-def unauthorized(message: str, error: str = "") -> Refused:
+def unauthorized(message: str, error: str = "") -> ClientError:
     challenge = _CHALLENGE + (f', error="{error}"' if error else "")
-    return Refused(401, message, "unauthorized", {"WWW-Authenticate": challenge})
+    return ClientError(401, message, "unauthorized", headers={"WWW-Authenticate": challenge})
 
 
-def forbidden(needed: Scope) -> Refused:
+def forbidden(needed: Scope) -> ClientError:
     challenge = f'{_CHALLENGE}, error="insufficient_scope", scope="{needed}"'
     message = f"The token lacks the {needed} scope"
-    return Refused(403, message, "forbidden", {"WWW-Authenticate": challenge})
+    return ClientError(403, message, "forbidden", headers={"WWW-Authenticate": challenge})
 
 
-def rate_limited(rate: float, wait: float) -> Refused:
+def rate_limited(rate: float, wait: float) -> ClientError:
     retry = str(max(1, math.ceil(wait)))
     message = f"Rate limit exceeded: {rate:g} requests a second per client"
-    return Refused(429, message, "rate_limited", {"Retry-After": retry})
+    return ClientError(429, message, "rate_limited", headers={"Retry-After": retry})
 
 
 def authorization(scope: ASGIScope) -> bytes:
@@ -50,7 +50,7 @@ def authorization(scope: ASGIScope) -> bytes:
 
 
 class Gate:
-    """Refuses a request (``Refused``) that lacks a token, its scope, or its client's turn."""
+    """Refuses a request (``ClientError``) that lacks a token, its scope, or its client's turn."""
 
     def __init__(
         self, tokens: Tokens | None, protect_reads: bool, limiter: RateLimiter | None
