@@ -282,18 +282,21 @@ class Recorder:
         self._in_flight = None
         self._flush()  # what arrived meanwhile: the next transaction starts at once
         error = RecorderClosed() if write.cancelled() else write.exception()
-        futures = [future for _, future in counted] + [future for _, future, _ in kept]
         if error is not None:
-            for future in futures:  # the requests report it; the recorder lives on
+            for _, future, *_ in counted + kept:  # the requests report it; the recorder lives on
                 if not future.done():
                     future.set_exception(error)
             return
         outcomes, totals = write.result()
         self._states.update(totals)  # only this event loop reads or writes it
-        answers: list[Accepted | Refused] = [accepted for accepted, _ in counted]
-        answers += outcomes[1 if counted else 0 :]
-        batches = [False] * len(counted) + [batch for _, _, batch in kept]
-        for future, outcome, batch in zip(futures, answers, batches, strict=True):
+        for accepted, future in counted:
+            if not future.done():
+                future.set_result(accepted)
+        self._answer(kept, outcomes[1 if counted else 0 :])
+
+    def _answer(self, kept: list[_Waiter], outcomes: list[Accepted | Refused]) -> None:
+        """Each entry kept whole its outcome: accepted, or refused as a client error."""
+        for (_, future, batch), outcome in zip(kept, outcomes, strict=True):
             if future.done():  # a client that went away may have cancelled it
                 continue
             if isinstance(outcome, Refused):

@@ -72,6 +72,7 @@ class Telemetry:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Requests(registry)
+        self.observe_request = self.requests.observe  # every request: no call in between
         self.validation_errors = Counter(
             "feedback_validation_errors",
             "Rejected request bodies by reason.",
@@ -94,6 +95,3 @@ class Telemetry:
     def observe_commit(self, size: int, seconds: float) -> None:
         self.commit_batch_size.observe(size)
         self.commit_duration.observe(seconds)
-
-    def observe_request(self, route: str, status: int, seconds: float) -> None:
-        self.requests.observe(route, status, seconds)
