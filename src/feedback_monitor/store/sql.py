@@ -114,9 +114,6 @@ _ADD_DELAYS = """
 """
 _SERIES_KEY = "model = ? AND version = ?"
 _FRESH_ROWS = 1000  # outcomes in one INSERT: 9,000 parameters, within both databases' limits
-_INSERT_OUTCOME = (
-    "INSERT INTO outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
-)
 _READ_OUTCOME = (
     "SELECT model, version, prediction, actual, predicted_at, from_prediction, score"
     " FROM outcomes WHERE id = ?"
@@ -441,9 +438,7 @@ def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]
             and item.prediction is not None
             and named[item.id] == 1
         ):
-            stamp = item.timestamp if item.timestamp is not None else now
-            rows.append((item.id, item.model, item.version, item.prediction, item.actual,
-                         item.score, stamp, now, 0))  # fmt: skip
+            rows.append(_outcome_row(item, now))
             owners[item.id] = number
     rows.sort()  # by id: writers that share ids take their locks in one order, no deadlock
     stored: set[str] = set()
@@ -462,17 +457,24 @@ def _count_fresh(entry: Entry, now: float, changes: _Changes) -> Accepted:
     return Accepted(1, 0, [item.series])
 
 
+def _outcome_row(item: Feedback | Prediction, now: float) -> tuple[Any, ...]:
+    """The ``outcomes`` row of an item stored whole; a prediction's waits for its label."""
+    stamp = item.timestamp if item.timestamp is not None else now
+    actual, from_prediction = (None, 1) if isinstance(item, Prediction) else (item.actual, 0)
+    return (item.id, item.model, item.version, item.prediction, actual, item.score, stamp, now,
+            from_prediction)  # fmt: skip
+
+
 @functools.cache
 def _insert_outcomes(rows: int) -> str:
+    """The INSERT of ``rows`` outcomes, answering the ids it stored (not those taken)."""
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return f"INSERT INTO outcomes VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id"
 
 
 def _predict(db: Database, index: int, item: Prediction, now: float, mine: _Changes) -> bool:
     """Store a prediction by its id; a repeat of one stored is no change, another a 409."""
-    stamp = item.timestamp if item.timestamp is not None else now
-    row = (item.id, item.model, item.version, item.prediction, None, item.score, stamp, now, 1)
-    if db.execute(_INSERT_OUTCOME + " RETURNING id", row).fetchone() is not None:
+    if db.execute(_insert_outcomes(1), _outcome_row(item, now)).fetchone() is not None:
         mine[item.series].predicted += 1
         return True
     stored = db.execute(_READ_OUTCOME, (item.id,)).fetchone()
@@ -487,13 +489,14 @@ def _predict(db: Database, index: int, item: Prediction, now: float, mine: _Chan
 def _label(db: Database, index: int, item: Feedback, now: float, mine: _Changes) -> bool | None:
     """Join a feedback to the prediction stored under its id, or store it whole; False for a
     repeat, None when another writer changed the row meanwhile (read it again)."""
-    if item.prediction is not None:  # a new id (the usual case) takes one statement
-        stamp = item.timestamp if item.timestamp is not None else now
-        row = (item.id, item.model, item.version, item.prediction, item.actual, item.score,
-               stamp, now, 0)  # fmt: skip
-        if db.execute(_INSERT_OUTCOME + " RETURNING id", row).fetchone() is not None:
-            _observe(item, now, mine[item.series])
-            return True
+    # With its own prediction, a new id (the usual case) takes one statement.
+    inserted = (
+        item.prediction is not None
+        and db.execute(_insert_outcomes(1), _outcome_row(item, now)).fetchone()
+    )
+    if inserted:
+        _observe(item, now, mine[item.series])
+        return True
     stored = db.execute(_READ_OUTCOME, (item.id,)).fetchone()
     if stored is None:
         if item.prediction is None:
