@@ -9,7 +9,7 @@ import sys
 import uvicorn
 from starlette.types import Message, Receive, Scope, Send
 
-from feedback_monitor.protocol import with_header_timeout
+from feedback_monitor.cli import server_stack
 
 _BODY = b'{"success":true,"metrics":{"accuracy":1.0,"precision":1.0,"recall":1.0,"f1_score":1.0}}'
 _START: Message = {
@@ -31,13 +31,4 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 if __name__ == "__main__":
-    uvicorn.run(
-        app,
-        port=int(sys.argv[1]),
-        loop="uvloop",
-        http=with_header_timeout(10.0),
-        access_log=False,
-        log_level="warning",
-        server_header=False,
-        proxy_headers=False,
-    )
+    uvicorn.run(app, port=int(sys.argv[1]), log_level="warning", **server_stack(10.0))

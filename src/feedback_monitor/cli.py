@@ -48,6 +48,17 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
               f"{first['msg']}")  # fmt: skip
 
 
+def server_stack(header_timeout: float) -> dict[str, Any]:
+    """uvicorn's options for the service's server stack (also the bench's bare ceiling's)."""
+    return {
+        "loop": "uvloop",
+        "http": with_header_timeout(header_timeout),
+        "access_log": False,  # every rejection and error is logged by the app itself
+        "server_header": False,
+        "proxy_headers": False,  # no client address is used; saves a middleware per request
+    }
+
+
 def serve(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format)
     try:
@@ -58,13 +69,9 @@ def serve(settings: Settings) -> None:
         create_app(settings),
         host=settings.host,
         port=settings.port,
-        loop="uvloop",
-        http=with_header_timeout(settings.header_timeout),
         lifespan="on",
-        access_log=False,  # every rejection and error is logged by the app itself
         log_config=None,
-        server_header=False,
-        proxy_headers=False,  # no client address is used; saves a middleware per request
+        **server_stack(settings.header_timeout),
     )
     # uvicorn drains and then re-raises the signal under the handler it found installed; with
     # these no-op handlers a completed graceful shutdown exits 0 instead of dying by SIGTERM.
