@@ -1,5 +1,6 @@
 """The drift detectors inside SQLiteStore: fed by each transaction, their events and statuses
-committed with the counts, restored after a restart, untouched by a transaction that fails."""
+committed with the counts (the state every ``SAVE_EVERY`` commits, a journal of outcomes in
+between), restored after a restart or a crash, untouched by a transaction that fails."""
 
 import contextlib
 import sqlite3
@@ -13,6 +14,7 @@ from feedback_monitor.drift.watch import DETECTORS, SeriesWatch
 from feedback_monitor.series import DriftStatus
 from feedback_monitor.store import DriftEvent, Entry, Series, Totals
 from feedback_monitor.store.sqlite import SQLiteStore
+from feedback_monitor.store.watches import SAVE_EVERY
 from tests.drift_blocks import (
     ERROR_DETECTORS,
     STEADY,
@@ -139,17 +141,42 @@ def test_loaded_states_carry_detections_equal_to_the_events(
         reopened.close()
 
 
-@pytest.mark.parametrize("restarts", [(10,), (CHANGE + 2,), (10, CHANGE, CHANGE + 1, CHANGE + 30)])
+JOURNAL = "SELECT model, version, seq FROM drift_journal ORDER BY model, version, seq"
+
+
+def crash(store: SQLiteStore) -> None:
+    """Let go of the file as a killed process would: nothing saved beyond the last commit."""
+    store._connector.close()
+
+
+@pytest.mark.parametrize("how", ["close", "crash"])
+@pytest.mark.parametrize(
+    "restarts",
+    [
+        (10,),
+        (CHANGE + 2,),
+        (SAVE_EVERY - 1, SAVE_EVERY, 2 * SAVE_EVERY + 1),
+        (10, CHANGE, CHANGE + 1, CHANGE + 30),
+    ],
+)
 def test_a_restarted_store_continues_exactly_as_an_uninterrupted_one(
-    tmp_path: Path, restarts: tuple[int, ...]
+    tmp_path: Path, restarts: tuple[int, ...], how: str
 ) -> None:
-    """At commit 10 DDM has not warmed up yet; just after the drop every detector is mid-way."""
+    """At commit 10 DDM has not warmed up yet; just after the drop every detector is mid-way.
+    A crash leaves the outcomes since the last save in the journal, for the restart to replay;
+    a clean close saves every state first, so that nothing is left to replay."""
     uninterrupted = SQLiteStore(tmp_path / "uninterrupted")
     restarted = SQLiteStore(tmp_path / "restarted")
     try:
         for index in range(len(COMMITS)):
             if index in restarts:
-                restarted.close()
+                (crash if how == "crash" else SQLiteStore.close)(restarted)
+                journal = rows(restarted.path, JOURNAL)
+                if how == "close":
+                    assert journal == []
+                else:
+                    kept = [seq for model, version, seq in journal if (model, version) == DROPPING]
+                    assert kept == list(range(1, index % SAVE_EVERY + 1))
                 restarted = SQLiteStore(tmp_path / "restarted")
                 assert restarted.load() == uninterrupted.load()
                 for series, state in uninterrupted.load().items():
@@ -168,22 +195,25 @@ def test_a_restarted_store_continues_exactly_as_an_uninterrupted_one(
         assert rows(restarted.path, query) == rows(uninterrupted.path, query)
 
 
-def poisoned(data_dir: Path) -> SQLiteStore:
-    """A store whose every write to the POISON series fails inside the transaction, after the
-    series written before it in the same transaction have fed their detectors."""
+def poisoned(data_dir: Path, table: str) -> SQLiteStore:
+    """A store whose every write to the POISON series fails inside the transaction, as it
+    writes to ``table``: its counts (before any series' detectors are fed) or its drift journal
+    (after the series sorted before it have fed theirs)."""
     SQLiteStore(data_dir).close()
     with contextlib.closing(sqlite3.connect(data_dir / "feedback.sqlite3")) as db:
         db.execute(
-            "CREATE TRIGGER poison BEFORE INSERT ON confusion WHEN NEW.model = 'poison'"
+            f"CREATE TRIGGER poison BEFORE INSERT ON {table} WHEN NEW.model = 'poison'"
             " BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
         )
     return SQLiteStore(data_dir)
 
 
-def test_a_failed_transaction_leaves_the_detectors_as_committed(data_dir: Path) -> None:
+@pytest.mark.parametrize("table", ["confusion", "drift_journal"])
+def test_a_failed_transaction_leaves_the_detectors_as_committed(data_dir: Path, table: str) -> None:
     drifts, watch = oracle(COMMITS)
-    failing = {0, 5, *(d.commit for d in drifts)}  # the first, a warm-up one, each that finds
-    store = poisoned(data_dir)
+    # The first commit, a warm-up one, one that saves the state, each that finds a drift.
+    failing = {0, 5, SAVE_EVERY - 1, *(d.commit for d in drifts)}
+    store = poisoned(data_dir, table)
     try:
         for index in range(len(COMMITS)):
             if index in failing:

@@ -116,6 +116,7 @@ def test_schema_version_is_set_and_kept(data_dir: Path) -> None:
         ("buckets",),
         ("confusion",),
         ("drift_events",),
+        ("drift_journal",),
         ("drift_state",),
         ("label_delays",),
         ("outcomes",),

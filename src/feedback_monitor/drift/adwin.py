@@ -29,6 +29,7 @@ samples. ``bench/drift_eval.py`` checks the budget of one per 100,000 on other s
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -141,7 +142,7 @@ class ADWIN(Detector):
 
     def _forget_old_regime(self) -> None:
         """Keep only what follows the boundary where the two parts differ most."""
-        keep = self.width - max(self._cuts(), key=lambda cut: self._ratio(*cut))[0]
+        keep = self.width - max(self._ratios(), key=operator.itemgetter(0))[1]
         while self.width > keep:
             self._drop_oldest()
 
@@ -155,22 +156,23 @@ class ADWIN(Detector):
     def _largest_ratio(self) -> float:
         if self.width < 2 * self.min_window:
             return 0.0
-        return max((self._ratio(n0, e0) for n0, e0 in self._cuts()), default=0.0)
+        return max((ratio for ratio, _ in self._ratios()), default=0.0)
 
-    def _cuts(self) -> Iterator[tuple[int, int]]:
-        """``(samples, errors)`` of the older part at each admissible boundary."""
+    def _ratios(self) -> Iterator[tuple[float, int]]:
+        """``|mean0 - mean1| / eps`` at each admissible boundary, and the samples of the older
+        part there (what the window's error rate and width give ``eps`` is worked out once)."""
+        width, errors = self.width, self.errors
+        p = self.error_rate
+        log_term = math.log(2.0 * math.log(width) / self.delta)
         n0 = e0 = 0
         for level in reversed(self.levels):
-            for samples, errors in level:
-                n0, e0 = n0 + samples, e0 + errors
-                if self.min_window <= n0 <= self.width - self.min_window:
-                    yield n0, e0
-
-    def _ratio(self, n0: int, e0: int) -> float:
-        n1, e1 = self.width - n0, self.errors - e0
-        return abs(e0 / n0 - e1 / n1) / self._epsilon(1.0 / n0 + 1.0 / n1)
-
-    def _epsilon(self, m_recip: float) -> float:
-        p = self.error_rate
-        log_term = math.log(2.0 * math.log(self.width) / self.delta)
-        return math.sqrt(2.0 * m_recip * p * (1.0 - p) * log_term) + 2.0 / 3.0 * m_recip * log_term
+            for samples, errs in level:
+                n0, e0 = n0 + samples, e0 + errs
+                if self.min_window <= n0 <= width - self.min_window:
+                    n1 = width - n0
+                    m_recip = 1.0 / n0 + 1.0 / n1
+                    epsilon = (
+                        math.sqrt(2.0 * m_recip * p * (1.0 - p) * log_term)
+                        + 2.0 / 3.0 * m_recip * log_term
+                    )
+                    yield abs(e0 / n0 - (errors - e0) / n1) / epsilon, n0

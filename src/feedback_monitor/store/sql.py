@@ -24,6 +24,7 @@ item is refused before it writes anything).
 import collections
 import functools
 import itertools
+import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -52,10 +53,11 @@ from feedback_monitor.store import (
     buckets,
 )
 from feedback_monitor.store.buckets import Moment, Scores
-from feedback_monitor.store.watches import Reads, Watches
+from feedback_monitor.store.watches import OwnWatches, Reads, SharedWatches, Watches
 from feedback_monitor.windows import MINUTE, Span, TimeView, floor
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 ATTEMPTS = 5  # of a transaction that deadlocked or lost a race
 
 
@@ -201,7 +203,7 @@ class SQLStore:
 
     def __init__(self, connector: Connector) -> None:
         self._connector = connector
-        self._watches = Watches(connector.shared)
+        self._watches: Watches = SharedWatches() if connector.shared else OwnWatches()
 
     def load(self) -> Totals:
         with self._connector.reading() as db:
@@ -283,7 +285,15 @@ class SQLStore:
             )
 
     def close(self) -> None:
-        self._connector.close()
+        """Save the detectors' states the drift journal adds to (a restart then has nothing to
+        replay), and let go of the database."""
+        try:
+            if self._watches.pending:
+                self._transact(self._watches.flush)
+        except Exception:  # nothing is lost: the journal still holds it
+            log.warning("saving the drift detectors at close failed", exc_info=True)
+        finally:
+            self._connector.close()
 
     def _transact(self, body: Callable[[Database], T]) -> T:
         """Run ``body`` in a transaction, again while it fails in a way worth retrying."""

@@ -13,7 +13,8 @@ Format (``PRAGMA user_version`` is the schema version, migrated forward at open)
   while a prediction waits for its label. The id is the primary key, so a repeat is found, not
   counted; rows leave after the prediction TTL (then an id may be counted anew).
 - ``buckets(...)``: the counts per minute, hour and day (``buckets.py``).
-- ``drift_state(...)``, ``drift_events(...)``: the drift detectors (``watches.py``).
+- ``drift_state(...)``, ``drift_events(...)``, ``drift_journal(...)``: the drift detectors
+  (``watches.py``).
 - ``probe(id, at)``: one row, rewritten by ``ping()`` to prove that commits still succeed.
 
 The logic is ``sql.py``'s, shared with PostgreSQL. With ``synchronous=FULL`` the WAL is fsynced
@@ -156,6 +157,19 @@ _MIGRATIONS = (
             GROUP BY detector
         )
     ) AS BLOB);
+    """,
+    # The drift journal: the outcomes fed since a series' detectors were last saved.
+    """
+    CREATE TABLE drift_journal (
+        model TEXT NOT NULL,
+        version TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        tp INTEGER NOT NULL,
+        tn INTEGER NOT NULL,
+        fp INTEGER NOT NULL,
+        fn INTEGER NOT NULL,
+        PRIMARY KEY (model, version, seq)
+    ) WITHOUT ROWID, STRICT;
     """,
 )
 
