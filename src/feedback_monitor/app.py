@@ -95,8 +95,9 @@ class Service:
         """POST /feedback, the hot path, as a raw handler (see ``edge.Edge``)."""
         body = await read_json_body(scope, receive, self.settings.max_body_bytes, self.deadlines)
         outcome = await self.recorder.record(parse_feedback(body))
-        state = self.recorder.snapshot[outcome.series[0]]
-        return feedback_accepted(state.counts, duplicate=outcome.duplicates > 0)
+        return feedback_accepted(
+            self.recorder.state(outcome.series[0]).counts, outcome.duplicates > 0
+        )
 
     async def _body(self, request: Request, limit: int) -> bytes:
         return await read_json_body(request.scope, request.receive, limit, self.deadlines)

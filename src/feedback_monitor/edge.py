@@ -86,10 +86,13 @@ class Edge:
             else:
                 await send_json(send, 200, body)
                 status = 200
-        # The route's template (Starlette leaves the matched route in the scope): bounded.
-        route = getattr(scope.get("route"), "path", scope["path"])
-        route = route if route in self.routes else "other"
+        route = scope["path"] if handler is not None else self._template(scope)
         self.telemetry.observe_request(route, status, time.perf_counter() - start)
+
+    def _template(self, scope: Scope) -> str:
+        """The route's template, which Starlette leaves in the scope; bounded."""
+        route = getattr(scope.get("route"), "path", scope["path"])
+        return route if route in self.routes else "other"
 
     async def _refuse(self, scope: Scope, send: Send, error: HTTPError) -> int:
         status = reject(self.telemetry, scope["method"], scope["path"], error)

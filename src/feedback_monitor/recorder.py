@@ -115,11 +115,16 @@ class Recorder:
         self._closing = False
         self._states: dict[Series, SeriesState] = {}
         self._claimed: dict[Series, int] = {}  # new series of writes in flight, and how many
+        self._ones: dict[Series, Accepted] = {}  # bounded by the cap on series
 
     @property
     def snapshot(self) -> Mapping[Series, SeriesState]:
         """Committed state per series, as of the last commit (a read-only view)."""
         return MappingProxyType(self._states)
+
+    def state(self, series: Series) -> SeriesState:
+        """The committed state of a series (``snapshot[series]`` without a view per call)."""
+        return self._states[series]
 
     async def start(self) -> None:
         self._states = await self._store.load()
@@ -149,7 +154,7 @@ class Recorder:
             self._kept.append((Entry({}, [(0, feedback)]), future, False))
         else:  # only counted: nothing to refuse
             self._pending_counts(series)[CELL[prediction, feedback.actual]] += 1
-            self._counted.append((Accepted(1, 0, [series]), future))
+            self._counted.append((self._one(series), future))
         return future
 
     async def write(
@@ -238,6 +243,13 @@ class Recorder:
             self._claimed[series] -= 1
             if not self._claimed[series]:
                 del self._claimed[series]
+
+    def _one(self, series: Series) -> Accepted:
+        """The outcome of one counted feedback of the series (one shared by all of them)."""
+        one = self._ones.get(series)
+        if one is None:
+            one = self._ones[series] = Accepted(1, 0, [series])
+        return one
 
     def _pending_counts(self, series: Series) -> list[int]:
         """The counts of the series waiting for the next write, as (tp, tn, fp, fn)."""
