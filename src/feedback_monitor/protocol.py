@@ -9,6 +9,11 @@ headers arrive in one read (nearly all of them) costs no timer at all.
 uvicorn writes a response's status line and headers, then its body, in two system calls; on
 loopback each costs about as much as the rest of a small request. Holding the first back until
 the second makes one (``make bench``: about 25% more requests per second on ``POST /feedback``).
+
+uvicorn also arms a keep-alive timer after every response, which the next request cancels. Here
+a connection has one timer, which closes it if it has been idle since the last response for
+``timeout_keep_alive`` seconds when it fires, and otherwise waits for the rest of that time: the
+same closes, without a timer per request (about 2 µs of a request's 38 on ``POST /feedback``).
 """
 
 import asyncio
@@ -27,6 +32,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_headers = False
         self._deadline: asyncio.TimerHandle | None = None
+        self._idle_since: float | None = None  # the end of the last response, while idle
+        self._keep_alive: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -34,6 +41,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._arm()  # a connection that sends nothing at all is closed too
 
     def data_received(self, data: bytes) -> None:
+        self._idle_since = None
         super().data_received(data)
         if self._in_headers and self._deadline is None:
             self._arm()
@@ -48,11 +56,37 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         super().on_headers_complete()
 
     def on_response_complete(self) -> None:
+        """uvicorn's, but for its keep-alive timer (see the module's documentation)."""
         cast(OneSendPerResponse, self.transport).flush()
-        super().on_response_complete()
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:  # a request that came while this one was answered goes next
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+            return
+        self._idle_since = self.loop.time()
+        if self._keep_alive is None:
+            self._keep_alive = self.loop.call_at(
+                self._idle_since + self.timeout_keep_alive, self._close_if_idle
+            )
+
+    def _close_if_idle(self) -> None:
+        self._keep_alive = None
+        if self._idle_since is None:
+            return  # busy: the end of its response arms the timer again
+        deadline = self._idle_since + self.timeout_keep_alive
+        if self.loop.time() >= deadline:
+            self.timeout_keep_alive_handler()
+        else:
+            self._keep_alive = self.loop.call_at(deadline, self._close_if_idle)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self._keep_alive is not None:
+            self._keep_alive.cancel()
+            self._keep_alive = None
         super().connection_lost(exc)
 
     def _arm(self) -> None:
