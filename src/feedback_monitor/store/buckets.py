@@ -56,10 +56,8 @@ def add(
     rows: dict[tuple[int, int], list[int]] = {}
     for (arrived, predicted), counts in timed.items():
         for resolution in RESOLUTIONS:
-            row = rows.setdefault((resolution, floor(arrived, resolution)), [0] * 8)
-            row[0:4] = map(sum, zip(row[0:4], counts.fields, strict=True))
-            row = rows.setdefault((resolution, floor(predicted, resolution)), [0] * 8)
-            row[4:8] = map(sum, zip(row[4:8], counts.fields, strict=True))
+            _add_to(rows, (resolution, floor(arrived, resolution)), 0, counts)
+            _add_to(rows, (resolution, floor(predicted, resolution)), 4, counts)
     if rows:  # in one statement: a statement costs more than a row
         values = [v for slot, row in rows.items() for v in (*series, *slot, shard, *row)]
         db.execute(_add(len(rows)), values)
@@ -102,6 +100,19 @@ def _views(
             views.setdefault((resolution, floor(arrived, resolution)), ([], []))[0].extend(pairs)
             views.setdefault((resolution, floor(predicted, resolution)), ([], []))[1].extend(pairs)
     return views
+
+
+def _add_to(
+    rows: dict[tuple[int, int], list[int]], slot: tuple[int, int], view: int, counts: Counts
+) -> None:
+    """Add ``counts`` to the arrival (``view`` 0) or prediction (4) half of a bucket's row."""
+    row = rows.get(slot)
+    if row is None:
+        row = rows[slot] = [0] * 8
+    row[view] += counts.tp
+    row[view + 1] += counts.tn
+    row[view + 2] += counts.fp
+    row[view + 3] += counts.fn
 
 
 @functools.cache
