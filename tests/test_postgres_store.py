@@ -18,6 +18,7 @@ from feedback_monitor.drift.watch import SeriesWatch
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.store import Accepted, Entry, Refused, Series
 from feedback_monitor.store.postgres import MIGRATIONS, SHARDS, PostgresStore
+from feedback_monitor.store.sql import NewerSchema
 from feedback_monitor.windows import HOUR, MINUTE, TimeView
 from tests.integration import postgres
 from tests.integration.helpers import wait_until
@@ -92,6 +93,16 @@ def test_replicas_starting_together_migrate_once(fresh: str) -> None:
     reopened = PostgresStore(fresh)  # nothing left to migrate
     assert reopened.load() == {}
     reopened.close()
+
+
+def test_a_database_of_a_newer_schema_is_not_opened(fresh: str) -> None:
+    with psycopg.connect(fresh, autocommit=True) as db:
+        db.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (%s)", (len(MIGRATIONS) + 1,))
+    with pytest.raises(NewerSchema, match=f"schema version {len(MIGRATIONS) + 1}, newer"):
+        PostgresStore(fresh)
+    with psycopg.connect(fresh) as db:  # nothing was migrated
+        assert db.execute("SELECT to_regclass('confusion')").fetchone() == (None,)
 
 
 def test_a_failing_transaction_rolls_back_every_series(store: PostgresStore) -> None:

@@ -4,7 +4,7 @@ between), restored after a restart or a crash, untouched by a transaction that f
 
 import contextlib
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -234,3 +234,138 @@ def test_a_failed_transaction_leaves_the_detectors_as_committed(data_dir: Path, 
         assert POISON not in reopened.load()
     finally:
         reopened.close()
+
+
+def test_a_commit_without_outcomes_leaves_the_detectors_as_they_were(store: SQLiteStore) -> None:
+    """Feeding a block of no outcomes would still move a detector on (a drift to a warning)."""
+    drifts, _ = oracle(COMMITS)
+    first = drifts[0].commit
+    for index in range(first + 1):
+        found_now = write(store, index)[DROPPING].drift
+    assert any(s.status == 2 for s in found_now)
+    _, again = store.write([Entry({DROPPING: Counts()}, [])], at(first))
+    assert again[DROPPING].drift == found_now
+    assert store.load()[DROPPING].drift == found_now
+
+
+@pytest.mark.parametrize("crash_at", [SAVE_EVERY + 5, 2 * SAVE_EVERY + 7, 3 * SAVE_EVERY])
+def test_series_saved_on_cycles_of_their_own_restore_exactly_after_a_crash(
+    tmp_path: Path, crash_at: int
+) -> None:
+    """One series is written by every commit, the other by every third: each saves its state
+    at its own 32nd commit and journals its own."""
+
+    def commit(store: SQLiteStore, index: int) -> Totals:
+        deltas = {DROPPING: COMMITS[index]}
+        if index % 3 == 0:
+            deltas[STEADY_SERIES] = OTHERS[index]
+        return store.write([Entry(deltas, [])], at(index))[1]
+
+    uninterrupted = SQLiteStore(tmp_path / "uninterrupted")
+    crashed = SQLiteStore(tmp_path / "crashed")
+    try:
+        for index in range(len(COMMITS)):
+            if index == crash_at:
+                crash(crashed)
+                journal = rows(crashed.path, JOURNAL)
+                for series, written in ((DROPPING, crash_at), (STEADY_SERIES, (crash_at + 2) // 3)):
+                    kept = [seq for model, version, seq in journal if (model, version) == series]
+                    assert kept == list(range(1, written % SAVE_EVERY + 1)), series
+                crashed = SQLiteStore(tmp_path / "crashed")
+                assert crashed.load() == uninterrupted.load()
+            assert commit(crashed, index) == commit(uninterrupted, index)
+        assert crashed.events(DROPPING, ALL) == uninterrupted.events(DROPPING, ALL)
+    finally:
+        crashed.close()
+        uninterrupted.close()
+
+
+def failing_on(data_dir: Path, table: str) -> tuple[SQLiteStore, Callable[[bool], None]]:
+    """A store whose writes to ``table`` for the DROPPING series fail while the switch is on."""
+    SQLiteStore(data_dir).close()
+    with contextlib.closing(sqlite3.connect(data_dir / "feedback.sqlite3")) as db:
+        db.execute("CREATE TABLE switch (on_ INTEGER NOT NULL)")
+        db.execute("INSERT INTO switch VALUES (0)")
+        db.execute(
+            f"CREATE TRIGGER failing BEFORE INSERT ON {table}"
+            " WHEN NEW.model = 'fraud' AND (SELECT on_ FROM switch) = 1"
+            " BEGIN SELECT RAISE(ABORT, 'failed on purpose'); END"
+        )
+        db.commit()
+    store = SQLiteStore(data_dir)
+
+    def switch(on: bool) -> None:
+        store._db.execute("UPDATE switch SET on_ = ?", (int(on),))
+
+    return store, switch
+
+
+@pytest.mark.parametrize("table", ["drift_journal", "drift_state", "drift_events"])
+def test_a_failure_in_a_series_own_drift_writes_leaves_its_detectors_as_committed(
+    data_dir: Path, table: str
+) -> None:
+    """The write fails after the series' detectors took the commit's outcomes in memory: its
+    journal row, its saved state (every 32nd commit) or a drift it found."""
+    drifts, watch = oracle(COMMITS)
+    failing = {
+        "drift_journal": {3, SAVE_EVERY + 8},
+        "drift_state": {SAVE_EVERY - 1, 2 * SAVE_EVERY - 1},
+        "drift_events": {d.commit for d in drifts[:3]},
+    }[table]
+    store, switch = failing_on(data_dir, table)
+    try:
+        for index in range(len(COMMITS)):
+            if index in failing:
+                before = (store.load(), store.events(DROPPING, ALL))
+                switch(True)
+                with pytest.raises(sqlite3.IntegrityError, match="failed on purpose"):
+                    write(store, index)
+                switch(False)
+                assert (store.load(), store.events(DROPPING, ALL)) == before
+            write(store, index)
+        assert store.events(DROPPING, ALL) == as_events(drifts)
+        assert store.load()[DROPPING].drift == statuses(watch, drifts)
+    finally:
+        store.close()
+
+
+def test_a_save_that_fails_at_close_leaves_the_journal_to_the_next_start(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    drifts, watch = oracle(COMMITS)
+    stop = SAVE_EVERY + 10
+    store, switch = failing_on(data_dir, "drift_state")
+    for index in range(stop):
+        write(store, index)
+    switch(True)
+    store.close()  # the failure is logged, not raised: the journal still holds everything
+    assert "saving the drift detectors at close failed" in caplog.text
+    assert len(rows(store.path, JOURNAL)) == 2 * (stop % SAVE_EVERY)  # both series
+    reopened = SQLiteStore(data_dir)
+    reopened._db.execute("UPDATE switch SET on_ = 0")
+    try:
+        for index in range(stop, len(COMMITS)):
+            write(reopened, index)
+        assert reopened.events(DROPPING, ALL) == as_events(drifts)
+        assert reopened.load()[DROPPING].drift == statuses(watch, drifts)
+    finally:
+        reopened.close()
+
+
+def test_a_flush_rolled_back_leaves_the_detectors_to_be_rebuilt(data_dir: Path) -> None:
+    """The states a failed flush meant to save are still journalled: memory must not claim
+    otherwise, or the next commit's journal row would take a number already used."""
+    drifts, watch = oracle(COMMITS)
+    store, switch = failing_on(data_dir, "drift_state")
+    try:
+        for index in range(len(COMMITS)):
+            if index == SAVE_EVERY + 10:
+                switch(True)
+                with pytest.raises(sqlite3.IntegrityError, match="failed on purpose"):
+                    store._transact(store._watches.flush)
+                switch(False)
+            write(store, index)
+        assert store.events(DROPPING, ALL) == as_events(drifts)
+        assert store.load()[DROPPING].drift == statuses(watch, drifts)
+    finally:
+        store.close()

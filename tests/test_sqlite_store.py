@@ -14,6 +14,7 @@ from feedback_monitor.drift.watch import SeriesWatch
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Series
 from feedback_monitor.store import sqlite as sqlite_store
+from feedback_monitor.store.sql import NewerSchema
 from feedback_monitor.store.sqlite import SQLiteStore
 from feedback_monitor.windows import HOUR, MINUTE, TimeView
 from tests.stores import check_migrated
@@ -123,6 +124,19 @@ def test_schema_version_is_set_and_kept(data_dir: Path) -> None:
         ("probe",),
     ]
     assert journal_mode == "wal"  # WAL is a property of the file, not only of a connection
+
+
+def test_a_file_of_a_newer_schema_is_not_opened(data_dir: Path) -> None:
+    """An older version would misread it (a drift journal it does not know, say)."""
+    data_dir.mkdir(parents=True)
+    newer = len(sqlite_store._MIGRATIONS) + 1
+    with contextlib.closing(sqlite3.connect(data_dir / sqlite_store.FILENAME)) as db:
+        db.execute(f"PRAGMA user_version = {newer}")
+    with pytest.raises(NewerSchema, match=f"schema version {newer}, newer than"):
+        SQLiteStore(data_dir)
+    with contextlib.closing(sqlite3.connect(data_dir / sqlite_store.FILENAME)) as db:
+        assert pragma(db, "user_version") == newer  # untouched
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []
 
 
 def test_a_file_of_the_first_schema_is_migrated_with_its_counts(data_dir: Path) -> None:

@@ -152,7 +152,7 @@ class ADWIN(Detector):
             self.levels.pop()
 
     def _largest_ratio(self) -> float:
-        if self.width < 2 * self.min_window:
+        if not self.width or self.width < 2 * self.min_window:
             return 0.0
         return self._best_cut()[0]
 

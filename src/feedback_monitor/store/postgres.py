@@ -25,7 +25,7 @@ from psycopg import errors
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from feedback_monitor.store.sql import Contended, Cursor, Database, SQLStore
+from feedback_monitor.store.sql import Contended, Cursor, Database, SQLStore, check_schema
 
 CONNECT_TIMEOUT = 2.0  # seconds a call waits for a connection before it fails (503)
 _MIGRATION_LOCK = 0x6664_6D6F_6E69  # pg_advisory_xact_lock key: "fdmoni"
@@ -220,6 +220,7 @@ class PostgresConnector:
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
             row = db.execute("SELECT max(version) FROM schema_version").fetchone()
             current = row[0] or 0
+            check_schema(current, len(MIGRATIONS))
             for migration in MIGRATIONS[current:]:
                 for statement in filter(str.strip, migration.split(";")):  # one at a time
                     db.execute(statement)

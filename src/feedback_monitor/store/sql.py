@@ -93,6 +93,19 @@ class Connector(Protocol):
     def close(self) -> None: ...
 
 
+class NewerSchema(RuntimeError):
+    """The database was written by a newer version of the service, whose data this one could
+    misread (a drift journal it does not replay, say): it is not opened."""
+
+
+def check_schema(current: int, known: int) -> None:
+    if current > known:
+        raise NewerSchema(
+            f"the database has schema version {current}, newer than this version's {known}:"
+            " run the newer version of feedback-monitor, which wrote it"
+        )
+
+
 class Contended(Exception):
     """A row changed under the transaction more often than it should: try it again."""
 

@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from feedback_monitor.store.sql import Database, SQLStore
+from feedback_monitor.store.sql import Database, SQLStore, check_schema
 
 FILENAME = "feedback.sqlite3"
 
@@ -199,6 +199,7 @@ class SQLiteConnector:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         (current,) = self.db.execute("PRAGMA user_version").fetchone()
+        check_schema(current, len(_MIGRATIONS))
         for number, statement in enumerate(_MIGRATIONS[current:], start=current + 1):
             # executescript commits first, so the script carries its own transaction.
             self.db.executescript(f"BEGIN; {statement}; PRAGMA user_version = {number}; COMMIT;")

@@ -121,6 +121,7 @@ class OwnWatches:
         nothing to replay)."""
         for series, live in sorted(self._live.items()):
             if live.unsaved:
+                self._fed.add(series)  # a flush rolled back leaves it to be rebuilt
                 self._save(db, series, live)
 
     def waiting(self, db: "Database") -> list[Series]:
