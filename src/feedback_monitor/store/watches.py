@@ -101,19 +101,19 @@ class OwnWatches:
             assert reads.state is not None
             assert reads.waiting is not None
             live = self._restore(series, reads.state.fetchone(), reads.waiting.fetchall())
-        if live is None and not counts.total:
-            return ()  # never fed
-        live = live or self._live.setdefault(series, _Live(SeriesWatch(), {}))
-        if counts.total:
-            self._fed.add(series)
-            for detector, statistic in live.watch.observe(counts):
-                db.execute(_EVENT, (*series, detector, now, statistic))
-                live.detections[detector] = live.detections.get(detector, 0) + 1
-            live.unsaved += 1
-            if live.unsaved < SAVE_EVERY:
-                db.execute(_NOTE, (*series, live.unsaved, *counts.fields))
-            else:
-                self._save(db, series, live)
+        if not counts.total:  # nothing to feed: a block of no outcomes would still move them
+            return () if live is None else _statuses(live.watch, live.detections)
+        if live is None:  # the series' first outcomes
+            live = self._live[series] = _Live(SeriesWatch(), {})
+        self._fed.add(series)  # before anything changes: a rollback forgets it all
+        for detector, statistic in live.watch.observe(counts):
+            db.execute(_EVENT, (*series, detector, now, statistic))
+            live.detections[detector] = live.detections.get(detector, 0) + 1
+        live.unsaved += 1
+        if live.unsaved < SAVE_EVERY:
+            db.execute(_NOTE, (*series, live.unsaved, *counts.fields))
+        else:
+            self._save(db, series, live)
         return _statuses(live.watch, live.detections)
 
     def flush(self, db: "Database") -> None:
