@@ -51,6 +51,7 @@ from feedback_monitor.store import (
     Totals,
     Window,
     buckets,
+    watches,
 )
 from feedback_monitor.store.buckets import Moment, Scores
 from feedback_monitor.store.watches import OwnWatches, Reads, SharedWatches, Watches
@@ -287,7 +288,7 @@ class SQLStore:
     def events(self, series: Series, limit: int) -> list[DriftEvent]:
         """The latest drifts found in the series, newest first."""
         with self._connector.reading() as db:
-            return self._watches.events(db, series, limit)
+            return watches.events(db, series, limit)
 
     def ping(self) -> None:
         """A real write: a full disk or a lost connection fails here, not in the next commit."""
@@ -375,27 +376,24 @@ class SQLStore:
 
     def _add(self, db: Database, changes: Mapping[Series, _Change], now: float) -> Totals:
         """Add the changes and feed the drift detectors; the touched series' states."""
-        shard = self._connector.shard
-        sent = [
-            (series, c, self._send(db, series, c, shard)) for series, c in sorted(changes.items())
-        ]
+        sent = [(series, c, self._send(db, series, c)) for series, c in sorted(changes.items())]
         return {series: self._settle(db, series, c, reads, now) for series, c, reads in sent}
 
-    def _send(self, db: Database, series: Series, c: _Change, shard: int) -> "_Reads":
-        """Add a series' changes to its rows of ``shard``, and send the reads of what it holds
-        then (their answers are not awaited here)."""
-        k = c.counts
+    def _send(self, db: Database, series: Series, c: _Change) -> "_Reads":
+        """Add a series' changes to its rows of the connector's shard, and send the reads of
+        what it holds then (their answers are not awaited here)."""
+        k, shard = c.counts, self._connector.shard
         db.execute(_ADD, (*series, shard, k.tp, k.tn, k.fp, k.fn, c.predicted, c.labelled,
                           c.expired, c.delay_sum))  # fmt: skip
         scores = buckets.add(db, series, shard, c.timed, c.scored)
         if c.delays:
             db.executemany(_ADD_DELAYS, [(*series, b, shard, n) for b, n in c.delays.items()])
         return _Reads(
+            k,
             db.execute(_SERIES_ROWS, series),
             db.execute(_DELAYS + f" WHERE {_SERIES_KEY} GROUP BY model, version, bucket", series),
             scores,
             self._watches.read(db, series),
-            shard,
         )
 
     def _settle(
@@ -404,24 +402,26 @@ class SQLStore:
         """What depends on the answers: score histograms merged, detectors fed; the state."""
         rows = reads.rows.fetchall()
         if c.scored:  # its own row is locked by the transaction's UPSERT
-            rows = [_add_lifetime_scores(db, row, c.scored) if row[2] == reads.shard else row
+            shard = self._connector.shard
+            rows = [_add_lifetime_scores(db, row, c.scored) if row[2] == shard else row
                     for row in rows]  # fmt: skip
         if reads.scores is not None:
             reads.scores.merge(db)
-        drift = self._watches.feed(db, series, reads.watch, c.counts, now)
+        drift = self._watches.feed(db, series, reads.watch, reads.counts, now)
         delays = _delays(reads.delays.fetchall()).get(series, _NO_DELAYS)
         return _state(rows, delays, drift)
 
 
 @dataclass
 class _Reads:
-    """The reads a series' changes sent, answered by the time they are fetched."""
+    """The reads a series' changes sent, answered by the time they are fetched; and the counts
+    the changes added (summed once)."""
 
+    counts: Counts
     rows: Cursor  # of its confusion rows, every shard's
     delays: Cursor
     scores: Scores | None
     watch: Reads
-    shard: int
 
 
 def _state(

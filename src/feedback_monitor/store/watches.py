@@ -52,12 +52,12 @@ _TRY_LOCK = "SELECT pg_try_advisory_xact_lock(?, ?)"
 _INBOX = f"SELECT id, tp, tn, fp, fn, at FROM drift_inbox WHERE {_KEY} ORDER BY id"
 _POST = "INSERT INTO drift_inbox (model, version, tp, tn, fp, fn, at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _TAKE = "DELETE FROM drift_inbox WHERE id = ANY(?)"  # PostgreSQL's, the only one with an inbox
-_JOURNAL = "SELECT tp, tn, fp, fn FROM drift_journal WHERE model = ? AND version = ? ORDER BY seq"
+_JOURNAL = f"SELECT tp, tn, fp, fn FROM drift_journal WHERE {_KEY} ORDER BY seq"
 _NOTE = (
     "INSERT INTO drift_journal (model, version, seq, tp, tn, fp, fn) VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _JOURNALS = "SELECT model, version, tp, tn, fp, fn FROM drift_journal ORDER BY model, version, seq"
-_CLEAR = "DELETE FROM drift_journal WHERE model = ? AND version = ?"
+_CLEAR = f"DELETE FROM drift_journal WHERE {_KEY}"
 SAVE_EVERY = 32  # commits of a series between two saves of its detectors' state (SQLite)
 
 
@@ -106,10 +106,8 @@ class OwnWatches:
         if live is None:  # the series' first outcomes
             live = self._live[series] = _Live(SeriesWatch(), {})
         self._fed.add(series)  # before anything changes: a rollback forgets it all
-        for detector, statistic in live.watch.observe(counts):
+        for detector, statistic in live.observe(counts):
             db.execute(_EVENT, (*series, detector, now, statistic))
-            live.detections[detector] = live.detections.get(detector, 0) + 1
-        live.unsaved += 1
         if live.unsaved < SAVE_EVERY:
             db.execute(_NOTE, (*series, live.unsaved, *counts.fields))
         else:
@@ -169,9 +167,7 @@ class OwnWatches:
         watch = SeriesWatch() if row is None else SeriesWatch.from_state(_decode(bytes(row[0])))
         live = _Live(watch, {} if row is None else _decode_detections(bytes(row[1])))
         for tp, tn, fp, fn in journal:
-            for detector, _ in watch.observe(Counts(int(tp), int(tn), int(fp), int(fn))):
-                live.detections[detector] = live.detections.get(detector, 0) + 1
-            live.unsaved += 1
+            live.observe(Counts(int(tp), int(tn), int(fp), int(fn)))
         self._live[series] = live
         return live
 
@@ -179,9 +175,6 @@ class OwnWatches:
         db.execute(_SAVE, (*series, _encode(live.watch.state()), _encode(live.detections)))
         db.execute(_CLEAR, series)
         live.unsaved = 0
-
-    def events(self, db: "Database", series: Series, limit: int) -> list[DriftEvent]:
-        return events(db, series, limit)
 
 
 class _Live:
@@ -193,6 +186,14 @@ class _Live:
         self.watch = watch
         self.detections = detections
         self.unsaved = 0
+
+    def observe(self, counts: Counts) -> list[tuple[str, float]]:
+        """Feed one commit's outcomes, counted as not saved yet; the drifts they caused."""
+        drifts = self.watch.observe(counts)
+        for detector, _ in drifts:
+            self.detections[detector] = self.detections.get(detector, 0) + 1
+        self.unsaved += 1
+        return drifts
 
 
 class SharedWatches:
@@ -289,9 +290,6 @@ class SharedWatches:
         watch = SeriesWatch.from_state(_decode(state))
         self._decoded[series] = (state, watch)
         return watch
-
-    def events(self, db: "Database", series: Series, limit: int) -> list[DriftEvent]:
-        return events(db, series, limit)
 
 
 Watches = OwnWatches | SharedWatches
