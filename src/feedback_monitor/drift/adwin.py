@@ -152,7 +152,7 @@ class ADWIN(Detector):
             self.levels.pop()
 
     def _largest_ratio(self) -> float:
-        if not self.width or self.width < 2 * self.min_window:
+        if self.width < 2 * self.min_window:
             return 0.0
         return self._best_cut()[0]
 
@@ -162,6 +162,8 @@ class ADWIN(Detector):
         plain loop, the constants of ``eps`` worked out once: a test runs every ``clock``
         samples over every bucket."""
         width, errors, min_window = self.width, self.errors, self.min_window
+        if not width:  # no boundary, and no log of an empty window's width
+            return 0.0, 0
         p = self.error_rate
         log_term = math.log(2.0 * math.log(width) / self.delta)
         best, at = -1.0, 0  # every ratio is >= 0: the first boundary takes it
