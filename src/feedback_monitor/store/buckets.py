@@ -54,10 +54,10 @@ def add(
     """Add outcomes to the buckets that hold them, at every resolution and in both views; with
     scores, what merging them takes (``Scores.merge``, once the reads are answered)."""
     rows: dict[tuple[int, int], list[int]] = {}
-    for (arrived, predicted), counts in timed.items():
-        for resolution in RESOLUTIONS:
-            _add_to(rows, (resolution, floor(arrived, resolution)), 0, counts)
-            _add_to(rows, (resolution, floor(predicted, resolution)), 4, counts)
+    for moment, counts in timed.items():
+        for arrival, prediction in _slots(moment):
+            _add_to(rows, arrival, 0, counts)
+            _add_to(rows, prediction, 4, counts)
     if rows:  # in one statement: a statement costs more than a row
         values = [v for slot, row in rows.items() for v in (*series, *slot, shard, *row)]
         db.execute(_add(len(rows)), values)
@@ -95,11 +95,18 @@ def _views(
     """The scored outcomes of each bucket (resolution, start), in the arrival view and in the
     prediction view."""
     views: dict[tuple[int, int], tuple[list[tuple[float, int]], list[tuple[float, int]]]] = {}
-    for (arrived, predicted), pairs in scored.items():
-        for resolution in RESOLUTIONS:
-            views.setdefault((resolution, floor(arrived, resolution)), ([], []))[0].extend(pairs)
-            views.setdefault((resolution, floor(predicted, resolution)), ([], []))[1].extend(pairs)
+    for moment, pairs in scored.items():
+        for arrival, prediction in _slots(moment):
+            views.setdefault(arrival, ([], []))[0].extend(pairs)
+            views.setdefault(prediction, ([], []))[1].extend(pairs)
     return views
+
+
+def _slots(moment: Moment) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """At every resolution, the buckets (resolution, start) of a moment's arrival and of its
+    prediction."""
+    arrived, predicted = moment
+    return [((r, floor(arrived, r)), (r, floor(predicted, r))) for r in RESOLUTIONS]
 
 
 def _add_to(
