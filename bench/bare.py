@@ -10,6 +10,7 @@ import uvicorn
 from starlette.types import Message, Receive, Scope, Send
 
 from feedback_monitor.cli import server_stack
+from feedback_monitor.settings import Settings
 
 _BODY = b'{"success":true,"metrics":{"accuracy":1.0,"precision":1.0,"recall":1.0,"f1_score":1.0}}'
 _START: Message = {
@@ -31,4 +32,5 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
 
 
 if __name__ == "__main__":
-    uvicorn.run(app, port=int(sys.argv[1]), log_level="warning", **server_stack(10.0))
+    header_timeout = Settings.model_fields["header_timeout"].default  # the service's default
+    uvicorn.run(app, port=int(sys.argv[1]), log_level="warning", **server_stack(header_timeout))
