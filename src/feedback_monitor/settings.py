@@ -141,8 +141,9 @@ class Settings(BaseSettings):
     )
     protect_reads: bool = Field(
         default=False,
-        description="Reads (/metrics, /api/v1/..., the dashboard) need a token with the read "
-        "scope too; /health, /ready and /openapi.json never do.",
+        description="Reads (/metrics and /api/v1/..., which the dashboard reads) need a token "
+        "with the read scope too; /health, /ready, /openapi.json and the dashboard's page never "
+        "do.",
     )
     rate_limit: float | None = Field(
         default=None,
