@@ -169,3 +169,7 @@ def report(figures: dict[str, Figures], transaction: float) -> None:
           f"{needed * 1e6:.0f} us, where {cores} cores allow {budget * 1e6:.0f} us\n  a request "
           f"at the SQLite node's rate: the goal is {reach} at that batch size, before any of "
           f"the store's own work")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
