@@ -125,6 +125,8 @@ BAD_ITEMS: list[tuple[object, str, str]] = [
     ({"prediction": 1, "actual": 1, "score": 1.5}, "invalid_score", "Invalid score"),
     ({"prediction": 1, "actual": 1, "timestamp": "2024-01-01T00:00:00"}, "invalid_timestamp",
      "Invalid timestamp"),
+    ({"prediction": 1, "actual": 1, "timestamp": "1969-12-31T23:59:59Z"}, "invalid_timestamp",
+     "Invalid timestamp: before 1970"),
     (1, "not_an_object", "Item must be a JSON object"),
     (None, "not_an_object", "Item must be a JSON object"),
     ([{"prediction": 1, "actual": 1}], "not_an_object", "Item must be a JSON object"),

@@ -53,6 +53,7 @@ VALID_OPTIONAL = [
     ("timestamp", "2024-06-30T23:59:59.25-07:30", rfc3339("2024-06-30T23:59:59.25-07:30")),
     ("timestamp", 1704067200, 1704067200.0), ("timestamp", 1704067200.5, 1704067200.5),
     ("timestamp", 0, 0.0), ("timestamp", None, None),
+    ("timestamp", "1970-01-01T01:00:00+01:00", 0.0),
 ]  # fmt: skip
 
 
@@ -81,6 +82,8 @@ INVALID_OPTIONAL = [
     ("timestamp", "2024-01-01T00:00:00"), ("timestamp", "2024-01-01"), ("timestamp", ""),
     ("timestamp", "yesterday"), ("timestamp", "1704067200"), ("timestamp", "2024-13-01T00:00:00Z"),
     ("timestamp", -1), ("timestamp", True), ("timestamp", [1]), ("timestamp", {}),
+    ("timestamp", "1969-12-31T23:59:59Z"), ("timestamp", "1970-01-01T00:59:59+01:00"),
+    ("timestamp", "0001-01-01T00:00:00+01:00"),
 ]  # fmt: skip
 
 

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from feedback_monitor.windows import (
     DAY,
     HOUR,
+    LATEST,
     MINUTE,
     RESOLUTIONS,
     Retention,
@@ -111,6 +112,13 @@ def test_parse_duration(text: str, seconds: float) -> None:
 def test_parse_duration_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+def test_parse_duration_refuses_more_than_the_calendar_holds() -> None:
+    assert parse_duration(f"{LATEST}s") == LATEST  # up to 9999-12-31T23:59:59Z
+    for text in (f"{LATEST + 1}s", "100000000000000000w", "9" * 4000 + "d"):
+        with pytest.raises(ValueError, match="too long a duration"):
+            parse_duration(text)
 
 
 @pytest.mark.parametrize(

@@ -176,7 +176,12 @@ class Service:
 
     async def metrics(self, request: Request) -> Response:
         # prometheus_client's own negotiation: OpenMetrics when the Accept header asks for it.
-        encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        # It raises on a version it cannot compare ("version=abc"): such a header gets the
+        # text format, as an Accept header naming nothing known does.
+        try:
+            encoder, content_type = choose_encoder(request.headers.get("accept", ""))
+        except (TypeError, ValueError):
+            encoder, content_type = choose_encoder("")
         openmetrics = content_type.startswith("application/openmetrics-text")
         service = encoder(self.registry).decode().removesuffix("# EOF\n")
         feedback = self.exposition.render(openmetrics)

@@ -29,7 +29,7 @@ from feedback_monitor.schemas import (
 from feedback_monitor.scores import ScoreHistogram
 from feedback_monitor.series import Series, SeriesState
 from feedback_monitor.store import DriftEvent, Point, Window
-from feedback_monitor.windows import Retention, Span, TimeView, parse_duration, spans
+from feedback_monitor.windows import LATEST, Retention, Span, TimeView, parse_duration, spans
 
 DEFAULT_WINDOW = "1h"
 DEFAULT_POINTS = 60  # points a series gets when no step is asked for
@@ -91,8 +91,8 @@ def _moment(params: Mapping[str, str], name: str, default: float) -> float:
         seconds = float(text)
     except ValueError:
         seconds = _rfc3339(name, text)
-    if not math.isfinite(seconds) or seconds < 0:
-        raise BadParameter(name, "Unix seconds must be a finite number, 0 or more")
+    if not math.isfinite(seconds) or not 0 <= seconds <= LATEST:
+        raise BadParameter(name, f"Unix seconds must be a number from 0 to {LATEST} (year 9999)")
     return seconds
 
 
@@ -117,7 +117,8 @@ def _range(params: Mapping[str, str], now: float, default: str) -> tuple[float, 
     if "window" in params and ("start" in params or "end" in params):
         raise BadParameter("window", "give either window or start and end, not both")
     end = _moment(params, "end", now)
-    start = _moment(params, "start", end - _duration(params, "window", default))
+    # A window reaching back past 1970 holds all there is: it starts there.
+    start = _moment(params, "start", max(0.0, end - _duration(params, "window", default)))
     if end <= start:
         raise BadParameter("end", "must be after start")
     return start, end
@@ -154,9 +155,11 @@ def _step(params: Mapping[str, str], span: Span) -> int:
         return max(resolution, math.ceil(wanted / resolution) * resolution)
     text = params["step"]
     step = int(text) if text.isascii() and text.isdigit() else _duration(params, "step", "")
-    if step <= 0 or step % resolution:
+    if step <= 0 or step > LATEST or step % resolution:
         raise BadParameter(
-            "step", f"must be a multiple of {resolution} s, the finest buckets kept at start"
+            "step",
+            f"must be a multiple of {resolution} s, the finest buckets kept at start, and at most"
+            f" {LATEST} s",
         )
     return int(step)
 

@@ -149,6 +149,7 @@ class _Presence(msgspec.Struct, gc=False):
     prediction: msgspec.Raw = msgspec.Raw()
     actual: msgspec.Raw = msgspec.Raw()
     id: msgspec.Raw = msgspec.Raw()
+    timestamp: msgspec.Raw = msgspec.Raw()
 
     def has(self, field: str) -> bool:
         return bytes(getattr(self, field)) not in (b"", b"null")
@@ -162,6 +163,14 @@ class _Presence(msgspec.Struct, gc=False):
     def bad_value(self, fields: tuple[str, ...]) -> bool:
         """Whether one of these 0/1 fields holds anything but the JSON integer 0 or 1."""
         return any(self.has(f) and bytes(getattr(self, f)) not in _BINARY_TEXTS for f in fields)
+
+    def early_timestamp(self) -> bool:
+        """Whether the timestamp is an RFC 3339 time before 1970 (see ``_seconds``)."""
+        try:
+            moment: datetime = _decode_moment(self.timestamp)
+        except msgspec.DecodeError:  # absent, a number, or no valid time: not this error
+            return False
+        return moment.timestamp() < 0
 
 
 class _Kind(NamedTuple):
@@ -187,6 +196,7 @@ _decode_prediction = msgspec.json.Decoder(_PredictionBody).decode
 _decode_prediction_batch = msgspec.json.Decoder(_PredictionBatch).decode
 _decode_presence = msgspec.json.Decoder(_Presence).decode
 _decode_presence_batch = msgspec.json.Decoder(_PresenceBatch).decode
+_decode_moment = msgspec.json.Decoder(Annotated[datetime, msgspec.Meta(tz=True)]).decode
 
 
 def parse_feedback(body: bytes) -> Feedback:
@@ -288,7 +298,18 @@ def _prediction(b: _PredictionBody) -> Prediction:
 
 
 def _seconds(timestamp: datetime | float | None) -> float | None:
-    return timestamp.timestamp() if isinstance(timestamp, datetime) else timestamp
+    if not isinstance(timestamp, datetime):
+        return timestamp  # a number: msgspec checked it is 0 or more
+    seconds = timestamp.timestamp()
+    if seconds < 0:  # what msgspec's ``ge`` does for a number, for a time
+        raise _early_timestamp()
+    return seconds
+
+
+def _early_timestamp(index: int | None = None) -> InvalidRecord:
+    return InvalidRecord(
+        "Invalid timestamp: before 1970-01-01T00:00:00Z", "invalid_timestamp", index
+    )
 
 
 def _at(index: int, build: Callable[[B], T], item: B) -> T:
@@ -325,7 +346,8 @@ def _decode(body: bytes, decode: Callable[[bytes], T], kind: _Kind, batch: bool)
 def _first_error(body: bytes, invalid: InvalidRecord, kind: _Kind, batch: bool) -> InvalidRecord:
     """The error to report: the first item at fault, and in it the seed's order: missing
     fields, then bad 0/1 values, then any other field. msgspec stops at the first bad value it
-    meets, so a second, lenient read (which also finds a syntax error further on) decides."""
+    meets, so a second, lenient read (which also finds a syntax error further on) decides; a
+    time before 1970, which msgspec lets through, is found there too."""
     presences = _presences(body, batch)
     if presences is None:  # not an object (or not a list of them): the first error stands
         return invalid
@@ -336,6 +358,8 @@ def _first_error(body: bytes, invalid: InvalidRecord, kind: _Kind, batch: bool) 
             return InvalidRecord(MISSING_FIELDS, "missing_fields", at)
         if presence.bad_value(kind.binary):
             return InvalidRecord(BAD_VALUES, "invalid_value", at)
+        if index < last and presence.early_timestamp():  # (msgspec's own item: its error)
+            return _early_timestamp(at)
     return invalid
 
 

@@ -237,7 +237,7 @@ _Version = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.:-]{0,64}$")]
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _Score = Annotated[float, msgspec.Meta(ge=0, le=1)]
 _Timestamp = (
-    Annotated[str, msgspec.Meta(description="RFC 3339, with a time zone")]
+    Annotated[str, msgspec.Meta(description="RFC 3339, with a time zone; not before 1970")]
     | Annotated[float, msgspec.Meta(ge=0, description="Unix seconds")]
 )
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 MINUTE, HOUR, DAY = 60, 3600, 86400
+LATEST = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second RFC 3339 can write
 RESOLUTIONS = (MINUTE, HOUR, DAY)
 _NAMES = {"minute": MINUTE, "hour": HOUR, "day": DAY}
 _UNITS = {"s": 1, "m": MINUTE, "h": HOUR, "d": DAY, "w": 7 * DAY}
@@ -57,7 +58,10 @@ def parse_duration(text: str) -> float:
     match = _DURATION.fullmatch(text.strip())
     if match is None or int(match[1]) == 0:
         raise ValueError(f"not a duration: {text!r} (use a positive number and s, m, h, d or w)")
-    return float(int(match[1]) * _UNITS[match[2]])
+    seconds = int(match[1]) * _UNITS[match[2]]
+    if seconds > LATEST:  # longer than the calendar: no time, bucket or row could hold it
+        raise ValueError(f"too long a duration: {text!r} (at most {LATEST} s)")
+    return float(seconds)
 
 
 @dataclass(frozen=True)

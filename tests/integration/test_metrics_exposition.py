@@ -106,6 +106,21 @@ def test_openmetrics_when_the_accept_header_asks(client: httpx.Client) -> None:
     assert 'true_positives_total{model="default",version=""} 5.0\n' in response.text
 
 
+@pytest.mark.parametrize(
+    "accept", ["application/openmetrics-text; version=abc", "text/plain; version=1.x"]
+)
+def test_an_accept_header_with_a_malformed_version_gets_the_text_format(
+    client: httpx.Client, accept: str
+) -> None:
+    """prometheus_client's negotiation raises on such a version; a scrape still gets an answer."""
+    send_mix(client)
+    response = client.get("/metrics", headers={"accept": accept})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert 'true_positives_total{model="default",version=""} ' in response.text
+    assert not response.text.endswith("# EOF\n")
+
+
 def test_four_gauges_absent_before_the_first_feedback(text: str) -> None:
     present = {name for name, _ in parse_samples(text)}
     assert present.isdisjoint(GAUGES)

@@ -45,6 +45,13 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
     (POINTS, "fraud", {**KNOWN, "step": "²"}, "step"),  # str.isdigit() takes it, int() does not
     (POINTS, "fraud", {**KNOWN, "start": "0", "step": "60"}, "step"),  # days only, that far back
     (POINTS, "fraud", {**KNOWN, "start": "0", "step": "1d"}, "step"),  # 11,000 points or more
+    # Past what a time can be (year 9999), and what the store's 64-bit integers hold.
+    (WINDOW, "fraud", {**KNOWN, "start": "1e19", "end": "2e19"}, "end"),
+    (WINDOW, "fraud", {**KNOWN, "start": "1e19"}, "start"),
+    (WINDOW, "fraud", {**KNOWN, "end": "1e308"}, "end"),
+    (WINDOW, "fraud", {**KNOWN, "window": "100000000000000000w"}, "window"),
+    (POINTS, "fraud", {**KNOWN, "step": "600000000000000000000000"}, "step"),
+    (POINTS, "fraud", {**KNOWN, "step": "99999999999999w"}, "step"),
 ]
 UNKNOWN = [
     (WINDOW, "nobody", {}),
@@ -89,6 +96,12 @@ def test_an_unknown_series_is_a_404(
     client: httpx.Client, path: str, model: str, params: dict[str, str]
 ) -> None:
     assert read(client, path, model, params, status=404) == {"error": "Unknown model or version"}
+
+
+def test_a_window_reaching_back_past_1970_starts_there(client: httpx.Client) -> None:
+    answer = read(client, WINDOW, "fraud", {**KNOWN, "window": "100000w"})  # about 1,900 years
+    assert answer["start"] == 0
+    assert answer["counts"] == {"tp": 2, "tn": 0, "fp": 1, "fn": 0}
 
 
 @pytest.mark.parametrize("path", [WINDOW, POINTS])
