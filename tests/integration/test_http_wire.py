@@ -1,6 +1,7 @@
 """Responses on the wire, byte by byte, from a real server: whatever path writes them, every
 response arrives whole, and a client waiting for 100 Continue gets it before it sends a body."""
 
+import json
 import socket
 
 import pytest
@@ -41,6 +42,29 @@ def test_a_request_the_parser_refuses_is_answered_before_the_close(
 ) -> None:
     received = exchange(service, b"NOT HTTP AT ALL\r\n\r\n", b"never in a response")
     assert received.startswith(b"HTTP/1.1 400 ")
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert b"\r\ncontent-type: application/json\r\n" in head
+    assert b"\r\ncontent-length: %d\r\n" % len(body) in head
+    assert json.loads(body) == {"error": "Invalid HTTP request received."}
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+        b"POST /feedback HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+    ],
+    ids=["two Content-Lengths", "Content-Length and chunked", "a 70 kB URL"],
+)
+def test_requests_smuggling_or_too_long_get_a_json_400(
+    service: ServiceProcess, request_bytes: bytes
+) -> None:
+    received = exchange(service, request_bytes, b"never in a response")
+    head, _, body = received.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert "error" in json.loads(body)
 
 
 def test_100_continue_comes_before_the_body_is_sent(service: ServiceProcess) -> None:
