@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -131,6 +132,39 @@ def test_what_is_unsent_at_the_close_timeout_is_reported() -> None:
     assert monitor.stats.retries > 0
     with pytest.raises(RuntimeError, match="closed"):
         monitor.enqueue(records[0])
+
+
+def test_every_record_enqueued_while_the_client_closes_is_sent_or_refused() -> None:
+    """Threads enqueue while another closes: an id returned is an id sent (or reported);
+    a record refused raises, and nothing is left in the queue."""
+    script = Script()
+    monitor = script.client(batch_size=7, flush_interval=0.001)
+    returned: list[str] = []
+    refused = threading.Event()
+    stop = threading.Event()
+
+    def enqueue() -> None:
+        while not stop.is_set():
+            try:
+                returned.append(monitor.enqueue(Feedback(1, 1)))
+            except RuntimeError:
+                refused.set()
+                return
+
+    threads = [threading.Thread(target=enqueue) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 10.0
+    while len(returned) < 500 and time.monotonic() < deadline:  # well under way
+        threading.Event().wait(0.001)
+    monitor.close()
+    assert refused.wait(10.0)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    sent = {item for batch in script.batches() for item in batch}
+    assert set(returned) <= sent | {str(f.record.id) for f in monitor.failures}
+    assert monitor.failures == []
 
 
 def test_a_full_queue_waits_then_refuses() -> None:

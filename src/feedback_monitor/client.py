@@ -609,12 +609,15 @@ class FeedbackClient(_Client):
 
     def enqueue(self, record: Record) -> str:
         """Queue a record for the background worker; its id (generated if it had none)."""
-        item = self._queued(record)
-        self._start()
-        try:
-            self._queue.put(item, timeout=self._enqueue_timeout)
-        except queue.Full:
-            raise QueueFull(f"no room in the queue within {self._enqueue_timeout} s") from None
+        # Under the lock that close() takes: a record accepted here is queued before close()
+        # queues its end, so the worker sends it or reports it, never leaves it behind.
+        with self._lock:
+            item = self._queued(record)
+            self._start()
+            try:
+                self._queue.put(item, timeout=self._enqueue_timeout)
+            except queue.Full:
+                raise QueueFull(f"no room in the queue within {self._enqueue_timeout} s") from None
         return str(item.record.id)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -645,13 +648,13 @@ class FeedbackClient(_Client):
         self._http.close()
 
     def _start(self) -> None:
-        with self._lock:
-            if self._worker is None and not self.closed:
-                self._worker = threading.Thread(
-                    target=self._work, name="feedback-monitor-client", daemon=True
-                )
-                self._worker.start()
-                atexit.register(self.close)
+        """Start the worker if it is not running (under ``_lock``)."""
+        if self._worker is None:
+            self._worker = threading.Thread(
+                target=self._work, name="feedback-monitor-client", daemon=True
+            )
+            self._worker.start()
+            atexit.register(self.close)
 
     def _work(self) -> None:
         while True:
