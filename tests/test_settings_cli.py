@@ -155,6 +155,12 @@ def test_flags_override_the_environment_field_by_field(
         (["--prediction-ttl", "soon"], "prediction_ttl"),
         (["--max-batch-items", "0"], "max_batch_items"),
         (["--max-batch-body-bytes", "100"], "max_batch_body_bytes"),
+        (["--prediction-ttl", "PT0.5S"], "prediction_ttl"),  # the sweep would spin
+        (["--body-timeout", "inf"], "body_timeout"),
+        (["--header-timeout", "nan"], "header_timeout"),
+        (["--rate-limit", "1e-320"], "rate_limit"),
+        (["--costs", '{"*": {"tp": NaN}}'], "costs"),
+        (["--costs", '{"fraud": {"fp": Infinity}}'], "costs"),
     ],
 )
 def test_an_invalid_flag_exits_2_with_one_line(
@@ -167,6 +173,47 @@ def test_an_invalid_flag_exits_2_with_one_line(
     out, err = capsys.readouterr()
     assert out == ""
     assert_one_line_naming(err, setting)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "setting"),
+    [
+        ("COSTS", "{", "costs"),
+        ("COSTS", "", "costs"),
+        ("COSTS", "null", "costs"),
+        ("COSTS", '{"*": {"tp": NaN}}', "costs"),
+        ("BODY_TIMEOUT", "inf", "body_timeout"),
+        ("RATE_LIMIT", "1e-320", "rate_limit"),
+    ],
+)
+def test_an_invalid_environment_value_exits_2_with_one_line(
+    variable: str,
+    value: str,
+    setting: str,
+    served: list[Settings],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(PREFIX + variable, value)
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve"])
+    assert exited.value.code == 2
+    assert served == []
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert_one_line_naming(err, setting)
+
+
+def test_a_rule_across_settings_names_no_variable(
+    served: list[Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", "--protect-reads"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "protect_reads needs api_token or token_file" in err
+    assert "FEEDBACK_MONITOR_SETTINGS" not in err
 
 
 @pytest.mark.parametrize("where", ["flag", "environment"])

@@ -8,6 +8,7 @@ from typing import Any, NoReturn
 
 import pydantic
 import uvicorn
+from pydantic_settings import SettingsError
 
 from feedback_monitor import __version__, logs, replay, report
 from feedback_monitor.app import create_app
@@ -43,9 +44,13 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except pydantic.ValidationError as error:
         first = error.errors()[0]
-        name = ".".join(str(part) for part in first["loc"]) or "settings"
-        _fail(f"invalid setting {name} ({PROG.upper().replace('-', '_')}_{name.upper()}): "
-              f"{first['msg']}")  # fmt: skip
+        if not first["loc"]:  # a rule across settings
+            _fail(f"invalid settings: {first['msg']}")
+        name = ".".join(str(part) for part in first["loc"])
+        variable = f"{PROG.upper().replace('-', '_')}_{str(first['loc'][0]).upper()}"
+        _fail(f"invalid setting {name} ({variable}): {first['msg']}")
+    except SettingsError as error:  # an environment value pydantic-settings could not read
+        _fail(f"invalid settings: {error}")
 
 
 def server_stack(header_timeout: float) -> dict[str, Any]:

@@ -60,7 +60,7 @@ def _json_text(value: object) -> object:
     return json.loads(value) if isinstance(value, str) else value
 
 
-class CostMatrix(BaseModel, extra="forbid"):
+class CostMatrix(BaseModel, extra="forbid", allow_inf_nan=False):
     """The value of each outcome (a cost is negative), as in NannyML's business value."""
 
     tp: float = 0.0
@@ -106,9 +106,9 @@ class Settings(BaseSettings):
     )
     prediction_ttl: Annotated[timedelta, BeforeValidator(_seconds_text)] = Field(
         default=timedelta(days=30),
-        gt=timedelta(0),
+        ge=timedelta(seconds=1),  # the expiry sweep runs every tenth of it
         description="How long a prediction waits for its label, and an id is remembered "
-        "(seconds or ISO 8601, such as P30D).",
+        "(seconds or ISO 8601, such as P30D; at least 1 s).",
     )
     max_batch_items: int = Field(
         default=10_000, ge=1, description="Most items in one batch request (413 above)."
@@ -123,7 +123,9 @@ class Settings(BaseSettings):
         description="How long time buckets are kept per resolution, such as "
         "minute=48h,hour=90d,day=forever (the defaults).",
     )
-    costs: Annotated[dict[str, CostMatrix], BeforeValidator(_json_text)] = Field(
+    # NoDecode: the environment's text goes through _json_text too, so bad JSON there is an
+    # invalid setting like bad JSON in the flag, not pydantic-settings' own error.
+    costs: Annotated[dict[str, CostMatrix], NoDecode, BeforeValidator(_json_text)] = Field(
         default_factory=dict,
         description='JSON: the value of each outcome for a window\'s "value", for every series '
         '("*"), a model ("fraud") or one version ("fraud:v2"), such as '
@@ -147,19 +149,22 @@ class Settings(BaseSettings):
     )
     rate_limit: float | None = Field(
         default=None,
-        gt=0,
+        ge=0.001,
+        allow_inf_nan=False,
         description="Requests a second allowed per client (per token when authenticated, else "
         "per address), in bursts of one second's worth; 429 beyond. Off by default.",
     )
     header_timeout: float = Field(
         default=10.0,
         gt=0,
+        allow_inf_nan=False,
         description="Seconds a client has to send a request's headers; the connection is closed "
         "after them.",
     )
     body_timeout: float = Field(
         default=30.0,
         gt=0,
+        allow_inf_nan=False,
         description="Seconds a request body may pause between two chunks (408 after them).",
     )
 
