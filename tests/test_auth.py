@@ -104,10 +104,20 @@ def test_reads_cannot_be_protected_without_tokens() -> None:
         Settings(protect_reads=True)
 
 
-def test_a_token_that_cannot_be_sent_is_refused_without_being_shown() -> None:
+@pytest.mark.parametrize("token", ["two words", "s3cr3t\n", "s3cr3t\r\n", "\ns3cr3t", ""])
+def test_a_token_that_cannot_be_sent_is_refused_without_being_shown(token: str) -> None:
     with pytest.raises(ValueError, match="a token is letters") as caught:
-        Settings(api_token=SecretStr("two words"))
-    assert "two words" not in str(caught.value)
+        Settings(api_token=SecretStr(token))
+    assert (token.strip() or "value=''") not in str(caught.value)
+
+
+def test_the_api_token_may_not_also_be_in_the_token_file(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(TOKEN_FILE)
+    with pytest.raises(ValueError, match="api_token is also in token_file") as caught:
+        Settings(api_token=SecretStr(READER), token_file=path)
+    assert READER not in str(caught.value)
+    assert Settings(api_token=SecretStr("another-token"), token_file=path).api_token is not None
 
 
 def answers(tmp_path: Path, *requests: httpx.Request, **settings: Any) -> list[httpx.Response]:

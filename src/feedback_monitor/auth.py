@@ -44,7 +44,7 @@ def digest(token: bytes) -> bytes:
 
 def check_token(token: str) -> str:
     """``token`` if it can be sent in a ``Bearer`` header, else ``ValueError`` (not naming it)."""
-    if not _TOKEN.match(token):
+    if not _TOKEN.fullmatch(token):  # (match would let a final newline through "$")
         raise ValueError("a token is letters, digits and -._~+/ then any =")
     return token
 

@@ -174,6 +174,15 @@ class Settings(BaseSettings):
             raise ValueError("protect_reads needs api_token or token_file")
         return self
 
+    @model_validator(mode="after")
+    def _each_token_once(self) -> Self:
+        # api_token has every scope; the file's line for the same token would take some away.
+        if self.api_token is not None and self.token_file is not None:
+            token = self.api_token.get_secret_value()
+            if any(listed == token for listed, _ in read_token_file(self.token_file)):
+                raise ValueError("api_token is also in token_file: a token is listed twice")
+        return self
+
     def costs_of(self, model: str, version: str) -> Costs | None:
         """The most specific cost matrix configured for a series, if any."""
         for key in (f"{model}:{version}", model, "*"):
