@@ -12,6 +12,7 @@ import pytest
 from feedback_monitor import cli
 from feedback_monitor.confusion import Costs
 from feedback_monitor.settings import CostMatrix, LogFormat, LogLevel, Settings
+from feedback_monitor.store.sqlite import FILENAME as SQLITE_FILENAME
 from feedback_monitor.windows import Retention
 
 PREFIX = "FEEDBACK_MONITOR_"
@@ -202,6 +203,37 @@ def test_an_invalid_environment_value_exits_2_with_one_line(
     out, err = capsys.readouterr()
     assert out == ""
     assert_one_line_naming(err, setting)
+
+
+@pytest.mark.parametrize(
+    ("flags", "setting"),
+    [
+        (["--store", "postgresql://user:pa55word@127.0.0.1:1/db"], "store"),  # nobody listens
+        (["--store", "postgresql://user:pa55word@[::1/db"], "store"),  # not a URL
+        (["--data-dir", "/proc/no/such/dir"], "data_dir"),
+    ],
+)
+def test_a_store_that_cannot_be_opened_exits_2_with_one_line(
+    flags: list[str], setting: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", "--data-dir", str(tmp_path), *flags])
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert_one_line_naming(err, setting)
+    assert "cannot open the store" in err
+    assert "pa55word" not in err
+
+
+def test_a_data_dir_whose_database_is_a_directory_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / SQLITE_FILENAME).mkdir()
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", "--data-dir", str(tmp_path)])
+    assert exited.value.code == 2
+    assert_one_line_naming(capsys.readouterr().err, "data_dir")
 
 
 def test_a_rule_across_settings_names_no_variable(

@@ -2,10 +2,12 @@
 
 import argparse
 import signal
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+import psycopg
 import pydantic
 import uvicorn
 from pydantic_settings import SettingsError
@@ -14,6 +16,8 @@ from feedback_monitor import __version__, logs, replay, report
 from feedback_monitor.app import create_app
 from feedback_monitor.protocol import with_header_timeout
 from feedback_monitor.settings import Settings
+from feedback_monitor.store.sql import NewerSchema
+from feedback_monitor.store.sqlite import SQLiteStore
 
 PROG = "feedback-monitor"
 
@@ -47,8 +51,7 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
         if not first["loc"]:  # a rule across settings
             _fail(f"invalid settings: {first['msg']}")
         name = ".".join(str(part) for part in first["loc"])
-        variable = f"{PROG.upper().replace('-', '_')}_{str(first['loc'][0]).upper()}"
-        _fail(f"invalid setting {name} ({variable}): {first['msg']}")
+        _fail(f"invalid setting {name} ({_variable(str(first['loc'][0]))}): {first['msg']}")
     except SettingsError as error:  # an environment value pydantic-settings could not read
         _fail(f"invalid settings: {error}")
 
@@ -64,12 +67,33 @@ def server_stack(header_timeout: float) -> dict[str, Any]:
     }
 
 
+CONNECT_TIMEOUT = 2  # seconds, as the store's own connections wait
+
+
+def _variable(name: str) -> str:
+    return f"{PROG.upper().replace('-', '_')}_{name.upper()}"
+
+
+def check_store(settings: Settings) -> None:
+    """Open the store once before serving, so that a data dir or a database that cannot be
+    opened is one line and exit 2, not a failed start with the store process's tracebacks."""
+    name = "store" if settings.store else "data_dir"
+    try:
+        if settings.store:
+            psycopg.connect(settings.store, connect_timeout=CONNECT_TIMEOUT).close()
+        else:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            SQLiteStore(settings.data_dir).close()
+    except (OSError, sqlite3.Error, psycopg.Error, NewerSchema) as error:
+        reason = (str(error).strip() or type(error).__name__).splitlines()[0]
+        if settings.store:  # it may hold a password
+            reason = reason.replace(settings.store, "the store's URL")
+        _fail(f"invalid setting {name} ({_variable(name)}): cannot open the store: {reason}")
+
+
 def serve(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format)
-    try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        _fail(f"invalid setting data_dir ({PROG.upper().replace('-', '_')}_DATA_DIR): {error}")
+    check_store(settings)
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
