@@ -167,6 +167,25 @@ def test_every_record_enqueued_while_the_client_closes_is_sent_or_refused() -> N
     assert monitor.failures == []
 
 
+@pytest.mark.parametrize("field", ["score", "timestamp"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_number_json_cannot_carry_never_leaves_the_client(field: str, value: float) -> None:
+    """msgspec would send it as null: the score or time would be dropped without a word."""
+    script = Script()
+    monitor = script.client()
+    with pytest.raises(InvalidRecord, match=f"Invalid {field}: not a finite number"):
+        monitor.send_feedback(prediction=1, actual=1, **{field: value})  # type: ignore[arg-type]
+    with pytest.raises(InvalidRecord, match=f"Invalid {field}"):
+        monitor.enqueue(Feedback(1, 1, **{field: value}))  # type: ignore[arg-type]
+    monitor.close()
+    assert script.bodies == []
+
+
+def test_a_queue_of_no_room_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_queue"):
+        Script().client(max_queue=0)
+
+
 def test_a_full_queue_waits_then_refuses() -> None:
     sending, release = threading.Event(), threading.Event()
 

@@ -96,6 +96,24 @@ def test_json_lines_rows(tmp_path: Path) -> None:
     assert last == Row(6, Feedback(None, 1, "default", "", "p-1", None, 1704063600.0))
 
 
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_json_lines_refuse_nan_and_infinity(tmp_path: Path, constant: str) -> None:
+    """Python's json reads them; sent on, they would become null (a score or time dropped)."""
+    path = write(tmp_path, "h.jsonl", f'{{"prediction": 1, "actual": 0, "score": {constant}}}\n')
+    (row,) = read(path)
+    assert row == BadRow(1, f"not JSON: {constant} is not JSON")
+
+
+@pytest.mark.parametrize("name", ["h.csv", "h.jsonl"])
+def test_a_byte_order_mark_is_not_part_of_the_first_column(tmp_path: Path, name: str) -> None:
+    text = "prediction,actual\n1,0\n" if name.endswith("csv") else '{"prediction":1,"actual":0}\n'
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())  # as Excel writes UTF-8
+    (row,) = read(path)
+    assert isinstance(row, Row)
+    assert (row.feedback.prediction, row.feedback.actual) == (1, 0)
+
+
 def test_the_format_comes_from_the_extension_or_the_flag(tmp_path: Path) -> None:
     assert replay.detect_format(Path("a.CSV"), None) == "csv"
     assert replay.detect_format(Path("a.ndjson"), None) == "jsonl"

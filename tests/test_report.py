@@ -262,6 +262,7 @@ def test_the_default_period_is_thirty_whole_days_to_now() -> None:
         ("yesterday", None, "--since: not an RFC 3339 date or date-time: 'yesterday'"),
         (None, "2024-05-01T12:00:00", "--until: '2024-05-01T12:00:00' needs its time zone"),
         ("2024-05-02", "2024-05-01", "--until (2024-05-02T00:00:00+00:00) must be after"),
+        (None, "9999-12-31", "--until: not a date: '9999-12-31'"),  # its end is past date.max
     ],
 )
 def test_a_bad_period_is_one_clear_line(since: str | None, until: str | None, message: str) -> None:

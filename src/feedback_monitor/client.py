@@ -241,6 +241,10 @@ def _encode(record: Record) -> bytes:
 
 def _item(record: Record) -> _Item:
     """The record with an id (a new uuid4 if it has none), checked as the server checks it."""
+    for field in ("score", "timestamp"):  # JSON has no NaN: msgspec would send null
+        value = getattr(record, field)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InvalidRecord(f"Invalid {field}: not a finite number", f"invalid_{field}")
     if record.id is None and record.prediction is not None:
         record = record._replace(id=uuid.uuid4().hex)
     body = _encode(record)
@@ -513,6 +517,8 @@ class _Client:
         self.batch = _Batch(batch_size, flush_interval)
         self.delivery = _Delivery(self.retry, options.get("on_error"))
         self.max_queue = options.get("max_queue", 10_000)
+        if self.max_queue < 1:  # a queue of size 0 would be unbounded
+            raise ValueError("max_queue must be 1 or more")
         self.close_timeout = options.get("close_timeout", 10.0)
         self.closed = False
         self.http_options: dict[str, Any] = {

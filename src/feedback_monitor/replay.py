@@ -152,12 +152,22 @@ def _csv_row(line: int, header: list[str], cells: list[str], where: Mapping) -> 
     return check(line, body(dict(zip(header, cells, strict=True)), where, line, csv_cells=True))
 
 
+ALL_DUPLICATES = (
+    "replay: every row sent was counted before, under its id; the ids do not depend on --model"
+    " or --version (give another --id-prefix to count the rows again)\n"
+)
+
+
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")  # Python's json reads NaN and Infinity
+
+
 def jsonl_rows(lines: IO[str], where: Mapping) -> Iterator[Row | BadRow]:
     for line, text in enumerate(lines, start=1):
         if not text.strip():
             continue
         try:
-            raw = json.loads(text)
+            raw = json.loads(text, parse_constant=_no_constant)
         except ValueError as error:
             yield BadRow(line, f"not JSON: {error}")
             continue
@@ -170,7 +180,7 @@ def jsonl_rows(lines: IO[str], where: Mapping) -> Iterator[Row | BadRow]:
 def rows(path: Path, file_format: str, where: Mapping) -> Iterator[Row | BadRow]:
     """Every row of the file, valid or not, in order."""
     read = csv_rows if file_format == "csv" else jsonl_rows
-    with open(path, encoding="utf-8", newline="") as lines:
+    with open(path, encoding="utf-8-sig", newline="") as lines:  # -sig: a BOM, as Excel writes
         try:
             yield from read(lines, where)
         except UnicodeDecodeError as error:
@@ -365,6 +375,8 @@ def _replay(
         finally:
             bar.close()
     out.write(summary.text(path.name, count) + "\n")
+    if summary.sent and summary.duplicates == summary.sent:
+        err.write(ALL_DUPLICATES)
     if summary.error is not None:
         err.write(f"replay: {summary.error}\n")
         return 1

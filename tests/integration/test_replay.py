@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from feedback_monitor import cli
+from feedback_monitor import replay as replay_module
 from feedback_monitor.testing import ServiceProcess
 from tests.integration.helpers import serving
 from tests.integration.views import Pair, cells, models
@@ -60,8 +61,9 @@ def test_a_csv_replay_counts_every_row_once_even_run_twice(
     assert first.startswith("history.csv: 2,500 rows: 2,500 sent (2,500 counted, 0 duplicates)")
     assert counts(client, "csv") == cells(pairs)
     assert replay(service, str(path), *flags) == 0
-    again = capsys.readouterr().out
-    assert again.startswith("history.csv: 2,500 rows: 2,500 sent (0 counted, 2,500 duplicates)")
+    again = capsys.readouterr()
+    assert again.out.startswith("history.csv: 2,500 rows: 2,500 sent (0 counted, 2,500 duplicates)")
+    assert again.err.endswith(replay_module.ALL_DUPLICATES)  # says why, and what to do
     assert counts(client, "csv") == cells(pairs)
 
 

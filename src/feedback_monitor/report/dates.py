@@ -34,7 +34,7 @@ def moment(flag: str, text: str, end_of_day: bool = False) -> float:
     if _DATE.fullmatch(text):
         try:
             day = date.fromisoformat(text) + timedelta(days=end_of_day)
-        except ValueError:
+        except (ValueError, OverflowError):  # 9999-12-31's next day is past date.max
             raise ReportError(f"{flag}: not a date: {text!r}") from None
         return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
     try:
