@@ -181,6 +181,13 @@ def test_a_number_json_cannot_carry_never_leaves_the_client(field: str, value: f
     assert script.bodies == []
 
 
+@pytest.mark.parametrize("token", ["t\u00f8ken", "token\n", "two words"])
+def test_a_token_no_header_can_carry_is_refused_at_once(token: str) -> None:
+    """Not a transport error at every attempt, retried as if the server were down."""
+    with pytest.raises(ValueError, match="a token is letters"):
+        Script().client(token=token)
+
+
 def test_a_queue_of_no_room_is_refused() -> None:
     with pytest.raises(ValueError, match="max_queue"):
         Script().client(max_queue=0)

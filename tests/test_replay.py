@@ -144,6 +144,24 @@ def test_bad_rows_stop_the_run_before_anything_is_sent(tmp_path: Path) -> None:
     assert out.getvalue() == ""
 
 
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (("--url", "http://[::1"), "--url"),
+        (("--token", "t\u00f8ken", "--url", "http://127.0.0.1:9"), "--token"),
+    ],
+)
+def test_a_url_or_token_that_cannot_be_used_is_one_line(
+    tmp_path: Path, flags: tuple[str, ...], named: str
+) -> None:
+    path = write(tmp_path, "h.csv", "prediction,actual\n1,1\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert replay.run(arguments(str(path), *flags), out, err) == 2
+    assert err.getvalue().startswith(f"replay: {named}: ")
+    assert err.getvalue().count("\n") == 1
+    assert out.getvalue() == ""
+
+
 def test_a_dry_run_validates_only(tmp_path: Path) -> None:
     path = write(tmp_path, "h.csv", "prediction,actual\n1,1\n0,1\n")
     out, err = io.StringIO(), io.StringIO()

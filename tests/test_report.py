@@ -272,6 +272,22 @@ def test_a_bad_period_is_one_clear_line(since: str | None, until: str | None, me
     assert "\n" not in raised.value.message
 
 
+@pytest.mark.parametrize(
+    ("url", "token", "named"),
+    [
+        ("http://[::1", None, "--url"),
+        ("http://127.0.0.1:9", "t\u00f8ken", "FEEDBACK_MONITOR_TOKEN"),
+    ],
+)
+def test_a_url_or_token_that_cannot_be_used_is_one_clear_line(
+    url: str, token: str | None, named: str
+) -> None:
+    with pytest.raises(ReportError) as raised:
+        client(url, token)
+    assert raised.value.message.startswith(f"{named}: ")
+    assert "\n" not in raised.value.message
+
+
 def test_a_date_time_is_taken_as_given() -> None:
     assert moment("--since", "2024-05-01T00:00:00.5+00:00") == MAY_1 + 0.5
 

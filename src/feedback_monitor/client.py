@@ -56,6 +56,7 @@ from typing import Any, Generic, NamedTuple, Protocol, Self, TypedDict, TypeVar,
 import httpx
 import msgspec
 
+from feedback_monitor.auth import check_token
 from feedback_monitor.records import (
     Feedback,
     InvalidRecord,
@@ -268,8 +269,9 @@ def _batch_body(items: list[_Item]) -> bytes:
 
 
 def _auth(token: str | None) -> dict[str, str]:
-    """The headers that carry a bearer token (the service's ``api_token`` or ``token_file``)."""
-    return {} if token is None else {"authorization": f"Bearer {token}"}
+    """The headers that carry a bearer token (the service's ``api_token`` or ``token_file``);
+    ``ValueError`` for one no header can carry, not a transport error at every attempt."""
+    return {} if token is None else {"authorization": f"Bearer {check_token(token)}"}
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:

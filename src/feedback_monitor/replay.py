@@ -32,8 +32,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, NamedTuple
 
+import httpx
 import msgspec
 
+from feedback_monitor.auth import check_token
 from feedback_monitor.client import (
     DEFAULT_URL,
     BatchResult,
@@ -352,7 +354,17 @@ def run(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | Non
     if args.dry_run:
         out.write(f"{path.name}: {count:,} rows valid; nothing sent (dry run)\n")
         return 0
-    return _replay(args, path, rows(path, file_format, where), count, out, err)
+    try:
+        if args.token is not None:
+            check_token(args.token)  # one no header can carry
+    except ValueError as error:
+        err.write(f"replay: --token: {error}\n")
+        return 2
+    try:
+        return _replay(args, path, rows(path, file_format, where), count, out, err)
+    except httpx.InvalidURL as error:
+        err.write(f"replay: --url: {error}\n")
+        return 2
 
 
 def _replay(

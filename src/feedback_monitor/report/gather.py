@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
+from feedback_monitor.auth import check_token
 from feedback_monitor.report.document import DAY_STEP, Drift, Report
 from feedback_monitor.report.errors import ReportError
 from feedback_monitor.schemas import (
@@ -62,8 +63,14 @@ class Api:
 
 def client(url: str, token: str | None = None) -> httpx.Client:
     """A client of the service at ``url``, with a bearer token when reads need one."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT)
+    try:
+        headers = {"Authorization": f"Bearer {check_token(token)}"} if token else {}
+    except ValueError as error:
+        raise ReportError(f"FEEDBACK_MONITOR_TOKEN: {error}") from None
+    try:
+        return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT)
+    except httpx.InvalidURL as error:
+        raise ReportError(f"--url: {error}") from None
 
 
 def gather(
