@@ -188,6 +188,14 @@ def test_a_token_no_header_can_carry_is_refused_at_once(token: str) -> None:
         Script().client(token=token)
 
 
+@pytest.mark.parametrize(
+    "options", [{"attempts": 0}, {"base": 0.0}, {"base": 2.0, "cap": 1.0}, {"cap": -1.0}]
+)
+def test_a_retry_that_cannot_work_is_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="a Retry needs"):
+        Retry(**options)  # type: ignore[arg-type]
+
+
 def test_a_queue_of_no_room_is_refused() -> None:
     with pytest.raises(ValueError, match="max_queue"):
         Script().client(max_queue=0)

@@ -2,11 +2,14 @@
 
 import argparse
 import io
+import json
 from pathlib import Path
 
+import httpx
 import pytest
 
 from feedback_monitor import replay
+from feedback_monitor.client import FeedbackClient
 from feedback_monitor.records import Feedback
 from feedback_monitor.replay import BadRow, FileError, Progress, Row
 
@@ -160,6 +163,21 @@ def test_a_url_or_token_that_cannot_be_used_is_one_line(
     assert err.getvalue().startswith(f"replay: {named}: ")
     assert err.getvalue().count("\n") == 1
     assert out.getvalue() == ""
+
+
+def test_a_file_changed_mid_run_keeps_the_count_of_what_was_sent() -> None:
+    def accept(request: httpx.Request) -> httpx.Response:
+        accepted = len(json.loads(request.content)["items"])
+        return httpx.Response(200, json={"success": True, "accepted": accepted, "duplicates": 0})
+
+    rows: list[Row | BadRow] = [Row(n, Feedback(1, 1, id=f"r-{n}")) for n in range(1, 5)]
+    rows.append(BadRow(5, "Values must be 0 or 1"))  # appended since it was validated
+    with FeedbackClient(transport=httpx.MockTransport(accept)) as client:
+        summary = replay.send(client, iter(rows), 2, Progress(5, io.StringIO(), enabled=False))
+    assert (summary.sent, summary.accepted) == (4, 4)
+    assert summary.error is not None
+    assert "line 5" in summary.error
+    assert "the file changed" in summary.error
 
 
 def test_a_dry_run_validates_only(tmp_path: Path) -> None:

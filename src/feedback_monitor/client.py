@@ -178,6 +178,10 @@ class Retry:
     base: float = 0.1
     cap: float = 5.0
 
+    def __post_init__(self) -> None:
+        if self.attempts < 1 or not 0 < self.base <= self.cap:
+            raise ValueError("a Retry needs attempts of 1 or more and 0 < base <= cap")
+
     def delay(self, attempt: int) -> float:
         ceiling = min(self.cap, self.base * 2.0 ** (attempt - 1))
         return ceiling / 2 + random.uniform(0.0, ceiling / 2)

@@ -269,8 +269,10 @@ def send(
             sent, accepted = sent + len(batch), accepted + result.accepted
             duplicates += result.duplicates
             bar.update(len(batch))
-    except _Stopped as stopped:
+    except (_Stopped, FileError) as stopped:  # what was sent before still counts
         error = str(stopped)
+    except KeyboardInterrupt:
+        error = "interrupted: run it again to send the rest (what was sent counts once)"
     return Summary(sent, accepted, duplicates, error, time.monotonic() - start)
 
 
@@ -382,8 +384,6 @@ def _replay(
     ) as client:
         try:
             summary = send(client, valid, args.batch_size, bar)
-        except FileError as error:
-            summary = Summary(0, 0, 0, str(error), 0.0)
         finally:
             bar.close()
     out.write(summary.text(path.name, count) + "\n")
