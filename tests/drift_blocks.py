@@ -98,9 +98,10 @@ def minutes(batch: Batch) -> set[int]:
 
 def around(batches: Sequence[Batch], index: int, at: float, now: float) -> list[dict[str, Any]]:
     """The accuracy before and after a drift found at ``at`` by batch ``index``, by definition:
-    the arrival minutes from an hour before ``at`` to ``at``'s, and from ``at``'s to ``now``'s
-    (whole minutes, edges outwards). One answer for each minute a batch may have landed in."""
-    before = (math.floor((at - HOUR) / MINUTE) * MINUTE, math.ceil(at / MINUTE) * MINUTE)
+    the arrival minutes from an hour before ``at`` up to ``at``'s, and from ``at``'s to
+    ``now``'s (whole minutes; ``at``'s own counts after). One answer for each minute a batch may
+    have landed in."""
+    before = (math.floor((at - HOUR) / MINUTE) * MINUTE, math.floor(at / MINUTE) * MINUTE)
     after = (math.floor(at / MINUTE) * MINUTE, math.ceil(min(at + HOUR, now) / MINUTE) * MINUTE)
     choices = [
         {math.floor(at / MINUTE) * MINUTE} if i == index else minutes(b)

@@ -7,10 +7,12 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from feedback_monitor.drift.watch import SeriesWatch
+from feedback_monitor.query import drift_spans
 from feedback_monitor.store.sqlite import SQLiteStore
-from feedback_monitor.windows import HOUR, MINUTE
+from feedback_monitor.windows import DAY, HOUR, MINUTE, Retention
 from tests.asgi import DOC, exchange, get, post, schema_of
 from tests.drift_blocks import (
     STEADY,
@@ -99,3 +101,18 @@ def test_a_series_is_404_until_it_has_feedback_then_stable_with_no_events(
     assert answer["detectors"] == [
         {"detector": name, "status": 0, "detections": 0} for name in SeriesWatch().statuses()
     ]
+
+
+@pytest.mark.parametrize("age", [30.0, 2 * HOUR, 3 * DAY, 100 * DAY])  # minutes, hours, days kept
+def test_the_windows_around_a_drift_never_share_a_bucket(age: float) -> None:
+    """Snapped outwards, both would hold the drift's bucket: a minute, an hour, or (once only
+    days are kept) the same day on both sides, before and after then always equal."""
+    now = 1_700_000_000.0
+    at = now - age + 17.0
+    before, after = drift_spans(at, now, Retention())
+    assert before
+    assert after
+    cut = after[0].start
+    assert max(span.end for span in before) == cut <= at
+    assert at - cut < max(span.resolution for span in before)  # the drift's bucket is after's
+    assert all(b.end <= a.start for b in before for a in after)

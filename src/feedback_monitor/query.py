@@ -29,7 +29,15 @@ from feedback_monitor.schemas import (
 from feedback_monitor.scores import ScoreHistogram
 from feedback_monitor.series import Series, SeriesState
 from feedback_monitor.store import DriftEvent, Point, Window
-from feedback_monitor.windows import LATEST, Retention, Span, TimeView, parse_duration, spans
+from feedback_monitor.windows import (
+    LATEST,
+    Retention,
+    Span,
+    TimeView,
+    floor,
+    parse_duration,
+    spans,
+)
 
 DEFAULT_WINDOW = "1h"
 DEFAULT_POINTS = 60  # points a series gets when no step is asked for
@@ -220,13 +228,16 @@ def drift_query(model: str, params: Mapping[str, str]) -> tuple[Series, int]:
 
 
 def drift_spans(at: float, now: float, retention: Retention) -> tuple[list[Span], list[Span]]:
-    """The buckets of the hour before a drift and of the hour after it, up to now."""
-
-    def covering(start: float, end: float) -> list[Span]:
-        span = retention.covering(start, end, now)
-        return spans(span.start, span.end, span.resolution)
-
-    return covering(at - EVENT_CONTEXT, at), covering(at, max(at, min(at + EVENT_CONTEXT, now)))
+    """The buckets of the hour before a drift and of the hour after it, up to now. The bucket
+    that holds the drift counts after it (it holds the outcomes that revealed it), never on both
+    sides: each window's edges are whole buckets, and snapped outwards both would share it.
+    Where only days are kept, the hour before lies in the drift's own day: the day before it
+    stands in for it."""
+    before = retention.covering(at - EVENT_CONTEXT, at, now)
+    cut = floor(at, before.resolution)
+    start = min(before.start, cut - before.resolution)
+    after = retention.covering(cut, max(at, min(at + EVENT_CONTEXT, now)), now)
+    return spans(start, cut, before.resolution), spans(*dataclasses.astuple(after))
 
 
 def drift_answer(

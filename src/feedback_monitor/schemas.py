@@ -193,7 +193,9 @@ class DetectorStatus(msgspec.Struct):
 
 class DriftEventAnswer(msgspec.Struct):
     """A drift found at ``time`` (Unix seconds, the commit that revealed it), with the series'
-    accuracy in the hour before and in the hour after (so far), by label arrival."""
+    accuracy in the hour before and in the hour after (so far), by label arrival, in whole
+    buckets: the one that holds the drift counts after it (where only days are kept, before
+    is the day before)."""
 
     time: float
     detector: str
