@@ -167,11 +167,8 @@ def test_flags_override_the_environment_field_by_field(
 def test_an_invalid_flag_exits_2_with_one_line(
     flags: list[str], setting: str, served: list[Settings], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["serve", *flags])
-    assert exited.value.code == 2
+    out, err = refused(["serve", *flags], capsys)
     assert served == []
-    out, err = capsys.readouterr()
     assert out == ""
     assert_one_line_naming(err, setting)
 
@@ -196,11 +193,8 @@ def test_an_invalid_environment_value_exits_2_with_one_line(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(PREFIX + variable, value)
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["serve"])
-    assert exited.value.code == 2
+    out, err = refused(["serve"], capsys)
     assert served == []
-    out, err = capsys.readouterr()
     assert out == ""
     assert_one_line_naming(err, setting)
 
@@ -216,10 +210,7 @@ def test_an_invalid_environment_value_exits_2_with_one_line(
 def test_a_store_that_cannot_be_opened_exits_2_with_one_line(
     flags: list[str], setting: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["serve", "--data-dir", str(tmp_path), *flags])
-    assert exited.value.code == 2
-    out, err = capsys.readouterr()
+    out, err = refused(["serve", "--data-dir", str(tmp_path), *flags], capsys)
     assert out == ""
     assert_one_line_naming(err, setting)
     assert "cannot open the store" in err
@@ -230,19 +221,14 @@ def test_a_data_dir_whose_database_is_a_directory_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / SQLITE_FILENAME).mkdir()
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["serve", "--data-dir", str(tmp_path)])
-    assert exited.value.code == 2
-    assert_one_line_naming(capsys.readouterr().err, "data_dir")
+    _, err = refused(["serve", "--data-dir", str(tmp_path)], capsys)
+    assert_one_line_naming(err, "data_dir")
 
 
 def test_a_rule_across_settings_names_no_variable(
     served: list[Settings], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["serve", "--protect-reads"])
-    assert exited.value.code == 2
-    err = capsys.readouterr().err
+    _, err = refused(["serve", "--protect-reads"], capsys)
     assert err.count("\n") == 1
     assert "protect_reads needs api_token or token_file" in err
     assert "FEEDBACK_MONITOR_SETTINGS" not in err
@@ -258,6 +244,15 @@ def test_prediction_ttl_in_seconds(
         monkeypatch.setenv(PREFIX + "PREDICTION_TTL", "3600")
         cli.main(["serve"])
     assert [settings.prediction_ttl for settings in served] == [timedelta(hours=1)]
+
+
+def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """What ``main`` wrote when it refused to start: exit 2."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(argv)
+    assert exited.value.code == 2
+    out, err = capsys.readouterr()
+    return out, err
 
 
 def assert_one_line_naming(stderr: str, setting: str) -> None:

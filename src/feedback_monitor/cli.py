@@ -10,7 +10,6 @@ from typing import Any, NoReturn
 import psycopg
 import pydantic
 import uvicorn
-from pydantic_settings import SettingsError
 
 from feedback_monitor import __version__, logs, replay, report
 from feedback_monitor.app import create_app
@@ -52,8 +51,6 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
             _fail(f"invalid settings: {first['msg']}")
         name = ".".join(str(part) for part in first["loc"])
         _fail(f"invalid setting {name} ({_variable(str(first['loc'][0]))}): {first['msg']}")
-    except SettingsError as error:  # an environment value pydantic-settings could not read
-        _fail(f"invalid settings: {error}")
 
 
 def server_stack(header_timeout: float) -> dict[str, Any]:
@@ -67,9 +64,6 @@ def server_stack(header_timeout: float) -> dict[str, Any]:
     }
 
 
-CONNECT_TIMEOUT = 2  # seconds, as the store's own connections wait
-
-
 def _variable(name: str) -> str:
     return f"{PROG.upper().replace('-', '_')}_{name.upper()}"
 
@@ -79,10 +73,11 @@ def check_store(settings: Settings) -> None:
     opened is one line and exit 2, not a failed start with the store process's tracebacks."""
     name = "store" if settings.store else "data_dir"
     try:
-        if settings.store:
-            psycopg.connect(settings.store, connect_timeout=CONNECT_TIMEOUT).close()
+        if settings.store:  # a connection, not the pool: its error says why
+            from feedback_monitor.store.postgres import CONNECT_TIMEOUT  # as the store's child
+
+            psycopg.connect(settings.store, connect_timeout=int(CONNECT_TIMEOUT)).close()
         else:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
             SQLiteStore(settings.data_dir).close()
     except (OSError, sqlite3.Error, psycopg.Error, NewerSchema) as error:
         reason = (str(error).strip() or type(error).__name__).splitlines()[0]

@@ -35,7 +35,6 @@ from typing import IO, NamedTuple
 import httpx
 import msgspec
 
-from feedback_monitor.auth import check_token
 from feedback_monitor.client import (
     DEFAULT_URL,
     BatchResult,
@@ -357,20 +356,23 @@ def run(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | Non
         out.write(f"{path.name}: {count:,} rows valid; nothing sent (dry run)\n")
         return 0
     try:
-        if args.token is not None:
-            check_token(args.token)  # one no header can carry
-    except ValueError as error:
+        # A restarting server is waited for (about a minute) rather than given up on at once.
+        client = FeedbackClient(args.url, timeout=60.0, retry=Retry(attempts=12), token=args.token)
+    except ValueError as error:  # what the client refuses of these: a token no header carries
         err.write(f"replay: --token: {error}\n")
         return 2
-    try:
-        return _replay(args, path, rows(path, file_format, where), count, out, err)
     except httpx.InvalidURL as error:
         err.write(f"replay: --url: {error}\n")
         return 2
+    with client:
+        return _replay(
+            client, args.batch_size, path, rows(path, file_format, where), count, out, err
+        )
 
 
 def _replay(
-    args: argparse.Namespace,
+    client: FeedbackClient,
+    batch_size: int,
     path: Path,
     valid: Iterator[Row | BadRow],
     count: int,
@@ -378,14 +380,10 @@ def _replay(
     err: IO[str],
 ) -> int:
     bar = Progress(count, err, enabled=err.isatty())
-    # A restarting server is waited for (about a minute) rather than given up on at once.
-    with FeedbackClient(
-        args.url, timeout=60.0, retry=Retry(attempts=12), token=args.token
-    ) as client:
-        try:
-            summary = send(client, valid, args.batch_size, bar)
-        finally:
-            bar.close()
+    try:
+        summary = send(client, valid, batch_size, bar)
+    finally:
+        bar.close()
     out.write(summary.text(path.name, count) + "\n")
     if summary.sent and summary.duplicates == summary.sent:
         err.write(ALL_DUPLICATES)

@@ -244,10 +244,10 @@ class SharedWatches:
             return () if state is None else _stored_statuses(state, detections)
         watch = SeriesWatch() if state is None else self._watch(series, state)
         self._decoded.pop(series, None)  # being changed: not to be reused unless committed
+        live = _Live(watch, detections)  # (its count of unsaved commits is not used here)
         for delta, at in stream:
-            for detector, statistic in watch.observe(delta):
+            for detector, statistic in live.observe(delta):
                 db.execute(_EVENT, (*series, detector, at, statistic))
-                detections[detector] = detections.get(detector, 0) + 1
         if waiting:
             db.execute(_TAKE, ([int(r[0]) for r in waiting],))
         saved = _encode(watch.state())
