@@ -2,16 +2,13 @@
 connection instead of one per response, closing the same connections at the same time."""
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
-import uvicorn
 from bench.bare import app
 
-from feedback_monitor.cli import server_stack
-from tests.integration.helpers import wait_until
+from tests.integration.helpers import InProcessServer
 
 KEEP_ALIVE = 1  # second (uvicorn takes whole seconds)
 REQUEST = b"POST /feedback HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
@@ -19,22 +16,8 @@ REQUEST = b"POST /feedback HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"
 
 @pytest.fixture
 def port() -> Iterator[int]:
-    listening = socket.socket()
-    listening.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(
-        app, timeout_keep_alive=KEEP_ALIVE, log_config=None, **server_stack(header_timeout=10.0)
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listening]})
-    thread.start()
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), what="server start")
-        assert server.started
-        yield listening.getsockname()[1]
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30.0)
-        listening.close()
+    with InProcessServer(app, timeout_keep_alive=KEEP_ALIVE) as server:
+        yield server.port
 
 
 def answered(sock: socket.socket) -> bytes:

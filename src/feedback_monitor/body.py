@@ -78,11 +78,7 @@ def _arrived(receive: Receive) -> bool:
 async def read_json_body(scope: Scope, receive: Receive, limit: int, deadlines: Deadlines) -> bytes:
     """The body, or ``ClientError`` 415 for another media type, 413 past ``limit`` bytes and
     408 when a chunk does not arrive in time (see ``Deadlines``)."""
-    content_type, content_length = _headers(scope)
-    if content_type.partition(b";")[0].strip().lower() != JSON:
-        raise ClientError(415, "Content-Type must be application/json", "unsupported_media_type")
-    if content_length.isascii() and content_length.isdigit() and int(content_length) > limit:
-        raise _too_large(limit)  # refused before reading a byte of it
+    _check_headers(scope, limit)
     chunks = []
     size = 0
     more = True
@@ -93,6 +89,21 @@ async def read_json_body(scope: Scope, receive: Receive, limit: int, deadlines: 
             raise _too_large(limit)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)  # one copy of a large body
+
+
+def check_whole_body(scope: Scope, body: bytes, limit: int) -> None:
+    """The checks of ``read_json_body`` on a body already read whole."""
+    _check_headers(scope, limit)
+    if len(body) > limit:  # a chunked body declares no length
+        raise _too_large(limit)
+
+
+def _check_headers(scope: Scope, limit: int) -> None:
+    content_type, content_length = _headers(scope)
+    if content_type.partition(b";")[0].strip().lower() != JSON:
+        raise ClientError(415, "Content-Type must be application/json", "unsupported_media_type")
+    if content_length.isascii() and content_length.isdigit() and int(content_length) > limit:
+        raise _too_large(limit)  # refused before reading a byte of it
 
 
 def _chunk(message: Message) -> tuple[bytes, bool]:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import httpx
 import uvicorn
@@ -19,12 +19,12 @@ from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as openmetrics_families,
 )
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.types import ASGIApp
 
-from feedback_monitor.app import create_app
+from feedback_monitor.cli import server_stack
 from feedback_monitor.settings import Settings
 from feedback_monitor.store import (
     Accepted,
-    AsyncStore,
     DriftEvent,
     Entry,
     Point,
@@ -207,19 +207,17 @@ class LocalStore:
 
 
 class InProcessServer:
-    """``create_app(settings, store)`` under a real uvicorn on a loopback port, in a thread.
+    """An ASGI app under a real uvicorn with the service's server stack, on a loopback port, in a
+    thread: for failures a separate process cannot be made to have (``create_app`` with a store
+    handed in by the test), and for the server protocol's own tests."""
 
-    For failures a separate process cannot be made to have: a store handed in by the test.
-    """
-
-    def __init__(self, settings: Settings, store: AsyncStore) -> None:
+    def __init__(self, app: ASGIApp, **config: Any) -> None:
         self.socket = socket.socket()
         self.socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}"
-        config = uvicorn.Config(
-            create_app(settings, store=store), lifespan="on", log_config=None, loop="asyncio"
-        )
-        self.server = uvicorn.Server(config)
+        self.port = self.socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        stack = server_stack(Settings.model_fields["header_timeout"].default)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_config=None, **{**stack, **config}))
         self.thread = threading.Thread(
             target=self.server.run, kwargs={"sockets": [self.socket]}, name="uvicorn"
         )

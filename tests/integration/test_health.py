@@ -5,6 +5,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from feedback_monitor.app import create_app
 from feedback_monitor.settings import Settings
 from tests.integration.helpers import InProcessServer, LocalStore
 
@@ -26,7 +27,7 @@ def test_ready_is_503_while_the_store_does_not_answer(data_dir: Path) -> None:
     store = LocalStore(data_dir)
     settings = Settings.model_validate({"data_dir": data_dir})
     with (
-        InProcessServer(settings, store) as server,
+        InProcessServer(create_app(settings, store=store), lifespan="on") as server,
         httpx.Client(base_url=server.url, timeout=10.0) as client,
     ):
         assert_json(client.get("/ready"), 200, {"status": "ready"})

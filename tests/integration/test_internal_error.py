@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from feedback_monitor.app import create_app
 from feedback_monitor.settings import Settings
 from feedback_monitor.testing import ServiceProcess
 from tests.integration.helpers import (
@@ -76,7 +77,7 @@ def test_store_raising_on_commit_gives_500_and_the_writer_lives_on(
     store = LocalStore(data_dir)
     settings = Settings.model_validate({"data_dir": data_dir})
     with (
-        InProcessServer(settings, store) as server,
+        InProcessServer(create_app(settings, store=store), lifespan="on") as server,
         httpx.Client(base_url=server.url, timeout=10.0) as client,
     ):
         assert client.post("/feedback", json={"prediction": 1, "actual": 0}).status_code == 200

@@ -1,0 +1,190 @@
+"""Requests answered whole by the service's protocol, on a real uvicorn server: a body that came
+with its headers goes to the app's ``answer_whole`` (no ASGI task); one still coming goes through
+ASGI; pipelined requests keep their order; a reply to a client that left writes nothing."""
+
+import asyncio
+import json
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+from starlette.types import Receive, Scope, Send
+
+from feedback_monitor.protocol import AnswersWhole, Reply
+from tests.integration.helpers import InProcessServer, wait_until
+
+HOLD = b"hold"  # a body whose reply the test sends later
+
+
+class App:
+    """Answers ``POST /whole`` whole (or holds the reply of a body ``hold``), the rest via ASGI;
+    each answer names the path that made it."""
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.whole: list[bytes] = []
+        self.streamed: list[bytes] = []
+        self.held: list[Reply] = []
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body, more = body + message.get("body", b""), message.get("more_body", False)
+        self.streamed.append(body)
+        answer = json.dumps({"via": "asgi", "path": scope["path"]}).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(answer))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer})
+
+    def answers_whole(self, scope: Scope) -> bool:
+        return bool(scope["method"] == "POST" and scope["path"] == "/whole")
+
+    def answer_whole(self, scope: Scope, body: bytes, reply: Reply) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.whole.append(body)
+        if body == HOLD:
+            self.held.append(reply)
+        else:
+            reply(200, json.dumps({"via": "whole", "body": body.decode()}).encode(), ())
+
+    def release(self, status: int = 200) -> None:
+        """Send the first held reply, from the server's loop."""
+        assert self.loop is not None
+        reply = self.held.pop(0)
+        self.loop.call_soon_threadsafe(reply, status, b'{"via": "whole", "body": "hold"}', ())
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[App, int, uvicorn.Server]]:
+    app = App()
+    assert isinstance(app, AnswersWhole)
+    with InProcessServer(app, lifespan="off") as server:
+        yield app, server.port, server.server
+
+
+def post(path: str, body: bytes, extra: bytes = b"") -> bytes:
+    return b"POST %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n%s" % (
+        path.encode(),
+        extra,
+        len(body),
+        body,
+    )
+
+
+def responses(sock: socket.socket, count: int) -> list[tuple[bytes, dict[str, Any]]]:
+    """The next ``count`` responses: each one's head and JSON body (by its Content-Length)."""
+    received, answers = b"", list[tuple[bytes, dict[str, Any]]]()
+    while len(answers) < count:
+        head, found, rest = received.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), -1)  # fmt: skip
+        if found and 0 <= length <= len(rest):
+            answers.append((head, json.loads(rest[:length])))
+            received = rest[length:]
+            continue
+        chunk = sock.recv(65536)
+        assert chunk, f"closed after {len(answers)} responses and {received!r}"
+        received += chunk
+    return answers
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=10)
+
+
+def test_a_body_that_comes_with_its_headers_is_answered_whole(
+    served: tuple[App, int, uvicorn.Server],
+) -> None:
+    app, port, _ = served
+    with connect(port) as sock:
+        sock.sendall(post("/whole", b"one"))
+        [(head, answer)] = responses(sock, 1)
+        sock.sendall(post("/whole", b"two"))  # the same connection, kept alive
+        [(_, again)] = responses(sock, 1)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b"\r\ncontent-type: application/json" in head
+    assert b"\r\ndate: " in head  # uvicorn's default headers, as on every response
+    assert (answer, again) == ({"via": "whole", "body": "one"}, {"via": "whole", "body": "two"})
+    assert app.streamed == []
+
+
+def test_a_body_still_coming_after_the_headers_goes_through_asgi(
+    served: tuple[App, int, uvicorn.Server],
+) -> None:
+    """The client waits for 100 Continue, so the server has read the headers alone."""
+    app, port, _ = served
+    with connect(port) as sock:
+        sock.sendall(post("/whole", b"", b"Expect: 100-continue\r\n").replace(
+            b"Content-Length: 0", b"Content-Length: 5"))  # fmt: skip
+        interim = b""
+        while not interim.endswith(b"\r\n\r\n"):
+            interim += sock.recv(1)
+        assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+        sock.sendall(b"later")
+        [(_, answer)] = responses(sock, 1)
+    assert answer == {"via": "asgi", "path": "/whole"}
+    assert (app.whole, app.streamed) == ([], [b"later"])
+
+
+def test_pipelined_requests_are_answered_in_order(served: tuple[App, int, uvicorn.Server]) -> None:
+    """The first reply is held: the requests behind it, whole or not, wait for it."""
+    app, port, _ = served
+    with connect(port) as sock:
+        sock.sendall(post("/whole", HOLD) + post("/whole", b"second") + post("/other", b"third"))
+        wait_until(lambda: len(app.held) == 1, what="the first request handed in")
+        assert (app.whole, app.streamed) == ([HOLD], [])  # the others wait in uvicorn's pipeline
+        app.release()
+        answers = [answer for _, answer in responses(sock, 3)]
+    assert answers == [
+        {"via": "whole", "body": "hold"},
+        {"via": "whole", "body": "second"},
+        {"via": "asgi", "path": "/other"},
+    ]
+
+
+def test_connection_close_is_honoured(served: tuple[App, int, uvicorn.Server]) -> None:
+    _, port, _ = served
+    for request in (post("/whole", b"x", b"Connection: close\r\n"),
+                    post("/whole", b"x").replace(b"HTTP/1.1", b"HTTP/1.0")):  # fmt: skip
+        with connect(port) as sock:
+            sock.sendall(request)
+            [(head, _)] = responses(sock, 1)
+            assert b"\r\nconnection: close" in head.lower()
+            assert sock.recv(65536) == b""  # and the server closed it
+
+
+def test_a_reply_header_connection_close_closes(served: tuple[App, int, uvicorn.Server]) -> None:
+    app, port, _ = served
+    with connect(port) as sock:
+        sock.sendall(post("/whole", HOLD))
+        wait_until(lambda: len(app.held) == 1, what="the request handed in")
+        assert app.loop is not None
+        reply = app.held.pop()
+        app.loop.call_soon_threadsafe(reply, 408, b"{}", [(b"connection", b"close")])
+        [(head, _)] = responses(sock, 1)
+        assert head.startswith(b"HTTP/1.1 408 ")
+        assert head.lower().count(b"\r\nconnection: close") == 1
+        assert sock.recv(65536) == b""
+
+
+def test_a_reply_after_the_client_left_writes_nothing(
+    served: tuple[App, int, uvicorn.Server], caplog: pytest.LogCaptureFixture
+) -> None:
+    app, port, server = served
+    caplog.set_level(logging.WARNING)
+    with connect(port) as sock:
+        sock.sendall(post("/whole", HOLD))
+        wait_until(lambda: len(app.held) == 1, what="the request handed in")
+    wait_until(lambda: not server.server_state.connections, what="the server to see the close")
+    app.release()
+    with connect(port) as sock:  # the server goes on
+        sock.sendall(post("/whole", b"after"))
+        [(_, answer)] = responses(sock, 1)
+    assert answer == {"via": "whole", "body": "after"}
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
