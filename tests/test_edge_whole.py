@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+import uvloop
 from prometheus_client import CollectorRegistry
 
 from feedback_monitor.body import Deadlines
@@ -16,11 +17,12 @@ from feedback_monitor.errors import ClientError
 from feedback_monitor.protocol import Headers
 from feedback_monitor.telemetry import Telemetry
 
+TOKEN = b"a-secret-token-1234"
 SCOPE = {
     "type": "http",
     "method": "POST",
     "path": "/fast",
-    "headers": [(b"content-type", b"application/json")],
+    "headers": [(b"content-type", b"application/json"), (b"authorization", b"Bearer " + TOKEN)],
 }
 Replies = list[tuple[int, Any, dict[bytes, bytes]]]
 
@@ -29,8 +31,11 @@ async def unused_app(scope: Any, receive: Any, send: Any) -> None:
     raise AssertionError("the fast route went through the app")
 
 
-def answered(submit: Callable[[bytes], Awaitable[Any]], body: bytes = b"{}") -> Replies:
-    """The replies ``answer_whole`` makes once the route's work is done."""
+def answered(
+    submit: Callable[[bytes], Awaitable[Any]], body: bytes = b"{}", broken: bool = False
+) -> Replies:
+    """The replies ``answer_whole`` makes once the route's work is done (``broken``: sending
+    them fails)."""
     replies: Replies = []
     route = FastRoute(submit, lambda outcome: json.dumps(outcome).encode(), max_body=100)
     registry = CollectorRegistry()
@@ -38,6 +43,8 @@ def answered(submit: Callable[[bytes], Awaitable[Any]], body: bytes = b"{}") -> 
     edge = Edge(unused_app, {("POST", "/fast"): route}, telemetry, set(), Deadlines())
 
     def reply(status: int, answer: bytes, headers: Headers) -> None:
+        if broken:
+            raise RuntimeError("the connection broke")
         replies.append((status, json.loads(answer), dict(headers)))
 
     async def run() -> None:
@@ -45,7 +52,7 @@ def answered(submit: Callable[[bytes], Awaitable[Any]], body: bytes = b"{}") -> 
         for _ in range(3):  # the work's callbacks run
             await asyncio.sleep(0)
 
-    asyncio.run(run())
+    uvloop.run(run())  # the service's loop: its log of a failed callback names the arguments
     counted = [s for m in registry.collect() for s in m.samples
                if s.name == "feedback_http_requests_total"]  # fmt: skip
     assert [(s.labels["status"], s.value) for s in counted] == [
@@ -121,3 +128,11 @@ def test_a_render_that_fails_is_a_500_too(caplog: pytest.LogCaptureFixture) -> N
         (500, {"error": "Internal server error"}, {})
     ]
     assert any(r.exc_info for r in caplog.records if r.levelno == logging.ERROR)
+
+
+def test_no_log_names_the_request_s_headers(caplog: pytest.LogCaptureFixture) -> None:
+    """Not even the event loop's, when sending the answer fails in a callback."""
+    caplog.set_level(logging.DEBUG)
+    answered(resolved({"n": 1}), broken=True)
+    assert "the connection broke" in caplog.text
+    assert TOKEN.decode() not in caplog.text

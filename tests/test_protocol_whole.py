@@ -5,7 +5,9 @@ ASGI; pipelined requests keep their order; a reply to a client that left writes 
 import asyncio
 import json
 import logging
+import select
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,7 @@ from feedback_monitor.protocol import AnswersWhole, Reply
 from tests.integration.helpers import InProcessServer, wait_until
 
 HOLD = b"hold"  # a body whose reply the test sends later
+LARGE = b"large"  # a body answered with 64 KiB
 
 
 class App:
@@ -50,6 +53,8 @@ class App:
         self.whole.append(body)
         if body == HOLD:
             self.held.append(reply)
+        elif body == LARGE:
+            reply(200, json.dumps({"via": "whole", "body": "x" * 2**16}).encode(), ())
         else:
             reply(200, json.dumps({"via": "whole", "body": body.decode()}).encode(), ())
 
@@ -188,3 +193,98 @@ def test_a_reply_after_the_client_left_writes_nothing(
         [(_, answer)] = responses(sock, 1)
     assert answer == {"via": "whole", "body": "after"}
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_many_pipelined_requests_answered_at_once_each_get_their_answer(
+    served: tuple[App, int, uvicorn.Server],
+) -> None:
+    """Behind a held request, hundreds that are answered as soon as they start: the queue is
+    worked through, not recursed into (each answer would start the next)."""
+    app, port, _ = served
+    count = 400
+    with connect(port) as sock:
+        sock.sendall(
+            post("/whole", HOLD) + b"".join(post("/whole", b"%d" % n) for n in range(count))
+        )
+        wait_until(lambda: len(app.held) == 1, what="the first request handed in")
+        app.release()
+        answers = [answer["body"] for _, answer in responses(sock, count + 1)]
+    assert answers == ["hold", *(str(n) for n in range(count))]
+
+
+def test_a_request_read_after_an_answer_that_closed_is_dropped(
+    served: tuple[App, int, uvicorn.Server],
+) -> None:
+    """uvicorn closes an HTTP/1.0 connection after each answer, even one the client asks to keep
+    alive, but the parser reads on in the same bytes."""
+    app, port, _ = served
+    first = post("/whole", b"first", b"Connection: keep-alive\r\n").replace(
+        b"HTTP/1.1", b"HTTP/1.0"
+    )
+    with connect(port) as sock:
+        sock.sendall(first + post("/whole", b"second"))
+        [(_, answer)] = responses(sock, 1)
+        assert sock.recv(65536) == b""
+    assert answer == {"via": "whole", "body": "first"}
+    assert (app.whole, app.streamed) == ([b"first"], [])
+
+
+def test_a_connection_busy_with_a_request_is_not_closed_as_idle() -> None:
+    """An answer given while the bytes of the next request are still being read must not leave
+    the connection marked idle: its body may take longer than the keep-alive timeout."""
+    app = App()
+    with (
+        InProcessServer(app, lifespan="off", timeout_keep_alive=1) as server,
+        connect(server.port) as sock,
+    ):
+        sock.sendall(post("/whole", b"now") + post("/whole", b"later").removesuffix(b"later"))
+        [(_, answer)] = responses(sock, 1)
+        time.sleep(1.5)  # the client's pause before the body, past the keep-alive timeout
+        sock.sendall(b"later")
+        [(_, later)] = responses(sock, 1)
+    assert (answer, later) == ({"via": "whole", "body": "now"}, {"via": "asgi", "path": "/whole"})
+
+
+def test_a_reply_after_the_client_left_with_requests_queued_writes_nothing(
+    served: tuple[App, int, uvicorn.Server], caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn marks only the last request read as disconnected, not the one being answered."""
+    app, port, server = served
+    caplog.set_level(logging.WARNING)
+    with connect(port) as sock:
+        sock.sendall(post("/whole", HOLD) * 2 + post("/whole", b"last"))
+        wait_until(lambda: len(app.held) == 1, what="the first request handed in")
+        app.release()
+        responses(sock, 1)
+        wait_until(lambda: len(app.held) == 1, what="the second request handed in")
+    wait_until(lambda: not server.server_state.connections, what="the server to see the close")
+    app.release()
+    with connect(port) as sock:
+        sock.sendall(post("/whole", b"after"))
+        [(_, answer)] = responses(sock, 1)
+    assert answer == {"via": "whole", "body": "after"}
+    assert app.whole == [HOLD, HOLD, b"after"]
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+def test_a_client_that_does_not_read_its_answers_is_not_read_from(
+    served: tuple[App, int, uvicorn.Server],
+) -> None:
+    """Answers that pile up unread stop the reading of requests, as on the ASGI path, instead of
+    growing the server's buffers without end."""
+    _, port, server = served
+    request, pending = post("/whole", LARGE), b""
+    with connect(port) as sock:
+        sock.setblocking(False)
+        while True:
+            pending = pending or request * 16
+            try:
+                pending = pending[sock.send(pending) :]
+            except BlockingIOError:  # the client's buffers are full: is the server reading?
+                if all(p.flow.read_paused for p in server.server_state.connections):
+                    break
+                select.select([], [sock], [], 0.1)
+            buffered = sum(
+                p.transport.get_write_buffer_size() for p in server.server_state.connections
+            )
+            assert buffered < 16 * 2**20, "the server read on and buffered its answers"

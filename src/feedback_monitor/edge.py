@@ -93,7 +93,7 @@ class Edge:
                 body = await read_json_body(scope, receive, route.max_body, self.deadlines)
                 body = route.render(await route.submit(body))
         except Exception as error:
-            status, body, headers = self._failure(scope, error)
+            status, body, headers = self._failure((scope["method"], scope["path"]), error)
             await send_json(send, status, body, headers)
         else:
             if route is None:
@@ -113,20 +113,21 @@ class Edge:
         when the work handed in is a future (for ``POST /feedback``, a stored series'). Every
         request gets one reply: nothing raised here reaches the server."""
         start = time.perf_counter()
-        route = self.fast_routes[scope["method"], scope["path"]]
+        request = scope["method"], scope["path"]  # what a log may name: never the headers
+        route = self.fast_routes[request]
         try:
             if self.gate is not None:
                 self.gate(scope)
             check_whole_body(scope, body, route.max_body)
             outcome = asyncio.ensure_future(route.submit(body))
         except Exception as error:
-            self._reply(scope, reply, start, *self._failure(scope, error))
+            self._reply(request, reply, start, *self._failure(request, error))
             return
-        outcome.add_done_callback(functools.partial(self._answered, scope, route, reply, start))
+        outcome.add_done_callback(functools.partial(self._answered, request, route, reply, start))
 
     def _answered(
         self,
-        scope: Scope,
+        request: tuple[str, str],
         route: FastRoute,
         reply: Reply,
         start: float,
@@ -136,21 +137,30 @@ class Edge:
         try:
             answer = 200, route.render(outcome.result()), ()
         except (Exception, asyncio.CancelledError) as error:
-            answer = self._failure(scope, error)
-        self._reply(scope, reply, start, *answer)
+            answer = self._failure(request, error)
+        self._reply(request, reply, start, *answer)
 
     def _reply(
-        self, scope: Scope, reply: Reply, start: float, status: int, body: bytes, headers: Headers
+        self,
+        request: tuple[str, str],
+        reply: Reply,
+        start: float,
+        status: int,
+        body: bytes,
+        headers: Headers,
     ) -> None:
         reply(status, body, headers)
-        self.telemetry.observe_request(scope["path"], status, time.perf_counter() - start)
+        self.telemetry.observe_request(request[1], status, time.perf_counter() - start)
 
-    def _failure(self, scope: Scope, error: BaseException) -> tuple[int, bytes, Headers]:
+    def _failure(
+        self, request: tuple[str, str], error: BaseException
+    ) -> tuple[int, bytes, Headers]:
         """The answer to an error: a refusal's own, or a 500 for anything else (a bug)."""
+        method, path = request
         if isinstance(error, HTTPError):
-            status = reject(self.telemetry, scope["method"], scope["path"], error)
+            status = reject(self.telemetry, method, path, error)
             return status, encode(Error(error.message, error.index)), error.raw_headers()
-        log.error("internal error on %s %s", scope["method"], scope["path"], exc_info=error)
+        log.error("internal error on %s %s", method, path, exc_info=error)
         return 500, _INTERNAL_ERROR, ()
 
     def _template(self, scope: Scope) -> str:

@@ -22,9 +22,10 @@ An app that answers some requests whole (``AnswersWhole``: ``edge.Edge`` for ``P
 gets them here when their body came in the same read as their headers, as nearly every small
 request's does: no ASGI task, no receive or send, and the answer written in one piece, which
 on that path is about a quarter of a request's cost (``make bench``). A request whose body is
-still coming after that read goes the usual way, an ASGI task reading it with its deadlines.
-uvicorn's request cycle is kept either way, so pipelined requests, keep-alive, disconnects and
-graceful shutdown work as they do for the rest.
+still coming after that read goes the usual way, an ASGI task reading it with its deadlines, and
+so does one for a client whose earlier answers wait unread (ASGI's send waits for it, and the
+requests behind it stop being read). uvicorn's request cycle is kept either way, so pipelined
+requests, keep-alive, disconnects and graceful shutdown work as they do for the rest.
 """
 
 import asyncio
@@ -79,7 +80,6 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._arm()  # a connection that sends nothing at all is closed too
 
     def data_received(self, data: bytes) -> None:
-        self._idle_since = None
         self._reading = True
         try:
             super().data_received(data)
@@ -93,10 +93,13 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             super()._start_asgi_task(cycle, app)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if self.transport.is_closing():
+            return  # read after an answer that closed the connection: none can reach the client
         whole = self._whole
         if (
             whole is None
             or app is not self.app
+            or self.flow.write_paused  # a client not reading its answers: ASGI's send waits
             or not whole.answers_whole(cast(Scope, cycle.scope))
         ):
             super()._start_asgi_task(cycle, app)
@@ -122,8 +125,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self, cycle: RequestResponseCycle, status: int, body: bytes, headers: Headers
     ) -> None:
         """Write a whole answer as uvicorn's ``RequestResponseCycle.send`` would, in one piece."""
-        if cycle.disconnected:
-            return
+        if cycle.disconnected or self.transport.is_closing():
+            return  # the client left (uvicorn marks only the last request it read)
         head = [STATUS_LINE[status]]
         for name, value in (*self.server_state.default_headers, *headers):
             head += [name, b": ", value, b"\r\n"]
@@ -141,6 +144,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
+        self._idle_since = None  # busy until this request's response ends
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
@@ -156,7 +160,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self.flow.resume_reading()
         if self.pipeline:  # a request that came while this one was answered goes next
             cycle, app = self.pipeline.pop()
-            self._start_asgi_task(cycle, app)
+            # Not at once: answered whole, it may end here again, for each request queued.
+            self.loop.call_soon(self._start_asgi_task, cycle, app)
             return
         self._idle_since = self.loop.time()
         if self._keep_alive is None:
