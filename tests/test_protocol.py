@@ -68,6 +68,16 @@ def test_close_sends_what_is_held_first() -> None:
     assert transport.is_closing()
 
 
+def test_what_is_written_once_closed_is_dropped() -> None:
+    """uvloop raises on a closed connection; an answer to a client that left goes nowhere."""
+    transport, inner = wrapped()
+    transport.close()
+    transport.write(HEAD)
+    transport.write(b"{}")
+    transport.flush()
+    assert inner.sent == []
+
+
 def test_everything_else_is_the_transport_s() -> None:
     transport, _ = wrapped()
     assert transport.get_extra_info("peername") == "info peername"

@@ -233,6 +233,25 @@ def test_a_connection_busy_with_a_request_is_not_closed_as_idle() -> None:
     assert (answer, later) == ({"via": "whole", "body": "now"}, {"via": "asgi", "path": "/whole"})
 
 
+def test_a_request_begun_before_the_last_answer_is_not_closed_as_idle() -> None:
+    """The next request's first bytes came before the answer to the one before: the connection
+    is busy with it, however long the rest of it takes."""
+    app = App()
+    with (
+        InProcessServer(app, lifespan="off", timeout_keep_alive=1) as server,
+        connect(server.port) as sock,
+    ):
+        second = post("/whole", b"second")
+        sock.sendall(post("/whole", HOLD) + second[:20])
+        wait_until(lambda: len(app.held) == 1, what="the first request handed in")
+        app.release()
+        [(_, first)] = responses(sock, 1)
+        time.sleep(1.5)  # the client's pause within the request, past the keep-alive timeout
+        sock.sendall(second[20:])
+        [(_, answer)] = responses(sock, 1)
+    assert (first["body"], answer["body"]) == ("hold", "second")
+
+
 def test_a_reply_after_the_client_left_with_requests_queued_writes_nothing(
     served: tuple[App, int, uvicorn.Server], caplog: pytest.LogCaptureFixture
 ) -> None:

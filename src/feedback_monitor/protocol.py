@@ -163,6 +163,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             # Not at once: answered whole, it may end here again, for each request queued.
             self.loop.call_soon(self._start_asgi_task, cycle, app)
             return
+        if self._in_headers:
+            return  # the next request began before this answer: busy, not idle
         self._idle_since = self.loop.time()
         if self._keep_alive is None:
             self._keep_alive = self.loop.call_at(
@@ -214,7 +216,8 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
 class OneSendPerResponse:
     """A transport that holds a response's status line and headers back until its first body
-    bytes, its end or the connection's close, so that both leave in one system call."""
+    bytes, its end or the connection's close, so that both leave in one system call; and drops
+    what is written once it is closing (a request answered after its client left)."""
 
     def __init__(self, transport: asyncio.Transport) -> None:
         self._transport = transport
@@ -222,6 +225,8 @@ class OneSendPerResponse:
         self.is_closing = transport.is_closing  # called on every request: bound once
 
     def write(self, data: bytes) -> None:
+        if self.is_closing():
+            return  # the client left or the answer closed it: uvloop would raise
         if self._held:
             data, self._held = self._held + data, b""
         elif data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 100 "):
