@@ -1,4 +1,5 @@
-"""uvicorn's httptools protocol with a deadline on request headers, and one send per response.
+"""uvicorn's httptools protocol with a deadline on request headers, one send per response, and
+requests answered whole.
 
 uvicorn closes an idle keep-alive connection after ``timeout_keep_alive``, but a client that
 connects, or starts a request, and then sends its headers slowly (or never: slowloris) holds its
@@ -13,7 +14,7 @@ the second makes one (``make bench``: about 25% more requests per second on ``PO
 uvicorn also arms a keep-alive timer after every response, which the next request cancels. Here
 a connection has one timer, which closes it if it has been idle since the last response for
 ``timeout_keep_alive`` seconds when it fires, and otherwise waits for the rest of that time: the
-same closes, without a timer per request (about 2 µs of a request's 38 on ``POST /feedback``).
+same closes, without a timer per request (about 2 µs a request on ``POST /feedback``).
 
 Bytes that are no HTTP request get uvicorn's 400 and close, with the service's JSON error body
 instead of uvicorn's plain text, as every other error has.
