@@ -69,6 +69,7 @@ ENVIRONMENT = {
     "RATE_LIMIT": "50",
     "HEADER_TIMEOUT": "5",
     "BODY_TIMEOUT": "7.5",
+    "SHUTDOWN_TIMEOUT": "9",
 }
 
 
@@ -96,6 +97,7 @@ def test_every_setting_comes_from_the_environment(
     assert settings.api_token.get_secret_value() == "env-token-1"
     assert (settings.token_file, settings.protect_reads) == (tokens, True)
     assert (settings.rate_limit, settings.header_timeout, settings.body_timeout) == (50, 5, 7.5)
+    assert settings.shutdown_timeout == 9
     assert {PREFIX + field.upper() for field in Settings.model_fields} == {
         PREFIX + name for name in ENVIRONMENT
     }  # the environment above covers every setting

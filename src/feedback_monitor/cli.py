@@ -95,6 +95,7 @@ def serve(settings: Settings) -> None:
         port=settings.port,
         lifespan="on",
         log_config=None,
+        timeout_graceful_shutdown=settings.shutdown_timeout,
         **server_stack(settings.header_timeout),
     )
     # uvicorn drains and then re-raises the signal under the handler it found installed; with

@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from feedback_monitor.body import Deadlines, check_whole_body, read_json_body
-from feedback_monitor.errors import HTTPError
+from feedback_monitor.errors import HTTPError, Unavailable
 from feedback_monitor.protocol import Headers, Reply
 from feedback_monitor.schemas import Error, encode
 from feedback_monitor.telemetry import Telemetry
@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 _CONTENT_TYPE = (b"content-type", b"application/json")
 _INTERNAL_ERROR = encode(Error("Internal server error"))
+# The server stops waiting for requests at shutdown (--shutdown-timeout) by cancelling them.
+_SHUTTING_DOWN = Unavailable("Service is shutting down", "shutting_down")  # nothing handed in
+_CUT_OFF = HTTPError(
+    503, "Service stopped before answering: any write in this request may be stored", "cut_off"
+)
 
 Gate = Callable[[Scope], None]
 """Checks a request before its route; raises ``HTTPError`` to refuse it."""
@@ -86,14 +91,19 @@ class Edge:
             return
         start = time.perf_counter()
         route = self.fast_routes.get((scope["method"], scope["path"]))
+        handed_in = False
         try:
             if self.gate is not None:
                 self.gate(scope)
             if route is not None:
                 body = await read_json_body(scope, receive, route.max_body, self.deadlines)
+                handed_in = True
                 body = route.render(await route.submit(body))
-        except Exception as error:
-            status, body, headers = self._failure((scope["method"], scope["path"]), error)
+        except (Exception, asyncio.CancelledError) as error:
+            failure: BaseException = error
+            if isinstance(error, asyncio.CancelledError):
+                failure = _CUT_OFF if handed_in else _SHUTTING_DOWN
+            status, body, headers = self._failure((scope["method"], scope["path"]), failure)
             await send_json(send, status, body, headers)
         else:
             if route is None:
@@ -179,6 +189,10 @@ class Edge:
 
         try:
             await self.app(scope, receive, send_observed)
+        except asyncio.CancelledError:  # the server stopped waiting for it at shutdown
+            if not status:
+                status, body, _ = self._failure((scope["method"], scope["path"]), _CUT_OFF)
+                await send_json(send, status, body)
         except Exception:
             log.exception("internal error on %s %s", scope["method"], scope["path"])
             if not status:  # Starlette may already have answered through internal_error()

@@ -167,6 +167,13 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds a request body may pause between two chunks (408 after them).",
     )
+    shutdown_timeout: int = Field(
+        default=20,
+        ge=1,
+        description="Seconds a graceful shutdown (SIGTERM) waits for the requests in progress; "
+        "those still waiting then get a 503 (one whose write was handed in says it may be "
+        "stored). Below Kubernetes' default grace period of 30 s.",
+    )
 
     @model_validator(mode="after")
     def _reads_need_tokens(self) -> Self:

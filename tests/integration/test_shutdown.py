@@ -1,6 +1,9 @@
 """SIGTERM: stop accepting, commit and answer what is in flight, exit 0."""
 
+import json
+import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +17,7 @@ from tests.integration.helpers import (
     Load,
     cell_counts,
     port_refuses,
+    process_tree,
     scrape,
     serving,
     wait_until,
@@ -96,3 +100,61 @@ def test_sigterm_answers_the_request_in_flight(data_dir: Path, log_path: Path) -
 
 def test_sigterm_exits_zero(service: ServiceProcess) -> None:
     assert service.terminate() == 0
+
+
+def test_sigterm_waits_for_a_request_that_never_ends_only_so_long(
+    data_dir: Path, log_path: Path
+) -> None:
+    """A body that stops halfway holds its connection until the body timeout (here 300 s); the
+    shutdown gives up on it after ``--shutdown-timeout``, answers it 503 and exits cleanly."""
+    args = ("--shutdown-timeout", "1", "--body-timeout", "300")
+    head = (b"POST /feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 30\r\n\r\n")  # fmt: skip
+    with (
+        serving(data_dir, *args, log_path=log_path) as service,
+        socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock,
+        httpx.Client() as other,
+    ):
+        sock.sendall(head + b'{"prediction": 1, ')
+        # One round trip on another connection: the server has read what came before it.
+        assert other.get(service.url + "/health").status_code == 200
+        assert service.terminate(timeout=30) in TERMINATED
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ")
+    assert json.loads(body) == {"error": "Service is shutting down"}
+    assert "stopped" in log_path.read_text()
+
+
+def test_sigterm_cutting_off_a_write_in_its_commit_says_it_may_be_stored(
+    data_dir: Path, log_path: Path
+) -> None:
+    """The store is stopped with the request's feedback handed in: the shutdown stops waiting,
+    answers 503 saying the write may be stored, and once the store goes on it is."""
+    head = (b"POST /feedback HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 30\r\n\r\n")  # fmt: skip
+    with (
+        serving(data_dir, "--shutdown-timeout", "1", log_path=log_path) as service,
+        socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock,
+        httpx.Client() as other,
+    ):
+        assert service.process is not None
+        [store] = [pid for pid in process_tree(service.pid) if pid != service.pid]
+        sock.sendall(head)  # the body in a later read: the request goes through ASGI
+        assert other.get(service.url + "/health").status_code == 200
+        os.kill(store, signal.SIGSTOP)
+        try:
+            sock.sendall(b'{"prediction": 1, "actual": 1}')
+            assert other.get(service.url + "/health").status_code == 200  # the body is read
+            service.process.send_signal(signal.SIGTERM)
+            answer = sock.recv(65536)
+        finally:
+            os.kill(store, signal.SIGCONT)
+        assert service.process.wait(timeout=30) in TERMINATED
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 ")
+    assert "may be stored" in json.loads(body)["error"]
+    with serving(data_dir, log_path=log_path) as service:
+        assert stored(service.url) == {"tp": 1, "tn": 0, "fp": 0, "fn": 0}
