@@ -49,6 +49,13 @@ def check_token(token: str) -> str:
     return token
 
 
+def bearer_headers(token: str | None) -> dict[str, str]:
+    """The header that carries ``token`` to the service, if any; ``ValueError`` for a token no
+    header can carry (a client would otherwise fail at every attempt as if the server were
+    down)."""
+    return {} if token is None else {"authorization": f"Bearer {check_token(token)}"}
+
+
 def parse_token_file(text: str) -> list[tuple[str, frozenset[Scope]]]:
     """Each token with its scopes, or ``ValueError`` naming the line (never the token)."""
     tokens = []

@@ -56,7 +56,7 @@ from typing import Any, Generic, NamedTuple, Protocol, Self, TypedDict, TypeVar,
 import httpx
 import msgspec
 
-from feedback_monitor.auth import check_token
+from feedback_monitor.auth import bearer_headers
 from feedback_monitor.records import (
     Feedback,
     InvalidRecord,
@@ -270,12 +270,6 @@ def _items(records: Iterable[Record]) -> list[_Item]:
 
 def _batch_body(items: list[_Item]) -> bytes:
     return b'{"items":[' + b",".join(item.body for item in items) + b"]}"
-
-
-def _auth(token: str | None) -> dict[str, str]:
-    """The headers that carry a bearer token (the service's ``api_token`` or ``token_file``);
-    ``ValueError`` for one no header can carry, not a transport error at every attempt."""
-    return {} if token is None else {"authorization": f"Bearer {check_token(token)}"}
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -530,7 +524,7 @@ class _Client:
         self.http_options: dict[str, Any] = {
             "base_url": url,
             "timeout": options.get("timeout", 10.0),
-            "headers": _auth(options.get("token")),
+            "headers": bearer_headers(options.get("token")),
         }
 
     @property

@@ -72,7 +72,6 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._idle_since: float | None = None  # the end of the last response, while idle
         self._keep_alive: asyncio.TimerHandle | None = None
         self._whole = self.app if isinstance(self.app, AnswersWhole) else None
-        self._reading = False  # inside data_received: the rest of the read is still to come
         self._waiting: tuple[RequestResponseCycle, Any] | None = None  # its body still to come
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -81,11 +80,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._arm()  # a connection that sends nothing at all is closed too
 
     def data_received(self, data: bytes) -> None:
-        self._reading = True
-        try:
-            super().data_received(data)
-        finally:
-            self._reading = False
+        super().data_received(data)
         if self._in_headers and self._deadline is None:
             self._arm()
         if self._waiting is not None:  # its body did not come with its headers: ASGI reads it
@@ -94,26 +89,34 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             super()._start_asgi_task(cycle, app)
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """uvicorn starts a request here as soon as its headers are parsed, mid-read."""
         if self.transport.is_closing():
             return  # read after an answer that closed the connection: none can reach the client
-        whole = self._whole
-        if (
-            whole is None
-            or app is not self.app
-            or self.flow.write_paused  # a client not reading its answers: ASGI's send waits
-            or not whole.answers_whole(cast(Scope, cycle.scope))
-        ):
-            super()._start_asgi_task(cycle, app)
-        elif not cycle.more_body:
-            self._answer_whole(cycle)
-        elif self._reading:  # on_message_complete answers it if its body is in this read
+        if self._answerable(cycle, app):  # on_message_complete answers it if its body is here
             self._waiting = cycle, app
         else:
             super()._start_asgi_task(cycle, app)
 
+    def _start_queued(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """A pipelined request, once the one before it is answered: whole if its body is in."""
+        if self.transport.is_closing():
+            return
+        if self._answerable(cycle, app) and not cycle.more_body:
+            self._answer_whole(cycle)
+        else:
+            super()._start_asgi_task(cycle, app)
+
+    def _answerable(self, cycle: RequestResponseCycle, app: Any) -> bool:
+        return (
+            self._whole is not None
+            and app is self.app
+            and not self.flow.write_paused  # a client not reading its answers: ASGI's send waits
+            and self._whole.answers_whole(cast(Scope, cycle.scope))
+        )
+
     def on_message_complete(self) -> None:
         super().on_message_complete()
-        if self._waiting is not None and self._waiting[0] is self.cycle:
+        if self._waiting is not None:
             self._waiting = None
             self._answer_whole(self.cycle)
 
@@ -128,19 +131,24 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         """Write a whole answer as uvicorn's ``RequestResponseCycle.send`` would, in one piece."""
         if cycle.disconnected or self.transport.is_closing():
             return  # the client left (uvicorn marks only the last request it read)
-        head = [STATUS_LINE[status]]
-        for name, value in (*self.server_state.default_headers, *headers):
-            head += [name, b": ", value, b"\r\n"]
-            if name == b"connection" and b"close" in value.lower():
-                cycle.keep_alive = False
-        if not cycle.keep_alive and not any(name == b"connection" for name, _ in headers):
-            head.append(b"connection: close\r\n")
-        head += [b"content-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body), body]
+        given = [value.lower() for name, value in headers if name == b"connection"]
+        if any(b"close" in value for value in given):
+            cycle.keep_alive = False
         cycle.response_complete = True
-        self.transport.write(b"".join(head))
+        close = not cycle.keep_alive and not given
+        self.transport.write(self._json_response(status, body, headers, close))
         if not cycle.keep_alive:
             self.transport.close()
         self.on_response_complete()
+
+    def _json_response(self, status: int, body: bytes, headers: Headers, close: bool) -> bytes:
+        """A whole JSON response, with uvicorn's default headers (its date)."""
+        head = [STATUS_LINE[status]]
+        for name, value in (*self.server_state.default_headers, *headers):
+            head += [name, b": ", value, b"\r\n"]
+        head.append(b"content-type: application/json\r\ncontent-length: %d\r\n" % len(body))
+        head += [b"connection: close\r\n\r\n" if close else b"\r\n", body]
+        return b"".join(head)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
@@ -162,7 +170,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         if self.pipeline:  # a request that came while this one was answered goes next
             cycle, app = self.pipeline.pop()
             # Not at once: answered whole, it may end here again, for each request queued.
-            self.loop.call_soon(self._start_asgi_task, cycle, app)
+            self.loop.call_soon(self._start_queued, cycle, app)
             return
         if self._in_headers:
             return  # the next request began before this answer: busy, not idle
@@ -184,13 +192,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's, with ``{"error": msg}`` as JSON."""
-        body = encode(Error(msg))
-        head = [STATUS_LINE[400]]
-        for name, value in self.server_state.default_headers:
-            head += [name, b": ", value, b"\r\n"]
-        head += [b"content-type: application/json\r\n",
-                 b"content-length: %d\r\n" % len(body), b"connection: close\r\n\r\n"]  # fmt: skip
-        self.transport.write(b"".join(head) + body)
+        self.transport.write(self._json_response(400, encode(Error(msg)), (), close=True))
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
-from feedback_monitor.auth import check_token
+from feedback_monitor.auth import bearer_headers
 from feedback_monitor.report.document import DAY_STEP, Drift, Report
 from feedback_monitor.report.errors import ReportError
 from feedback_monitor.schemas import (
@@ -64,7 +64,7 @@ class Api:
 def client(url: str, token: str | None = None) -> httpx.Client:
     """A client of the service at ``url``, with a bearer token when reads need one."""
     try:
-        headers = {"Authorization": f"Bearer {check_token(token)}"} if token else {}
+        headers = bearer_headers(token or None)
     except ValueError as error:
         raise ReportError(f"FEEDBACK_MONITOR_TOKEN: {error}") from None
     try:
