@@ -21,6 +21,7 @@ samples shows how little it knows; no trial gives the whole of [0, 1]:
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from statistics import NormalDist
 
@@ -146,6 +147,19 @@ class Counts:
         return Counts(
             self.tp + other.tp, self.tn + other.tn, self.fp + other.fp, self.fn + other.fn
         )
+
+
+def cells(counted: Mapping[tuple[str, str, int, int], int]) -> dict[tuple[str, str], Counts]:
+    """The counts per (model, version) of outcomes counted as (model, version, prediction,
+    actual).
+
+    >>> cells({("fraud", "v1", 1, 1): 3, ("fraud", "v1", 1, 0): 2, ("spam", "", 0, 0): 1})
+    {('fraud', 'v1'): Counts(tp=3, tn=0, fp=2, fn=0), ('spam', ''): Counts(tp=0, tn=1, fp=0, fn=0)}
+    """
+    per_series: dict[tuple[str, str], list[int]] = {}
+    for (model, version, prediction, actual), count in counted.items():
+        per_series.setdefault((model, version), [0, 0, 0, 0])[CELL[prediction, actual]] += count
+    return {series: Counts(*c) for series, c in per_series.items()}
 
 
 def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Mapping, Sequence, Set
 from types import MappingProxyType
 from typing import Any
 
-from feedback_monitor.confusion import CELL, Counts
+from feedback_monitor.confusion import CELL, Counts, cells
 from feedback_monitor.errors import ClientError, Unavailable
 from feedback_monitor.records import Feedback, FeedbackBatch, Prediction, plain
 from feedback_monitor.series import SeriesState
@@ -56,16 +56,9 @@ def entry(
 ) -> Entry:
     """Counts of the plain feedback, and the other records with their index."""
     if isinstance(records, FeedbackBatch):
-        return Entry(_cells(records.counted), list[tuple[int, Record]](records.keyed), allowed)
+        return Entry(cells(records.counted), list[tuple[int, Record]](records.keyed), allowed)
     counted, keyed = _count(records)
-    return Entry(_cells(counted), keyed, allowed)
-
-
-def _cells(counted: Mapping[tuple[str, str, int, int], int]) -> dict[Series, Counts]:
-    cells: dict[Series, list[int]] = {}
-    for (model, version, prediction, actual), count in counted.items():
-        cells.setdefault((model, version), [0, 0, 0, 0])[CELL[prediction, actual]] += count
-    return {series: Counts(*c) for series, c in cells.items()}
+    return Entry(cells(counted), keyed, allowed)
 
 
 def _count(

@@ -67,7 +67,7 @@ WriteAnswer = tuple[list[Accepted | Refused], Totals]
 OnCommit = Callable[[int, float], None]
 """Told the feedback count and the seconds of every transaction."""
 
-_READ_SIZE = 1 << 20
+_READ_SIZE = 1 << 16  # a pipe holds 64 KiB: a larger read only maps and unmaps more memory
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[Any]).decode

@@ -31,7 +31,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from feedback_monitor.confusion import CELL, Counts
+from feedback_monitor.confusion import CELL, Counts, cells
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.scores import ScoreHistogram
 from feedback_monitor.series import (
@@ -242,8 +242,9 @@ class SQLStore:
         def body(db: Database) -> tuple[list[Accepted | Refused], Totals]:
             changes = _Changes()
             fresh = _store_fresh(db, entries, now)
+            stored = _count_fresh([entries[number] for number in fresh], now, changes)
             outcomes = [
-                _count_fresh(entry, now, changes) if number in fresh
+                stored[entry.keyed[0][1].series] if number in fresh
                 else self._apply(db, entry, now, changes)
                 for number, entry in enumerate(entries)
             ]  # fmt: skip
@@ -472,12 +473,22 @@ def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]
     return {owners[key] for key in stored}
 
 
-def _count_fresh(entry: Entry, now: float, changes: _Changes) -> Accepted:
-    """The outcome of an entry ``_store_fresh`` stored."""
-    item = entry.keyed[0][1]
-    assert isinstance(item, Feedback)
-    _observe(item, now, changes[item.series])
-    return Accepted(1, 0, [item.series])
+def _count_fresh(entries: Iterable[Entry], now: float, changes: _Changes) -> dict[Series, Accepted]:
+    """Count the feedback of the entries ``_store_fresh`` stored, alike outcomes at once (those
+    of one series, placed now, without a score); the outcome of such an entry, per series."""
+    alike: collections.Counter[tuple[str, str, int, int]] = collections.Counter()
+    for entry in entries:
+        item = entry.keyed[0][1]
+        assert isinstance(item, Feedback)
+        assert item.prediction is not None  # _store_fresh stores only feedback with one
+        if item.timestamp is None and item.score is None:
+            alike[item.model, item.version, item.prediction, item.actual] += 1
+        else:
+            _observe(item, now, changes[item.series])
+    minute = floor(now, MINUTE)
+    for series, counts in cells(alike).items():
+        changes[series].place((minute, minute), counts)
+    return {series: Accepted(1, 0, [series]) for series in changes}
 
 
 def _outcome_row(item: Feedback | Prediction, now: float) -> tuple[Any, ...]:
