@@ -2,7 +2,9 @@
 
 - 10,000-item batches to POST /feedback/batch with wrk (one thread, a few connections): items/s.
 - Single records carrying model, version and a fresh id each (so every one is an idempotency
-  key written to the store), beside the plain seed record and the bare ASGI ceiling, same run.
+  key written to the store), beside the plain seed record and the bare ASGI ceiling, same run;
+  then with UUIDv7 ids (as the client makes them) and random UUIDv4 ids, each of which lands
+  on its own page of the store's index of ids.
 - GET /metrics once the store holds 1,000 series: the median time of a scrape.
 """
 
@@ -39,19 +41,42 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def labelled_script() -> str:
-    """Each request a new id: the run's prefix makes ids unique across runs too."""
+def labelled_script(ids: str = "counter") -> str:
+    """Each request a new id: ``counter``, the run's prefix and a counter (unique across runs
+    too); ``uuid7``, a UUIDv7 as the client makes them (the milliseconds since 1970, here
+    counted at 20 requests a millisecond, then random bits); or ``uuid4``, random throughout,
+    which lands anywhere in the store's index of ids."""
     prefix = uuid.uuid4().hex[:12]
+    new_id = {
+        "counter": f'string.format("{prefix}-%d", counter)',
+        "uuid7": (
+            'string.format("%012x7%03x%04x%012x", start + math.floor(counter / 20),'
+            " math.random(0, 0xfff), math.random(0x8000, 0xbfff), math.random(0, 0xffffffffffff))"
+        ),
+        "uuid4": (
+            'string.format("%08x-%04x-4%03x-%04x-%012x", math.random(0, 0xffffffff),'
+            " math.random(0, 0xffff), math.random(0, 0xfff), math.random(0x8000, 0xbfff),"
+            " math.random(0, 0xffffffffffff))"
+        ),
+    }[ids]
     return f"""
+math.randomseed({uuid.uuid4().int % 2**31})
+start = {time.time_ns() // 1_000_000}
 counter = 0
 request = function()
   counter = counter + 1
   local body = string.format(
-    '{{"prediction": 1, "actual": %d, "model": "fraud", "version": "v3", "id": "{prefix}-%d"}}',
-    counter % 2, counter)
+    '{{"prediction": 1, "actual": %d, "model": "fraud", "version": "v3", "id": "%s"}}',
+    counter % 2, {new_id})
   return wrk.format("POST", nil, {{["Content-Type"] = "application/json"}}, body)
 end
 """
+
+
+def stored_ids(url: str) -> int:
+    """The feedback of the labelled series: each came with an id of its own."""
+    models = httpx.get(url + "/api/v1/models").json()["models"]
+    return sum(sum(m["counts"].values()) for m in models if m["model"] == "fraud")
 
 
 def scrape_time(url: str) -> float:
@@ -77,11 +102,16 @@ def main() -> dict[str, float]:
         script = batch_script(Path(tmp) / "batch.json")
         wrk.run(service.url + "/feedback/batch", 1, connections=4, script=script)  # warm-up
         batches = wrk.run(service.url + "/feedback/batch", SECONDS, 4, script)
-        labelled, seed, ceiling = [], [], []
-        for _ in range(3):
+        ceiling, seed = [], []
+        labelled: dict[str, list[wrk.WrkResult]] = {"counter": [], "uuid7": [], "uuid4": []}
+        for kinds in (("counter", "uuid7"),) * 3 + (("uuid4",),) * 3:  # uuid4 last: it scatters
             ceiling.append(wrk.run(bare + "/feedback", SECONDS))
-            seed.append(wrk.run(service.url + "/feedback", SECONDS))
-            labelled.append(wrk.run(service.url + "/feedback", SECONDS, script=labelled_script()))
+            if kinds != ("uuid4",):
+                seed.append(wrk.run(service.url + "/feedback", SECONDS))
+            for kind in kinds:
+                script = labelled_script(kind)
+                labelled[kind].append(wrk.run(service.url + "/feedback", SECONDS, script=script))
+        ids = stored_ids(service.url)
         scrape = scrape_time(service.url)
     items_per_second = batches.requests_per_second * BATCH_ITEMS
     bare_rate = statistics.median(r.requests_per_second for r in ceiling)
@@ -89,12 +119,18 @@ def main() -> dict[str, float]:
     print(f"  {items_per_second:12,.0f} items/s (goal {ITEMS_GOAL:,}); "
           f"{batches.non_2xx} non-2xx")  # fmt: skip
     print("POST /feedback, single records, wrk -t1 -c32 (medians of 3 rounds)")
-    for name, runs in (("seed record", seed), ("model+version+id", labelled)):
+    for name, runs in (
+        ("seed record", seed),
+        ("model+version+id", labelled["counter"]),
+        ("... id a UUIDv7", labelled["uuid7"]),
+        ("... id a UUIDv4", labelled["uuid4"]),
+    ):
         rate = statistics.median(r.requests_per_second for r in runs)
         p99 = statistics.median(r.p99 for r in runs)
         print(f"  {name:18} {rate:8.0f} req/s  ratio {rate / bare_rate:.2f}  "
               f"p99 {p99 * 1e3:.2f} ms")  # fmt: skip
     print(f"  {'bare ASGI app':18} {bare_rate:8.0f} req/s")
+    print(f"  ({ids:,} ids stored at the end; model+version+id: the run's prefix and a counter)")
     verdict = "ok" if scrape < METRICS_LIMIT else "MISSED"
     print(f"GET /metrics with {METRICS_SERIES} series: median {scrape * 1e3:.1f} ms "
           f"(limit {METRICS_LIMIT * 1e3:.0f} ms): {verdict}")  # fmt: skip

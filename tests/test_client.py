@@ -3,6 +3,7 @@
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable
 
 import httpx
@@ -224,3 +225,21 @@ def test_retry_waits_grow_within_their_bounds() -> None:
     retry = Retry(base=1.0, cap=4.0)
     for attempt, ceiling in [(1, 1.0), (2, 2.0), (3, 4.0), (9, 4.0)]:
         assert ceiling / 2 <= retry.delay(attempt) <= ceiling
+
+
+def test_ids_it_generates_are_uuid7s_that_grow_with_time() -> None:
+    """Time-ordered ids land at the end of the server's index of ids, not anywhere in it."""
+    script = Script()
+    with script.client(batch_size=1000) as client:
+        before = time.time()
+        early = [client.enqueue(Feedback(1, 1)) for _ in range(100)]
+        time.sleep(0.002)  # the next millisecond: ids of different times must sort by time
+        late = [client.enqueue(Feedback(1, 1)) for _ in range(100)]
+        after = time.time()
+    parsed = [uuid.UUID(hex=i) for i in early + late]
+    assert {(u.version, u.variant) for u in parsed} == {(7, uuid.RFC_4122)}
+    assert len(set(early + late)) == 200
+    assert max(early) < min(late)
+    stamps = [u.int >> 80 for u in parsed]  # the milliseconds since 1970
+    assert int(before * 1000) <= min(stamps) <= max(stamps) <= int(after * 1000)
+    assert sorted(i for batch in script.batches() for i in batch) == sorted(early + late)

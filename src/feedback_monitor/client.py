@@ -9,7 +9,8 @@ endpoints when ``batch_size`` items wait, ``flush_interval`` seconds after the f
 interpreter exit. Within one request's worth, predictions go before feedback, so a feedback can
 label a prediction queued just before it.
 
-Every item the client sends carries an id: the caller's, or a random uuid4 it generates. The
+Every item the client sends carries an id: the caller's, or a time-ordered UUIDv7 it generates
+(``new_id``). The
 server counts an id once (a repeat with the same outcome is a duplicate, a different outcome a 409)
 for as long as it remembers ids (its ``prediction_ttl``, 30 days by default), so a request whose
 answer was lost can safely be sent again. Connection errors, timeouts, 408, 429 and 5xx are retried
@@ -45,6 +46,7 @@ import logging
 import math
 import queue
 import random
+import secrets
 import threading
 import time
 import uuid
@@ -240,18 +242,29 @@ def _seconds(timestamp: float | datetime | None) -> float | None:
     return timestamp
 
 
+def new_id() -> str:
+    """A UUIDv7 (RFC 9562, Python 3.14's ``uuid.uuid7``) in hex: the milliseconds since 1970,
+    then 74 random bits. Ids that grow with time are stored at the end of the server's index of
+    ids; random ones (uuid4) each rewrite a page of it somewhere, and the server takes about a
+    quarter fewer of them a second (``bench.batch_ingestion``)."""
+    milliseconds = time.time_ns() // 1_000_000
+    value = milliseconds << 80 | 0x7 << 76 | secrets.randbits(12) << 64  # version 7
+    value |= 0b10 << 62 | secrets.randbits(62)  # the RFC's variant
+    return uuid.UUID(int=value).hex
+
+
 def _encode(record: Record) -> bytes:
     return msgspec.json.encode({k: v for k, v in record._asdict().items() if v is not None})
 
 
 def _item(record: Record) -> _Item:
-    """The record with an id (a new uuid4 if it has none), checked as the server checks it."""
+    """The record with an id (a new one if it has none), checked as the server checks it."""
     for field in ("score", "timestamp"):  # JSON has no NaN: msgspec would send null
         value = getattr(record, field)
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidRecord(f"Invalid {field}: not a finite number", f"invalid_{field}")
     if record.id is None and record.prediction is not None:
-        record = record._replace(id=uuid.uuid4().hex)
+        record = record._replace(id=new_id())
     body = _encode(record)
     parse = parse_prediction if isinstance(record, Prediction) else parse_feedback
     parse(body)  # raises InvalidRecord, a ValueError, with the server's message
