@@ -10,16 +10,16 @@ interpreter exit. Within one request's worth, predictions go before feedback, so
 label a prediction queued just before it.
 
 Every item the client sends carries an id: the caller's, or a time-ordered UUIDv7 it generates
-(``new_id``). The
-server counts an id once (a repeat with the same outcome is a duplicate, a different outcome a 409)
-for as long as it remembers ids (its ``prediction_ttl``, 30 days by default), so a request whose
-answer was lost can safely be sent again. Connection errors, timeouts, 408, 429 and 5xx are retried
-with exponential backoff and jitter (``Retry``); a 4xx is not. An immediate call raises ``Refused``
-for a 4xx and ``Unreachable`` when its attempts run out. The background worker retries without
-limit while the client is open and until ``close``'s timeout after; for a 4xx it takes the item the
-server names out of the batch, reports it as a ``Failure`` (in ``failures``, and to ``on_error``)
-and sends the rest again (a 413 halves the batch instead). Whatever is still unsent at the close
-timeout is reported as failures too: nothing is dropped silently, nothing is counted twice.
+(``new_id``). The server counts an id once (a repeat with the same outcome is a duplicate, a
+different outcome a 409) for as long as it remembers ids (its ``prediction_ttl``, 30 days by
+default), so a request whose answer was lost can safely be sent again. Connection errors, timeouts,
+408, 429 and 5xx are retried with exponential backoff and jitter (``Retry``); a 4xx is not. An
+immediate call raises ``Refused`` for a 4xx and ``Unreachable`` when its attempts run out. The
+background worker retries without limit while the client is open and until ``close``'s timeout
+after; for a 4xx it takes the item the server names out of the batch, reports it as a ``Failure``
+(in ``failures``, and to ``on_error``) and sends the rest again (a 413 halves the batch instead).
+Whatever is still unsent at the close timeout is reported as failures too: nothing is dropped
+silently, nothing is counted twice.
 
 Example, with a server on the default address:
 
@@ -87,6 +87,7 @@ __all__ = [
     "Retry",
     "Stats",
     "Unreachable",
+    "new_id",
 ]
 
 log = logging.getLogger(__name__)
