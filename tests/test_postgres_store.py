@@ -41,6 +41,7 @@ from tests.test_sqlite_store_ids import (  # noqa: F401
     test_a_random_stream_matches_the_bookkeeping,
     test_a_refused_entry_leaves_no_trace_and_the_others_stand,
     test_an_entry_creates_only_the_series_it_is_allowed,
+    test_an_entry_may_join_a_series_an_earlier_entry_of_its_commit_created,
     test_an_unknown_id_is_404,
     test_expiry_drops_unlabelled_predictions_stored_before_the_cutoff,
     test_labels_of_a_stored_prediction_are_idempotent,

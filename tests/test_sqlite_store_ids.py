@@ -165,6 +165,19 @@ def test_an_entry_creates_only_the_series_it_is_allowed(store: SQLiteStore) -> N
     assert sorted(store.load()) == [FRAUD, ("new", ""), ("plain", "")]
 
 
+def test_an_entry_may_join_a_series_an_earlier_entry_of_its_commit_created(
+    store: SQLiteStore,
+) -> None:
+    """At the cap, a feedback that joins a prediction stored in the same transaction counts
+    under that prediction's series, which the transaction created before it."""
+    created = entry(Prediction("p-1", 1, *FRAUD))
+    join = Entry({}, [(0, Feedback(1, 1, "other", id="p-1"))], frozenset())
+    outcomes, totals = store.write([created, join], NOW)
+    assert outcomes == [Accepted(1, 0, [FRAUD]), Accepted(1, 0, [FRAUD])]
+    assert totals[FRAUD].counts == Counts(tp=1)
+    assert sorted(store.load()) == [FRAUD]
+
+
 def one_entry(store: SQLiteStore, written: Entry) -> Accepted | Refused:
     (outcome,), _ = store.write([written], NOW)
     return outcome

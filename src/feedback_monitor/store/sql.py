@@ -342,7 +342,9 @@ class SQLStore:
             return self._count(entry, now, changes)
         mine = _Changes()
         accepted, duplicates = self._count(entry, now, mine).accepted, 0
-        stored: set[Series] = set()  # of the series ``allowed`` does not name
+        # Of the series ``allowed`` does not name: those the transaction's earlier entries
+        # created count as stored, though their rows are written at its end.
+        stored: set[Series] = set(changes)
         try:
             # An item is refused before it writes anything: only several need a savepoint, or
             # one that may be refused after it wrote, for the series it would create.
