@@ -230,6 +230,12 @@ def test_expiry_drops_unlabelled_predictions_stored_before_the_cutoff(
     assert one(store, Feedback(None, 1, id="young")) == Accepted(1, 0, [FRAUD])
     # An id older than the cutoff is forgotten, so it counts anew.
     assert one(store, Feedback(1, 1, id="direct")) == Accepted(1, 0, [A])
+    # A label restarted its id's time: a retry of it is still a repeat, until that runs out.
+    assert one(store, Feedback(None, 1, id="old-labelled")) == Accepted(0, 1, [FRAUD])
+    store.expire(before=151)
+    assert one(store, Feedback(None, 1, id="old-labelled")) == Refused(
+        404, "Unknown prediction id", "unknown_id", 0
+    )
 
 
 def test_predictions_labels_and_ids_survive_a_reopen(tmp_path: Path) -> None:

@@ -108,7 +108,7 @@ class Settings(BaseSettings):
         default=timedelta(days=30),
         ge=timedelta(seconds=1),  # the expiry sweep runs every tenth of it
         description="How long a prediction waits for its label, and an id is remembered, from "
-        "when it was stored (seconds or ISO 8601, such as P30D; at least 1 s).",
+        "when it was stored or labelled (seconds or ISO 8601, such as P30D; at least 1 s).",
     )
     max_batch_items: int = Field(
         default=10_000, ge=1, description="Most items in one batch request (413 above)."

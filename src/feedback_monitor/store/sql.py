@@ -134,8 +134,9 @@ _READ_OUTCOME = (
     "SELECT model, version, prediction, actual, predicted_at, from_prediction, score"
     " FROM outcomes WHERE id = ?"
 )
+# A label restarts its id's time to live: a retry of a late label stays a repeat for as long.
 _JOIN = (
-    "UPDATE outcomes SET actual = ? WHERE id = ? AND actual IS NULL"
+    "UPDATE outcomes SET actual = ?, stored_at = ? WHERE id = ? AND actual IS NULL"
     " RETURNING model, version, prediction, actual, predicted_at, from_prediction, score"
 )
 _NO_DELAYS = (0,) * (len(DELAY_BUCKETS) + 1)
@@ -542,7 +543,7 @@ def _label(db: Database, index: int, item: Feedback, now: float, mine: _Changes)
     if stored[3] is not None:
         mine[str(stored[0]), str(stored[1])]  # a repeat still answers its series' totals
         return False
-    joined = db.execute(_JOIN, (item.actual, item.id)).fetchone()
+    joined = db.execute(_JOIN, (item.actual, now, item.id)).fetchone()
     if joined is None:
         return None
     _join(item, now, joined, mine)

@@ -11,7 +11,8 @@ Format (``PRAGMA user_version`` is the schema version, migrated forward at open)
   (``series.py``).
 - ``outcomes(id, ...)``: every prediction or feedback that came with an id; ``actual`` is NULL
   while a prediction waits for its label. The id is the primary key, so a repeat is found, not
-  counted; rows leave after the prediction TTL (then an id may be counted anew).
+  counted; rows leave the prediction TTL after they were stored or labelled (then an id may be
+  counted anew).
 - ``buckets(...)``: the counts per minute, hour and day (``buckets.py``).
 - ``drift_state(...)``, ``drift_events(...)``, ``drift_journal(...)``: the drift detectors
   (``watches.py``).
