@@ -132,6 +132,28 @@ def test_a_join_repeating_its_prediction_does_not_count_against_the_cap(
     store.close()
 
 
+@pytest.mark.parametrize("make_store", list(STORES.values()), ids=list(STORES))
+def test_at_the_cap_a_batch_with_ids_is_refused_at_the_first_item_past_it(
+    tmp_path: Path, make_store: Callable[[Path], AsyncStore]
+) -> None:
+    """Items with ids and predictions may be joins, which create no series: the series they
+    name are held in item order while room is left, so the first item past the cap is refused,
+    as it is without ids (the Python client gives every item an id)."""
+
+    async def scenario(recorder: Recorder) -> None:
+        await recorder.write([Prediction("p", 1, "m9")])
+        batch = [model(0, id="a"), Feedback(None, 1, "m7", id="p"), model(1, id="b")]
+        batch += [model(0, id="d"), model(2, id="c")]
+        with pytest.raises(SeriesCapReached) as capped:
+            await recorder.write(batch)
+        assert capped.value.index == 4
+        assert list(recorder.snapshot) == [("m9", "")]
+        accepted = await recorder.write(batch[:4])  # the client's retry without the item
+        assert accepted == Accepted(4, 0, [M0, M1, ("m9", "")])
+
+    run(make_store(tmp_path), scenario, max_series=3)
+
+
 def test_a_refused_request_does_not_use_up_the_cap(tmp_path: Path) -> None:
     async def scenario(recorder: Recorder) -> None:
         await recorder.write([Prediction("p-1", 0, *M0)])

@@ -215,11 +215,20 @@ class Recorder:
         room = self._max_series - len(self._states) - len(in_flight)
         allowed = None
         if (unclaimed := new - self._claimed.keys()) and len(unclaimed) > room:
-            new = created_series(records, joins=False) - self._states.keys()
-            unclaimed = new - self._claimed.keys()
+            sure = created_series(records, joins=False) - self._states.keys()
+            unclaimed = sure - self._claimed.keys()
             if unclaimed and len(unclaimed) > room:
                 index = _past_the_cap(records, unclaimed, room) if batch else None
                 raise SeriesCapReached(self._max_series, index)
+            # The series named only by items that may be joins are held in item order while
+            # room is left: the store refuses the first such item past the cap that does
+            # create a series, as it refuses an item without an id.
+            room -= len(unclaimed)
+            for series in dict.fromkeys(_named(records)):
+                if series in new - sure and (series in self._claimed or room > 0):
+                    room -= series not in self._claimed
+                    sure.add(series)
+            new = sure
             allowed = frozenset(new)
         for series in new:
             self._claimed[series] = self._claimed.get(series, 0) + 1
@@ -310,11 +319,15 @@ class Recorder:
                 future.set_result(outcome)
 
 
+def _named(records: Sequence[Record] | FeedbackBatch) -> list[Series]:
+    """Each item's (model, version), in order."""
+    return records.series() if isinstance(records, FeedbackBatch) else [r.series for r in records]
+
+
 def _past_the_cap(records: Sequence[Record] | FeedbackBatch, new: set[Series], room: int) -> int:
     """The index of the first item whose new series finds no room left."""
-    named = records.series() if isinstance(records, FeedbackBatch) else [r.series for r in records]
     seen: set[Series] = set()
-    for index, series in enumerate(named):
+    for index, series in enumerate(_named(records)):
         if series in new:
             seen.add(series)
             if len(seen) > room:
