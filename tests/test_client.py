@@ -1,5 +1,6 @@
 """The client's retry and batching rules, against a scripted transport (no server)."""
 
+import asyncio
 import json
 import threading
 import time
@@ -11,6 +12,7 @@ import pytest
 
 from feedback_monitor import InvalidRecord
 from feedback_monitor.client import (
+    AsyncFeedbackClient,
     Failure,
     Feedback,
     FeedbackClient,
@@ -19,6 +21,7 @@ from feedback_monitor.client import (
     Retry,
     Unreachable,
 )
+from tests.integration.helpers import wait_until
 
 FAST = Retry(attempts=3, base=0.001, cap=0.002)
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -243,3 +246,105 @@ def test_ids_it_generates_are_uuid7s_that_grow_with_time() -> None:
     stamps = [u.int >> 80 for u in parsed]  # the milliseconds since 1970
     assert int(before * 1000) <= min(stamps) <= max(stamps) <= int(after * 1000)
     assert sorted(i for batch in script.batches() for i in batch) == sorted(early + late)
+
+
+def test_close_ends_while_enqueue_waits_for_room_and_the_server_is_down() -> None:
+    """close() lets the worker give up on what it holds, so a producer blocked on a full queue
+    gets its record in, reported as a failure, and close() returns in its time."""
+    script = Script(then=lambda request: (_ for _ in ()).throw(httpx.ConnectError("down")))
+    client = script.client(max_queue=2, batch_size=2, flush_interval=0.0)
+    produced: list[str] = []
+    refusals: list[str] = []
+
+    def produce() -> None:
+        try:
+            for _ in range(20):
+                produced.append(client.enqueue(Feedback(1, 1)))
+        except RuntimeError as closed:  # what enqueue says once close() has begun
+            refusals.append(str(closed))
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    wait_until(lambda: len(produced) >= 3)  # the worker retries; the producer waits for room
+    closer = threading.Thread(target=client.close, kwargs={"timeout": 0.2}, daemon=True)
+    closer.start()
+    closer.join(timeout=10)
+    assert not closer.is_alive()
+    producer.join(timeout=10)
+    assert {f.record.id for f in client.failures} == set(produced)
+    assert refusals == ["the client is closed"]  # the rest: closed under the producer
+
+
+def test_enqueue_timeouts_of_waiting_threads_run_side_by_side() -> None:
+    script = Script(then=lambda request: (_ for _ in ()).throw(httpx.ConnectError("down")))
+    client = FeedbackClient(
+        transport=httpx.MockTransport(script), retry=Retry(base=10, cap=10),
+        max_queue=1, batch_size=1, enqueue_timeout=0.3,
+    )  # fmt: skip
+    client.enqueue(Feedback(1, 1))  # the worker holds it, retrying
+    wait_until(lambda: len(script.bodies) >= 1)
+    client.enqueue(Feedback(1, 1))  # the queue is full now
+    refused: list[float] = []
+
+    def enqueue() -> None:
+        start = time.monotonic()
+        with pytest.raises(QueueFull):
+            client.enqueue(Feedback(1, 1))
+        refused.append(time.monotonic() - start)
+
+    threads = [threading.Thread(target=enqueue) for _ in range(4)]
+    start = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(refused) == 4
+    assert time.monotonic() - start < 4 * 0.3  # one after the other would take 1.2 s
+    client.close(timeout=0)
+
+
+def test_close_cuts_a_wait_between_attempts_short() -> None:
+    """A 429 asking for a minute does not hold close() past its timeout."""
+    busy = httpx.Response(429, headers={"Retry-After": "60"}, json={"error": "busy"})
+    script = Script(then=lambda request: busy)
+    client = script.client(flush_interval=0.0)
+    client.enqueue(Feedback(1, 1))
+    wait_until(lambda: len(script.bodies) >= 1)  # the worker waits out the Retry-After now
+    start = time.monotonic()
+    client.close(timeout=0.3)
+    assert time.monotonic() - start < 5
+    assert [f.status for f in client.failures] == [None]
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:5000", "ftp://example.org", "localhost:5000"])
+def test_a_url_without_http_is_refused_at_once(url: str) -> None:
+    with pytest.raises(httpx.InvalidURL, match="http:// or https://"):
+        FeedbackClient(url)
+
+
+def test_records_not_delivered_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    """At interpreter exit nobody reads ``failures``: the log still says what was dropped."""
+    script = Script(refuse(400))
+    with script.client(flush_interval=0.0) as client:
+        client.enqueue(Feedback(1, 1))
+    assert len(client.failures) == 1
+    assert "1 queued record(s) not delivered: no" in caplog.text
+
+
+def test_aclose_cuts_a_wait_between_attempts_short() -> None:
+    busy = httpx.Response(429, headers={"Retry-After": "60"}, json={"error": "busy"})
+    script = Script(then=lambda request: busy)
+
+    async def scenario() -> float:
+        client = AsyncFeedbackClient(
+            transport=httpx.MockTransport(script), retry=FAST, flush_interval=0.0
+        )
+        await client.enqueue(Feedback(1, 1))
+        while not script.bodies:  # the worker's first attempt, then its wait
+            await asyncio.sleep(0.01)
+        start = time.monotonic()
+        await client.aclose(timeout=0.3)
+        assert [f.status for f in client.failures] == [None]
+        return time.monotonic() - start
+
+    assert asyncio.run(scenario()) < 5

@@ -82,6 +82,14 @@ def test_a_named_column_missing_from_the_header_stops_before_any_row(tmp_path: P
         read(write(tmp_path, "empty.csv", ""))
 
 
+def test_a_cell_past_the_csv_modules_limit_is_a_file_error_naming_its_line(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "big.csv", f"prediction,actual,id\n1,1,a\n1,1,{'x' * 200_000}\n")
+    with pytest.raises(FileError, match=r"^line 3: not CSV"):
+        read(path)
+
+
 def test_json_lines_rows(tmp_path: Path) -> None:
     text = (
         '{"prediction": 1, "label": 0, "id": 17, "score": 0.25}\n\n'
@@ -151,6 +159,7 @@ def test_bad_rows_stop_the_run_before_anything_is_sent(tmp_path: Path) -> None:
     ("flags", "named"),
     [
         (("--url", "http://[::1"), "--url"),
+        (("--url", "127.0.0.1:5000"), "--url"),  # no scheme: not a server that is down
         (("--token", "t\u00f8ken", "--url", "http://127.0.0.1:9"), "--token"),
     ],
 )

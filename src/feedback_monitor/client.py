@@ -50,7 +50,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, NamedTuple, Protocol, Self, TypedDict, TypeVar, Unpack
@@ -392,10 +392,10 @@ def _sleep(wait: _Wait) -> _Answer:
     return None
 
 
-def _run(plan: _Plan[T], http: httpx.Client) -> T:
+def _run(plan: _Plan[T], http: httpx.Client, sleep: Callable[[_Wait], _Answer] = _sleep) -> T:
     stepper = _Stepper(plan)
     while (step := stepper.step) is not None:
-        stepper.answer(_post(http, step) if isinstance(step, _Post) else _sleep(step))
+        stepper.answer(_post(http, step) if isinstance(step, _Post) else sleep(step))
     return stepper.result
 
 
@@ -411,10 +411,14 @@ async def _asleep(wait: _Wait) -> _Answer:
     return None
 
 
-async def _arun(plan: _Plan[T], http: httpx.AsyncClient) -> T:
+async def _arun(
+    plan: _Plan[T],
+    http: httpx.AsyncClient,
+    asleep: Callable[[_Wait], Awaitable[_Answer]] = _asleep,
+) -> T:
     stepper = _Stepper(plan)
     while (step := stepper.step) is not None:
-        stepper.answer(await (_apost(http, step) if isinstance(step, _Post) else _asleep(step)))
+        stepper.answer(await (_apost(http, step) if isinstance(step, _Post) else asleep(step)))
     return stepper.result
 
 
@@ -431,6 +435,10 @@ class _Delivery:
 
     def give_up(self, attempts: int) -> bool:
         return time.monotonic() > self.deadline
+
+    def left(self, end: float) -> float:
+        """The seconds from now to ``end``, or to the deadline if that comes first."""
+        return max(0.0, min(end, self.deadline) - time.monotonic())
 
     def deliver(self, items: list[_Item]) -> _Plan[None]:
         predictions = [item for item in items if isinstance(item.record, Prediction)]
@@ -471,6 +479,7 @@ class _Delivery:
         return []
 
     def _fail(self, items: list[_Item], status: int | None, message: str) -> None:
+        log.warning("%d queued record(s) not delivered: %s", len(items), message)
         for item in items:
             failure = Failure(item.record, status, message)
             self.failures.append(failure)
@@ -535,6 +544,8 @@ class _Client:
             raise ValueError("max_queue must be 1 or more")
         self.close_timeout = options.get("close_timeout", 10.0)
         self.closed = False
+        if httpx.URL(url).scheme not in ("http", "https"):  # else retried as a server down
+            raise httpx.InvalidURL(f"{url!r}: the service's URL starts with http:// or https://")
         self.http_options: dict[str, Any] = {
             "base_url": url,
             "timeout": options.get("timeout", 10.0),
@@ -601,6 +612,9 @@ class FeedbackClient(_Client):
         self._enqueue_timeout = enqueue_timeout
         self._worker: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._enqueued = threading.Condition(self._lock)
+        self._enqueuing = 0  # enqueue calls waiting for room in the queue
+        self._closing = threading.Event()  # ends the worker's waits between attempts
 
     def log_prediction(
         self, *, id: str, prediction: int, **fields: Unpack[Fields]
@@ -629,15 +643,20 @@ class FeedbackClient(_Client):
 
     def enqueue(self, record: Record) -> str:
         """Queue a record for the background worker; its id (generated if it had none)."""
-        # Under the lock that close() takes: a record accepted here is queued before close()
-        # queues its end, so the worker sends it or reports it, never leaves it behind.
+        # close() waits for the records accepted here to be queued before it queues its end,
+        # so the worker sends them or reports them, never leaves them behind.
         with self._lock:
             item = self._queued(record)
             self._start()
-            try:
-                self._queue.put(item, timeout=self._enqueue_timeout)
-            except queue.Full:
-                raise QueueFull(f"no room in the queue within {self._enqueue_timeout} s") from None
+            self._enqueuing += 1
+        try:
+            self._queue.put(item, timeout=self._enqueue_timeout)
+        except queue.Full:
+            raise QueueFull(f"no room in the queue within {self._enqueue_timeout} s") from None
+        finally:
+            with self._lock:
+                self._enqueuing -= 1
+                self._enqueued.notify_all()
         return str(item.record.id)
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -657,12 +676,15 @@ class FeedbackClient(_Client):
             if self.closed:
                 return
             self.closed = True
-        worker, self._worker = self._worker, None
+            worker, self._worker = self._worker, None
         if worker is not None:
             atexit.unregister(self.close)
             self.delivery.deadline = time.monotonic() + (
                 self.close_timeout if timeout is None else timeout
             )
+            self._closing.set()
+            with self._lock:  # past the deadline the worker drains the queue: they get room
+                self._enqueued.wait_for(lambda: self._enqueuing == 0)
             self._queue.put(_Signal.CLOSE)
             worker.join()
         self._http.close()
@@ -680,10 +702,17 @@ class FeedbackClient(_Client):
         while True:
             got = self._get(self.batch.timeout())
             if sent := self.batch.add(got):
-                _run(self.delivery.deliver(sent), self._http)
+                _run(self.delivery.deliver(sent), self._http, self._sleep)
             _done(self._queue, sent, got)
             if got is _Signal.CLOSE:
                 return
+
+    def _sleep(self, wait: _Wait) -> _Answer:
+        """Wait between attempts, but not past the deadline close() sets meanwhile."""
+        end = time.monotonic() + wait.seconds
+        if self._closing.wait(wait.seconds):
+            time.sleep(self.delivery.left(end))
+        return None
 
     def _get(self, timeout: float | None) -> _Queued | None:
         try:
@@ -716,6 +745,7 @@ class AsyncFeedbackClient(_Client):
         self._http = httpx.AsyncClient(**self.http_options, transport=transport)
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue(self.max_queue)
         self._worker: asyncio.Task[None] | None = None
+        self._closing = asyncio.Event()  # ends the worker's waits between attempts
 
     async def log_prediction(
         self, *, id: str, prediction: int, **fields: Unpack[Fields]
@@ -767,6 +797,7 @@ class AsyncFeedbackClient(_Client):
             self.delivery.deadline = time.monotonic() + (
                 self.close_timeout if timeout is None else timeout
             )
+            self._closing.set()
             await self._queue.put(_Signal.CLOSE)
             await worker
         await self._http.aclose()
@@ -775,10 +806,18 @@ class AsyncFeedbackClient(_Client):
         while True:
             got = await self._get(self.batch.timeout())
             if sent := self.batch.add(got):
-                await _arun(self.delivery.deliver(sent), self._http)
+                await _arun(self.delivery.deliver(sent), self._http, self._sleep)
             _done(self._queue, sent, got)
             if got is _Signal.CLOSE:
                 return
+
+    async def _sleep(self, wait: _Wait) -> _Answer:
+        """Wait between attempts, but not past the deadline aclose() sets meanwhile."""
+        end = time.monotonic() + wait.seconds
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._closing.wait(), wait.seconds)
+            await asyncio.sleep(self.delivery.left(end))
+        return None
 
     async def _get(self, timeout: float | None) -> _Queued | None:
         with contextlib.suppress(TimeoutError):

@@ -141,10 +141,13 @@ def csv_rows(lines: IO[str], where: Mapping) -> Iterator[Row | BadRow]:
     if missing := where.required - set(header):
         raise FileError(f"no column {', '.join(sorted(missing))} in the header")
     line = reader.line_num + 1
-    for cells in reader:
-        if cells:
-            yield _csv_row(line, header, cells, where)
-        line = reader.line_num + 1
+    try:
+        for cells in reader:
+            if cells:
+                yield _csv_row(line, header, cells, where)
+            line = reader.line_num + 1
+    except csv.Error as error:  # a cell past the csv module's size limit, say
+        raise FileError(f"line {line}: not CSV as this reads it: {error}") from None
 
 
 def _csv_row(line: int, header: list[str], cells: list[str], where: Mapping) -> Row | BadRow:
