@@ -348,3 +348,19 @@ def test_aclose_cuts_a_wait_between_attempts_short() -> None:
         return time.monotonic() - start
 
     assert asyncio.run(scenario()) < 5
+
+
+def test_flush_from_an_on_error_callback_is_refused_not_a_deadlock() -> None:
+    raised: list[str] = []
+
+    def on_error(failure: Failure) -> None:
+        try:
+            client.flush()
+        except RuntimeError as error:
+            raised.append(str(error))
+
+    client = Script(refuse(400)).client(flush_interval=0.0, on_error=on_error)
+    with client:
+        client.enqueue(Feedback(1, 1))
+        assert client.flush(timeout=10)
+    assert raised == ["flush() from the client's own worker would wait for itself"]

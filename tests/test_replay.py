@@ -189,6 +189,29 @@ def test_a_file_changed_mid_run_keeps_the_count_of_what_was_sent() -> None:
     assert "the file changed" in summary.error
 
 
+def test_a_batch_too_large_for_the_server_says_what_to_change() -> None:
+    too_large = httpx.Response(413, json={"error": "Body larger than 4096 bytes"})
+    rows: list[Row | BadRow] = [Row(n, Feedback(1, 1, id=f"r-{n}")) for n in range(1, 5)]
+    with FeedbackClient(transport=httpx.MockTransport(lambda request: too_large)) as client:
+        summary = replay.send(client, iter(rows), 4, Progress(4, io.StringIO(), enabled=False))
+    assert summary.error == (
+        "refused by the server (413): Body larger than 4096 bytes (a smaller --batch-size fits)"
+    )
+
+
+def test_an_interrupt_while_checking_the_file_sends_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def interrupted(*args: object) -> tuple[int, int]:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(replay, "validate", interrupted)
+    path = write(tmp_path, "h.csv", "prediction,actual\n1,1\n")
+    out, err = io.StringIO(), io.StringIO()
+    assert replay.run(arguments(str(path), "--url", "http://127.0.0.1:9"), out, err) == 130
+    assert err.getvalue() == "replay: interrupted while checking the file; nothing was sent\n"
+
+
 def test_a_dry_run_validates_only(tmp_path: Path) -> None:
     path = write(tmp_path, "h.csv", "prediction,actual\n1,1\n0,1\n")
     out, err = io.StringIO(), io.StringIO()

@@ -660,9 +660,12 @@ class FeedbackClient(_Client):
         return str(item.record.id)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Send everything queued so far now; whether it was all settled within ``timeout``."""
+        """Send everything queued so far now; whether it was all settled within ``timeout``.
+        Not from an ``on_error`` callback, which the worker runs: RuntimeError."""
         if self._worker is None:
             return True
+        if threading.current_thread() is self._worker:  # an on_error callback, say
+            raise RuntimeError("flush() from the client's own worker would wait for itself")
         self._queue.put(_Signal.FLUSH)
         with self._queue.all_tasks_done:
             return self._queue.all_tasks_done.wait_for(

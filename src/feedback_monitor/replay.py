@@ -287,7 +287,9 @@ def _send_batch(client: FeedbackClient, batch: list[Row]) -> BatchResult:
         return client.send_feedback_batch([row.feedback for row in batch])
     except Refused as refused:
         at = f"line {batch[refused.index].line}: " if refused.index is not None else ""
-        raise _Stopped(f"{at}refused by the server ({refused.status}): {refused.message}") from None
+        hint = " (a smaller --batch-size fits)" if refused.status == 413 else ""
+        message = f"{at}refused by the server ({refused.status}): {refused.message}{hint}"
+        raise _Stopped(message) from None
     except Unreachable as error:
         raise _Stopped(f"the server did not answer: {error}") from None
 
@@ -352,6 +354,9 @@ def run(args: argparse.Namespace, out: IO[str] | None = None, err: IO[str] | Non
     except (FileError, OSError) as error:
         err.write(f"replay: {error}\n")
         return 1
+    except KeyboardInterrupt:
+        err.write("replay: interrupted while checking the file; nothing was sent\n")
+        return 130
     if bad:
         err.write(f"replay: {bad:,} of {count:,} rows are invalid; nothing was sent\n")
         return 1
