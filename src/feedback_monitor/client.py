@@ -207,7 +207,8 @@ class Options(TypedDict, total=False):
 
     ``timeout``: seconds per request (10). ``retry``: a ``Retry`` (5 attempts for immediate
     calls). ``batch_size``: most records a background request (500). ``flush_interval``: seconds
-    a record may wait for its batch to fill (1.0). ``max_queue``: most records queued (10,000).
+    a record may wait for its batch to fill (1.0). ``max_queue``: most records queued (10,000;
+    the worker holds up to ``batch_size`` more, being sent).
     ``close_timeout``: seconds closing keeps retrying what is queued (10). ``on_error``: called
     with each ``Failure``. ``token``: sent as ``Authorization: Bearer``.
     """
