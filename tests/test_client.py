@@ -316,7 +316,9 @@ def test_close_cuts_a_wait_between_attempts_short() -> None:
     assert [f.status for f in client.failures] == [None]
 
 
-@pytest.mark.parametrize("url", ["127.0.0.1:5000", "ftp://example.org", "localhost:5000"])
+@pytest.mark.parametrize(
+    "url", ["127.0.0.1:5000", "ftp://example.org", "localhost:5000", "http:/127.0.0.1", "http://"]
+)
 def test_a_url_without_http_is_refused_at_once(url: str) -> None:
     with pytest.raises(httpx.InvalidURL, match="http:// or https://"):
         FeedbackClient(url)
@@ -364,3 +366,49 @@ def test_flush_from_an_on_error_callback_is_refused_not_a_deadlock() -> None:
         client.enqueue(Feedback(1, 1))
         assert client.flush(timeout=10)
     assert raised == ["flush() from the client's own worker would wait for itself"]
+
+
+def test_aclose_waits_for_an_enqueue_waiting_for_room() -> None:
+    """The slot the worker frees goes to the record waiting for it, not to aclose()'s end of
+    the queue: that record is sent (or reported), never left in a queue nobody reads."""
+
+    async def scenario() -> None:
+        gate = asyncio.Event()
+        sent: list[str] = []
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            items = json.loads(request.content)["items"]
+            await gate.wait()
+            sent.extend(item["id"] for item in items)
+            return httpx.Response(200, json={"accepted": len(items), "duplicates": 0})
+
+        client = AsyncFeedbackClient(
+            transport=httpx.MockTransport(handler), max_queue=1, batch_size=1, flush_interval=0.0
+        )
+        ids = [await client.enqueue(Feedback(1, 1))]
+        while client._queue.qsize():  # the worker takes it, and waits at the gate
+            await asyncio.sleep(0)
+        ids.append(await client.enqueue(Feedback(1, 1)))  # the queue is full now
+        waiting = asyncio.create_task(client.enqueue(Feedback(1, 1)))
+        while not client._enqueuing:
+            await asyncio.sleep(0)
+        gate.set()
+        await client.aclose(timeout=2)
+        ids.append(await waiting)
+        assert sent == ids
+        assert client.failures == []
+
+    asyncio.run(scenario())
+
+
+def test_flush_while_closing_waits_for_close_to_settle_everything() -> None:
+    script = Script(then=lambda request: (_ for _ in ()).throw(httpx.ConnectError("down")))
+    client = script.client(flush_interval=0.0)
+    client.enqueue(Feedback(1, 1))
+    wait_until(lambda: len(script.bodies) >= 1)
+    closer = threading.Thread(target=client.close, kwargs={"timeout": 0.3})
+    closer.start()
+    wait_until(lambda: client.closed)
+    assert client.flush(timeout=10)
+    assert len(client.failures) == 1  # settled: reported, not merely out of the queue
+    closer.join()

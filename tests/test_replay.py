@@ -88,6 +88,9 @@ def test_a_cell_past_the_csv_modules_limit_is_a_file_error_naming_its_line(
     path = write(tmp_path, "big.csv", f"prediction,actual,id\n1,1,a\n1,1,{'x' * 200_000}\n")
     with pytest.raises(FileError, match=r"^line 3: not CSV"):
         read(path)
+    path = write(tmp_path, "head.csv", f"prediction,actual,{'x' * 200_000}\n1,1,a\n")
+    with pytest.raises(FileError, match=r"^line 1: not CSV"):
+        read(path)
 
 
 def test_json_lines_rows(tmp_path: Path) -> None:

@@ -456,7 +456,7 @@ class _Delivery:
             try:
                 response = yield from _attempts(post, self.retry, self.give_up, self.stats)
             except Unreachable as error:
-                self._fail([item for rest in (*todo, chunk) for item in rest], None, str(error))
+                self.fail([item for rest in (*todo, chunk) for item in rest], None, str(error))
                 return
             todo.extend(self._settle(chunk, response))
 
@@ -470,16 +470,16 @@ class _Delivery:
         refused = _refusal(response)
         index = refused.index
         if index is not None and 0 <= index < len(chunk):
-            self._fail([chunk[index]], refused.status, refused.message)
+            self.fail([chunk[index]], refused.status, refused.message)
             rest = chunk[:index] + chunk[index + 1 :]
             return [rest] if rest else []
         if refused.status == 413 and len(chunk) > 1:
             half = len(chunk) // 2
             return [chunk[half:], chunk[:half]]
-        self._fail(chunk, refused.status, refused.message)
+        self.fail(chunk, refused.status, refused.message)
         return []
 
-    def _fail(self, items: list[_Item], status: int | None, message: str) -> None:
+    def fail(self, items: list[_Item], status: int | None, message: str) -> None:
         log.warning("%d queued record(s) not delivered: %s", len(items), message)
         for item in items:
             failure = Failure(item.record, status, message)
@@ -545,8 +545,9 @@ class _Client:
             raise ValueError("max_queue must be 1 or more")
         self.close_timeout = options.get("close_timeout", 10.0)
         self.closed = False
-        if httpx.URL(url).scheme not in ("http", "https"):  # else retried as a server down
-            raise httpx.InvalidURL(f"{url!r}: the service's URL starts with http:// or https://")
+        parsed = httpx.URL(url)
+        if parsed.scheme not in ("http", "https") or not parsed.host:  # else retried as down
+            raise httpx.InvalidURL(f"{url!r}: the service's URL is http:// or https://, a host")
         self.http_options: dict[str, Any] = {
             "base_url": url,
             "timeout": options.get("timeout", 10.0),
@@ -611,7 +612,8 @@ class FeedbackClient(_Client):
         self._http = httpx.Client(**self.http_options, transport=transport)
         self._queue: queue.Queue[_Queued] = queue.Queue(self.max_queue)
         self._enqueue_timeout = enqueue_timeout
-        self._worker: threading.Thread | None = None
+        self._worker: threading.Thread | None = None  # while it takes records
+        self._worker_thread: threading.Thread | None = None  # the one started, ever
         self._lock = threading.Lock()
         self._enqueued = threading.Condition(self._lock)
         self._enqueuing = 0  # enqueue calls waiting for room in the queue
@@ -663,11 +665,12 @@ class FeedbackClient(_Client):
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued so far now; whether it was all settled within ``timeout``.
         Not from an ``on_error`` callback, which the worker runs: RuntimeError."""
-        if self._worker is None:
-            return True
-        if threading.current_thread() is self._worker:  # an on_error callback, say
+        if threading.current_thread() is self._worker_thread:  # an on_error callback, say
             raise RuntimeError("flush() from the client's own worker would wait for itself")
-        self._queue.put(_Signal.FLUSH)
+        with self._lock:
+            sending = self._worker is not None  # else closing: close() settles everything
+        if sending:
+            self._queue.put(_Signal.FLUSH)
         with self._queue.all_tasks_done:
             return self._queue.all_tasks_done.wait_for(
                 lambda: self._queue.unfinished_tasks == 0, timeout
@@ -691,12 +694,25 @@ class FeedbackClient(_Client):
                 self._enqueued.wait_for(lambda: self._enqueuing == 0)
             self._queue.put(_Signal.CLOSE)
             worker.join()
+            self._settle_leftovers()
         self._http.close()
+
+    def _settle_leftovers(self) -> None:
+        """What came after the worker's end: a flush's signal (close() has settled what it
+        waits for), or a record, which is reported (none should be)."""
+        while True:
+            try:
+                got = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if isinstance(got, _Item):
+                self.delivery.fail([got], None, "not sent: the client closed")
+            self._queue.task_done()
 
     def _start(self) -> None:
         """Start the worker if it is not running (under ``_lock``)."""
         if self._worker is None:
-            self._worker = threading.Thread(
+            self._worker = self._worker_thread = threading.Thread(
                 target=self._work, name="feedback-monitor-client", daemon=True
             )
             self._worker.start()
@@ -750,6 +766,9 @@ class AsyncFeedbackClient(_Client):
         self._queue: asyncio.Queue[_Queued] = asyncio.Queue(self.max_queue)
         self._worker: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()  # ends the worker's waits between attempts
+        self._enqueuing = 0  # enqueue calls waiting for room in the queue
+        self._no_enqueue = asyncio.Event()  # set while there are none
+        self._no_enqueue.set()
 
     async def log_prediction(
         self, *, id: str, prediction: int, **fields: Unpack[Fields]
@@ -781,7 +800,16 @@ class AsyncFeedbackClient(_Client):
         item = self._queued(record)
         if self._worker is None:
             self._worker = asyncio.create_task(self._work(), name="feedback-monitor-client")
-        await self._queue.put(item)
+        # aclose() waits for the records accepted here to be queued before it queues its end:
+        # a slot the worker frees goes to them, not to that end.
+        self._enqueuing += 1
+        self._no_enqueue.clear()
+        try:
+            await self._queue.put(item)
+        finally:
+            self._enqueuing -= 1
+            if not self._enqueuing:
+                self._no_enqueue.set()
         return str(item.record.id)
 
     async def flush(self) -> None:
@@ -802,6 +830,7 @@ class AsyncFeedbackClient(_Client):
                 self.close_timeout if timeout is None else timeout
             )
             self._closing.set()
+            await self._no_enqueue.wait()  # past the deadline the worker drains the queue
             await self._queue.put(_Signal.CLOSE)
             await worker
         await self._http.aclose()

@@ -135,13 +135,14 @@ def check(line: int, fields: dict[str, object]) -> Row | BadRow:
 
 def csv_rows(lines: IO[str], where: Mapping) -> Iterator[Row | BadRow]:
     reader = csv.reader(lines)
-    header = next(reader, None)
-    if header is None:
-        raise FileError("the CSV file is empty: it needs a header line")
-    if missing := where.required - set(header):
-        raise FileError(f"no column {', '.join(sorted(missing))} in the header")
-    line = reader.line_num + 1
+    line = 1
     try:
+        header = next(reader, None)
+        if header is None:
+            raise FileError("the CSV file is empty: it needs a header line")
+        if missing := where.required - set(header):
+            raise FileError(f"no column {', '.join(sorted(missing))} in the header")
+        line = reader.line_num + 1
         for cells in reader:
             if cells:
                 yield _csv_row(line, header, cells, where)
