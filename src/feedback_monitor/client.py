@@ -247,8 +247,8 @@ def _seconds(timestamp: float | datetime | None) -> float | None:
 def new_id() -> str:
     """A UUIDv7 (RFC 9562, Python 3.14's ``uuid.uuid7``) in hex: the milliseconds since 1970,
     then 74 random bits. Ids that grow with time are stored at the end of the server's index of
-    ids; random ones (uuid4) each rewrite a page of it somewhere, and the server takes about a
-    quarter fewer of them a second (``bench.batch_ingestion``)."""
+    ids; random ones (uuid4) each rewrite a page of it somewhere, and the server takes a quarter
+    to a third fewer of them a second (``bench.batch_ingestion``)."""
     milliseconds = time.time_ns() // 1_000_000
     value = milliseconds << 80 | 0x7 << 76 | secrets.randbits(12) << 64  # version 7
     value |= 0b10 << 62 | secrets.randbits(62)  # the RFC's variant
