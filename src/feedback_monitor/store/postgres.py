@@ -228,6 +228,14 @@ class PostgresConnector:
                 db.execute("DELETE FROM schema_version")
                 db.execute("INSERT INTO schema_version VALUES (?)", (len(MIGRATIONS),))
 
+    def lock_ids(self, db: Database, ids: Sequence[str]) -> None:
+        # Transaction-level advisory locks, taken in the array's (sorted) order; a hash that two
+        # ids share only makes their writers take turns.
+        db.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) FROM unnest(?::text[]) AS id",
+            (list(ids),),
+        )
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:
         # Pipeline mode: statements are sent without waiting for the answers of those before;

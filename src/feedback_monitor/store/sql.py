@@ -88,6 +88,10 @@ class Connector(Protocol):
     def transaction(self) -> AbstractContextManager[Database]:
         """A connection inside a transaction: committed at the end, rolled back on error."""
 
+    def lock_ids(self, db: Database, ids: Sequence[str]) -> None:
+        """Hold the ids (sorted) until the transaction ends: writers that share ids then take
+        their turns whole, instead of locking rows in each other's way (deadlocks)."""
+
     def reading(self) -> AbstractContextManager[Database]:
         """A connection for reads."""
 
@@ -242,6 +246,8 @@ class SQLStore:
 
         def body(db: Database) -> tuple[list[Accepted | Refused], Totals]:
             changes = _Changes()
+            if self._connector.shared and (ids := _ids(entries)):
+                self._connector.lock_ids(db, ids)
             fresh = _store_fresh(db, entries, now)
             stored = _count_fresh([entries[number] for number in fresh], now, changes)
             outcomes = [
@@ -448,6 +454,11 @@ def _state(
     return SeriesState(counts, predicted, labelled, expired, delay_sum, delays, scores, drift)
 
 
+def _ids(entries: Sequence[Entry]) -> list[str]:
+    """Every id the entries name, sorted."""
+    return sorted({item.id for entry in entries for _, item in entry.keyed if item.id is not None})
+
+
 def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]:
     """Store, in one statement per ``_FRESH_ROWS``, the feedback that comes alone with its own
     prediction and an id no other item of the transaction names (most labelled traffic); the
@@ -616,14 +627,16 @@ def _delays(rows: Iterable[Sequence[Any]]) -> dict[Series, tuple[int, ...]]:
 
 @contextmanager
 def _savepoint(db: Database, needed: bool) -> Iterator[None]:
-    """Undo the body's writes if it raises (when ``needed``)."""
+    """Undo the body's writes if it refuses the entry (when ``needed``). Anything else raised
+    ends the whole transaction, which is rolled back (and retried, after a deadlock): undoing
+    to the savepoint in an aborted PostgreSQL transaction would only fail in its place."""
     if not needed:
         yield
         return
     db.execute("SAVEPOINT entry")
     try:
         yield
-    except BaseException:
+    except _Refusal:
         db.execute("ROLLBACK TO SAVEPOINT entry")
         db.execute("RELEASE SAVEPOINT entry")
         raise

@@ -23,7 +23,7 @@ before ``COMMIT`` returns: whatever a caller acknowledges afterwards survives a 
 """
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -215,6 +215,9 @@ class SQLiteConnector:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def lock_ids(self, db: Database, ids: Sequence[str]) -> None:
+        pass  # the only writer waits for nobody
 
     @contextmanager
     def reading(self) -> Iterator[Database]:
