@@ -104,13 +104,19 @@ def main() -> dict[str, float]:
         batches = wrk.run(service.url + "/feedback/batch", SECONDS, 4, script)
         ceiling, seed = [], []
         labelled: dict[str, list[wrk.WrkResult]] = {"counter": [], "uuid7": [], "uuid4": []}
-        for kinds in (("counter", "uuid7"),) * 3 + (("uuid4",),) * 3:  # uuid4 last: it scatters
+
+        def labelled_run(kind: str) -> None:
+            script = labelled_script(kind)
+            labelled[kind].append(wrk.run(service.url + "/feedback", SECONDS, script=script))
+
+        for _ in range(3):
             ceiling.append(wrk.run(bare + "/feedback", SECONDS))
-            if kinds != ("uuid4",):
-                seed.append(wrk.run(service.url + "/feedback", SECONDS))
-            for kind in kinds:
-                script = labelled_script(kind)
-                labelled[kind].append(wrk.run(service.url + "/feedback", SECONDS, script=script))
+            seed.append(wrk.run(service.url + "/feedback", SECONDS))
+            labelled_run("counter")
+            labelled_run("uuid7")
+        for _ in range(3):  # last: random ids scatter the index the runs above add to
+            ceiling.append(wrk.run(bare + "/feedback", SECONDS))
+            labelled_run("uuid4")
         ids = stored_ids(service.url)
         scrape = scrape_time(service.url)
     items_per_second = batches.requests_per_second * BATCH_ITEMS

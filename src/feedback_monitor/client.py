@@ -612,8 +612,7 @@ class FeedbackClient(_Client):
         self._http = httpx.Client(**self.http_options, transport=transport)
         self._queue: queue.Queue[_Queued] = queue.Queue(self.max_queue)
         self._enqueue_timeout = enqueue_timeout
-        self._worker: threading.Thread | None = None  # while it takes records
-        self._worker_thread: threading.Thread | None = None  # the one started, ever
+        self._worker: threading.Thread | None = None  # started by the first enqueue
         self._lock = threading.Lock()
         self._enqueued = threading.Condition(self._lock)
         self._enqueuing = 0  # enqueue calls waiting for room in the queue
@@ -665,10 +664,10 @@ class FeedbackClient(_Client):
     def flush(self, timeout: float | None = None) -> bool:
         """Send everything queued so far now; whether it was all settled within ``timeout``.
         Not from an ``on_error`` callback, which the worker runs: RuntimeError."""
-        if threading.current_thread() is self._worker_thread:  # an on_error callback, say
+        if threading.current_thread() is self._worker:  # an on_error callback, say
             raise RuntimeError("flush() from the client's own worker would wait for itself")
-        with self._lock:
-            sending = self._worker is not None  # else closing: close() settles everything
+        with self._lock:  # closing: close() settles everything
+            sending = self._worker is not None and not self.closed
         if sending:
             self._queue.put(_Signal.FLUSH)
         with self._queue.all_tasks_done:
@@ -683,8 +682,7 @@ class FeedbackClient(_Client):
             if self.closed:
                 return
             self.closed = True
-            worker, self._worker = self._worker, None
-        if worker is not None:
+        if (worker := self._worker) is not None:
             atexit.unregister(self.close)
             self.delivery.deadline = time.monotonic() + (
                 self.close_timeout if timeout is None else timeout
@@ -712,7 +710,7 @@ class FeedbackClient(_Client):
     def _start(self) -> None:
         """Start the worker if it is not running (under ``_lock``)."""
         if self._worker is None:
-            self._worker = self._worker_thread = threading.Thread(
+            self._worker = threading.Thread(
                 target=self._work, name="feedback-monitor-client", daemon=True
             )
             self._worker.start()

@@ -223,9 +223,9 @@ class Recorder:
             # The series named only by items that may be joins are held in item order while
             # room is left: the store refuses the first such item past the cap that does
             # create a series, as it refuses an item without an id.
-            room -= len(unclaimed)
+            room, maybe = room - len(unclaimed), new - sure
             for series in dict.fromkeys(_named(records)):
-                if series in new - sure and (series in self._claimed or room > 0):
+                if series in maybe and (series in self._claimed or room > 0):
                     room -= series not in self._claimed
                     sure.add(series)
             new = sure
