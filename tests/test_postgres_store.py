@@ -40,9 +40,9 @@ from tests.test_sqlite_store_ids import (  # noqa: F401
     test_a_prediction_then_its_feedback_counts_under_the_prediction,
     test_a_random_stream_matches_the_bookkeeping,
     test_a_refused_entry_leaves_no_trace_and_the_others_stand,
-    test_an_entry_creates_only_the_series_it_is_allowed,
-    test_an_entry_may_join_a_series_an_earlier_entry_of_its_commit_created,
+    test_an_entry_under_a_cap_is_refused_at_its_first_item_past_it,
     test_an_unknown_id_is_404,
+    test_entries_of_one_transaction_share_the_room_under_the_cap,
     test_expiry_drops_unlabelled_predictions_stored_before_the_cutoff,
     test_labels_of_a_stored_prediction_are_idempotent,
     test_many_labels_in_one_transaction_count_as_one_by_one,
@@ -172,6 +172,28 @@ def test_batches_on_the_same_ids_take_turns_without_deadlocks(fresh: str) -> Non
     with psycopg.connect(fresh) as db:  # they took turns: none had to be aborted
         query = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
         assert db.execute(query).fetchone() == (0,)
+
+
+def test_writers_creating_series_at_once_never_pass_the_cap(fresh: str) -> None:
+    """Writers that may create series take turns under the series lock, each counting those
+    the others created: of 4 writers each creating 10 series of their own at once, exactly
+    the cap's 12 are stored, and every other attempt is refused."""
+    work = [
+        [Entry({}, [(0, Feedback(1, 1, f"w{w}-{n}", id=f"w{w}-{n}"))], 12) for n in range(10)]
+        for w in range(4)
+    ]
+    outcomes = [o for mine in race(fresh, 4, work) for o in mine]
+    accepted = [o for o in outcomes if isinstance(o, Accepted)]
+    assert len(accepted) == 12
+    assert [o for o in outcomes if isinstance(o, Refused)] == [
+        Refused(422, "Too many series", "series_cap", 0)
+    ] * 28
+    store = PostgresStore(fresh)
+    loaded = store.load()
+    store.close()
+    assert sorted(loaded) == sorted(series for o in accepted for series in o.series)
+    with psycopg.connect(fresh) as db:  # nor was the refused feedback's id stored
+        assert db.execute("SELECT count(*) FROM outcomes").fetchone() == (12,)
 
 
 def test_labels_racing_for_one_prediction_join_it_once(fresh: str) -> None:

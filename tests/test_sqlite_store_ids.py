@@ -150,32 +150,44 @@ def test_a_refused_entry_leaves_no_trace_and_the_others_stand(store: SQLiteStore
     assert store.load()[FRAUD].counts == Counts(fn=1)  # p-2 is reused's prediction 0
 
 
-def test_an_entry_creates_only_the_series_it_is_allowed(store: SQLiteStore) -> None:
+def test_an_entry_under_a_cap_is_refused_at_its_first_item_past_it(store: SQLiteStore) -> None:
+    """An entry that may create series carries the cap: it is refused at the first item that
+    creates one past it; a join creates none, and a refused entry leaves its room to the next."""
     store.write([entry(Prediction("p-1", 1, *FRAUD))], NOW)
     join = (0, Feedback(1, 1, id="p-1"))  # names "default", joins FRAUD's prediction
     new = (4, Feedback(1, 0, "new", id="f-1"))  # creates ("new", "")
-    outcomes, totals = store.write(
-        [Entry({}, [join, new], frozenset()), Entry({}, [join], frozenset())], NOW
-    )
+    outcomes, totals = store.write([Entry({}, [join, new], 1), Entry({}, [join], 1)], NOW)
     assert outcomes == [Refused(422, "Too many series", "series_cap", 4), Accepted(1, 0, [FRAUD])]
     assert totals == {FRAUD: SeriesState(Counts(tp=1), predicted=1, labelled=1,
                                          delays=totals[FRAUD].delays)}  # fmt: skip
-    allowed = Entry({("plain", ""): Counts(tn=1)}, [new], frozenset({("new", ""), ("plain", "")}))
-    assert one_entry(store, allowed) == Accepted(2, 0, [("new", ""), ("plain", "")])
-    assert sorted(store.load()) == [FRAUD, ("new", ""), ("plain", "")]
+    plain = (1, Feedback(0, 0, "plain"))
+    two = [Entry({}, [plain, (2, Feedback(1, 1, "x"))], 2), Entry({}, [new], 2)]
+    outcomes, _ = store.write(two, NOW)  # the first is refused at its second new series
+    assert outcomes == [Refused(422, "Too many series", "series_cap", 2),
+                        Accepted(1, 0, [("new", "")])]  # fmt: skip
+    assert sorted(store.load()) == [FRAUD, ("new", "")]
+    assert one_entry(store, Entry({}, [(7, Feedback(1, 1, "x"))], 2)) == Refused(
+        422, "Too many series", "series_cap", 7
+    )
+    stored: list[tuple[int, Record]] = [(3, Feedback(1, 1, *FRAUD)), (5, Feedback(0, 1, "new"))]
+    assert one_entry(store, Entry({}, stored, 2)) == Accepted(2, 0, [FRAUD, ("new", "")])
 
 
-def test_an_entry_may_join_a_series_an_earlier_entry_of_its_commit_created(
-    store: SQLiteStore,
-) -> None:
-    """At the cap, a feedback that joins a prediction stored in the same transaction counts
-    under that prediction's series, which the transaction created before it."""
-    created = entry(Prediction("p-1", 1, *FRAUD))
-    join = Entry({}, [(0, Feedback(1, 1, "other", id="p-1"))], frozenset())
-    outcomes, totals = store.write([created, join], NOW)
-    assert outcomes == [Accepted(1, 0, [FRAUD]), Accepted(1, 0, [FRAUD])]
+def test_entries_of_one_transaction_share_the_room_under_the_cap(store: SQLiteStore) -> None:
+    """Series an entry creates take room from the entries after it in the same transaction,
+    though their rows are written at its end; and a feedback may join them."""
+    created = Entry({}, [(0, Prediction("p-1", 1, *FRAUD))], 2)
+    join = Entry({}, [(0, Feedback(1, 1, "other", id="p-1"))], 2)
+    more = [Entry({}, [(0, Feedback(0, 0, f"m{n}"))], 2) for n in range(2)]
+    outcomes, totals = store.write([created, join, *more], NOW)
+    assert outcomes == [
+        Accepted(1, 0, [FRAUD]),
+        Accepted(1, 0, [FRAUD]),
+        Accepted(1, 0, [("m0", "")]),
+        Refused(422, "Too many series", "series_cap", 0),
+    ]
     assert totals[FRAUD].counts == Counts(tp=1)
-    assert sorted(store.load()) == [FRAUD]
+    assert sorted(store.load()) == [FRAUD, ("m0", "")]
 
 
 def one_entry(store: SQLiteStore, written: Entry) -> Accepted | Refused:

@@ -8,6 +8,10 @@ returned, so reads never touch the disk and never see uncommitted state.
 
 With a store shared by several replicas, the totals of a commit are global, but a series this
 replica does not write to would stay as it was: ``refresh`` reloads every series that often.
+
+The cap on series: a request that may create series goes to the store whole with the cap, and
+the store, which sees every writer's series, refuses it at its first item past the cap. The
+only writer (no ``refresh``) refuses at once a request that certainly passes it.
 """
 
 import asyncio
@@ -16,7 +20,7 @@ import functools
 import logging
 import operator
 import time
-from collections.abc import Awaitable, Mapping, Sequence, Set
+from collections.abc import Awaitable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -30,7 +34,6 @@ from feedback_monitor.windows import Retention
 log = logging.getLogger(__name__)
 
 Record = Feedback | Prediction
-_NOTHING: frozenset[tuple[str, str]] = frozenset()
 _Waiter = tuple[Entry, "asyncio.Future[Accepted]", bool]  # and whether it is a batch
 _Counted = tuple[Accepted, "asyncio.Future[Any]"]  # the outcome is known: all of it counted
 
@@ -51,14 +54,16 @@ class Refusal(ClientError):
         )
 
 
-def entry(
-    records: Sequence[Record] | FeedbackBatch, allowed: frozenset[Series] | None = None
-) -> Entry:
-    """Counts of the plain feedback, and the other records with their index."""
+def entry(records: Sequence[Record] | FeedbackBatch, cap: int | None = None) -> Entry:
+    """Counts of the plain feedback, and the other records with their index; or, under a cap
+    on the series it may create, every record with its index."""
+    if cap is not None:
+        items = records.items() if isinstance(records, FeedbackBatch) else enumerate(records)
+        return Entry({}, list[tuple[int, Record]](items), cap)
     if isinstance(records, FeedbackBatch):
-        return Entry(cells(records.counted), list[tuple[int, Record]](records.keyed), allowed)
+        return Entry(cells(records.counted), list[tuple[int, Record]](records.keyed))
     counted, keyed = _count(records)
-    return Entry(cells(counted), keyed, allowed)
+    return Entry(cells(counted), keyed)
 
 
 def _count(
@@ -107,7 +112,6 @@ class Recorder:
         self._in_flight: asyncio.Future[tuple[list[Accepted | Refused], Totals]] | None = None
         self._closing = False
         self._states: dict[Series, SeriesState] = {}
-        self._claimed: dict[Series, int] = {}  # new series of writes in flight, and how many
         self._ones: dict[Series, Accepted] = {}  # bounded by the cap on series
 
     @property
@@ -154,15 +158,33 @@ class Recorder:
         self, records: Sequence[Record] | FeedbackBatch, batch: bool = True
     ) -> Accepted:
         """Commit the records, all or none; raise the store's refusal as a client error."""
-        claimed, allowed = self._claim_series(records, batch)
-        return await self._submit(entry(records, allowed), claimed, batch)
+        return await self._submit(self._entry(records, batch), batch)
 
-    async def _submit(self, entry: Entry, claimed: Set[Series], batch: bool) -> Accepted:
-        try:
-            future: asyncio.Future[Accepted] = self._queue()
-        except RecorderClosed:
-            self._release(claimed)
-            raise
+    def _entry(self, records: Sequence[Record] | FeedbackBatch, batch: bool) -> Entry:
+        """The records' entry: under the cap if they may create series."""
+        if (
+            not isinstance(records, FeedbackBatch)
+            and len(records) == 1
+            and records[0].series in self._states
+        ):
+            return entry(records)  # one record of a series already stored: nothing new
+        new = created_series(records) - self._states.keys()
+        if not new:
+            return entry(records)
+        room = self._max_series - len(self._states)
+        # The only writer's snapshot holds every series stored but those of writes in flight,
+        # which a refusal may be taken to precede. Items that may be joins (creating nothing)
+        # leave the first item past the cap to the store.
+        if self._refresh is None and len(new) > room:
+            sure = created_series(records, joins=False) - self._states.keys()
+            if sure == new:
+                raise SeriesCapReached(
+                    self._max_series, _past_the_cap(records, new, room) if batch else None
+                )
+        return entry(records, self._max_series)
+
+    def _submit(self, entry: Entry, batch: bool) -> "asyncio.Future[Accepted]":
+        future: asyncio.Future[Accepted] = self._queue()
         if entry.keyed:
             self._kept.append((entry, future, batch))
         else:
@@ -170,10 +192,7 @@ class Recorder:
                 counts = self._pending_counts(series)
                 counts[:] = map(operator.add, counts, delta.fields)
             self._counted.append((entry.counted(), future))
-        try:
-            return await future
-        finally:
-            self._release(claimed)
+        return future
 
     async def expire(self, ttl: float, retention: Retention) -> None:
         """Drop what is older than the prediction TTL, and the time buckets past retention."""
@@ -195,56 +214,10 @@ class Recorder:
             await asyncio.wait([self._in_flight])
         await self._store.close()
 
-    def _claim_series(
-        self, records: Sequence[Record] | FeedbackBatch, batch: bool
-    ) -> tuple[Set[Series], frozenset[Series] | None]:
-        """Refuse a request that would grow the series past the cap; else hold its new ones
-        until its write is answered. Past the cap only through feedback that may be joins, the
-        store decides: the request may create only the series held (``allowed``). Exact when
-        this process is the only writer; replicas of a shared store each check their own
-        snapshot."""
-        if (
-            not isinstance(records, FeedbackBatch)
-            and len(records) == 1
-            and records[0].series in self._states
-        ):
-            return _NOTHING, None  # one record of a series already stored: nothing new
-        new = created_series(records) - self._states.keys()
-        # A claim lasts until its request resumes, after its series joined the snapshot.
-        in_flight = self._claimed.keys() - self._states.keys()
-        room = self._max_series - len(self._states) - len(in_flight)
-        allowed = None
-        if (unclaimed := new - self._claimed.keys()) and len(unclaimed) > room:
-            sure = created_series(records, joins=False) - self._states.keys()
-            unclaimed = sure - self._claimed.keys()
-            if unclaimed and len(unclaimed) > room:
-                index = _past_the_cap(records, unclaimed, room) if batch else None
-                raise SeriesCapReached(self._max_series, index)
-            # The series named only by items that may be joins are held in item order while
-            # room is left: the store refuses the first such item past the cap that does
-            # create a series, as it refuses an item without an id.
-            room, maybe = room - len(unclaimed), new - sure
-            for series in dict.fromkeys(_named(records)):
-                if series in maybe and (series in self._claimed or room > 0):
-                    room -= series not in self._claimed
-                    sure.add(series)
-            new = sure
-            allowed = frozenset(new)
-        for series in new:
-            self._claimed[series] = self._claimed.get(series, 0) + 1
-        return new, allowed
-
     def _refusal(self, refused: Refused, batch: bool) -> ClientError:
         if refused.reason == "series_cap":  # the store found a series past the cap
             return SeriesCapReached(self._max_series, refused.at if batch else None)
         return Refusal(refused, batch)
-
-    def _release(self, claimed: Set[Series]) -> None:
-        """Committed series are in the snapshot now; a refused or failed write frees its own."""
-        for series in claimed:
-            self._claimed[series] -= 1
-            if not self._claimed[series]:
-                del self._claimed[series]
 
     def _one(self, series: Series) -> Accepted:
         """The outcome of one counted feedback of the series (one shared by all of them)."""

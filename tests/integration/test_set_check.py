@@ -215,12 +215,12 @@ def cluster() -> Iterator[postgres.Cluster]:
 
 
 @contextlib.contextmanager
-def replicas(url: str, root: Path, count: int) -> Iterator[list[ServiceProcess]]:
+def replicas(url: str, root: Path, count: int, *args: str) -> Iterator[list[ServiceProcess]]:
     """``count`` services on the database at ``url``, each on a port and data dir of its own."""
     with contextlib.ExitStack() as stack:
         logs = [stack.enter_context(open(root / f"replica-{n}.log", "ab")) for n in range(count)]
         started = [
-            ServiceProcess(root / f"replica-{n}", "--store", url, log=log)
+            ServiceProcess(root / f"replica-{n}", "--store", url, *args, log=log)
             for n, log in enumerate(logs)
         ]
         for service in started:

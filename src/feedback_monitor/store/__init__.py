@@ -12,13 +12,13 @@ from feedback_monitor.windows import Span, TimeView
 
 class Entry(NamedTuple):
     """One request's writes: counts of its id-less feedback, and its items that have an id
-    (with their index in the request), applied all or nothing. With ``allowed``, the entry is
-    refused (422, reason ``series_cap``) if it would create a series not in it: a request at
-    the cap whose feedback may join stored predictions instead of creating series."""
+    (with their index in the request), applied all or nothing. An entry that may create series
+    carries the ``cap`` on their number, and every item in ``keyed``: it is refused (422,
+    reason ``series_cap``) at its first item that would create a series past the cap."""
 
     deltas: dict[Series, Counts]
     keyed: list[tuple[int, Feedback | Prediction]]
-    allowed: frozenset[Series] | None = None
+    cap: int | None = None
 
     def counted(self) -> "Accepted":
         """The outcome of the deltas: every one counted, nothing to refuse."""

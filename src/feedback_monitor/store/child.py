@@ -127,17 +127,15 @@ def _state(tp: int, tn: int, fp: int, fn: int, *kept: Any) -> SeriesState:
 
 def encode_entry(entry: Entry) -> list[Any]:
     keyed = [[i, "p" if isinstance(item, Prediction) else "f", *item] for i, item in entry.keyed]
-    allowed = None if entry.allowed is None else sorted(entry.allowed)
-    return [to_rows(entry.deltas), keyed, allowed]
+    return [to_rows(entry.deltas), keyed, entry.cap]
 
 
 def decode_entry(encoded: list[Any]) -> Entry:
-    rows, keyed, allowed = encoded
+    rows, keyed, cap = encoded
     items: list[tuple[int, Feedback | Prediction]] = [
         (i, Prediction(*fields) if kind == "p" else Feedback(*fields)) for i, kind, *fields in keyed
     ]
-    room = None if allowed is None else frozenset((m, v) for m, v in allowed)
-    return Entry(from_rows(rows), items, room)
+    return Entry(from_rows(rows), items, cap)
 
 
 def encode_outcome(outcome: Accepted | Refused) -> list[Any]:

@@ -30,6 +30,7 @@ from feedback_monitor.store.sql import Contended, Cursor, Database, SQLStore, ch
 CONNECT_TIMEOUT = 2.0  # seconds a call waits for a connection before it fails (503)
 _MIGRATION_LOCK = 0x6664_6D6F_6E69  # pg_advisory_xact_lock key: "fdmoni"
 _SHARD_LOCKS = 0x7368  # the first key of the shards' advisory locks ("sh")
+_SERIES_LOCK = 0x6664_7365_7269  # pg_advisory_xact_lock key: "fdseri"
 SHARDS = 8  # more writers than this share shards: still exact, but they queue for rows
 
 MIGRATIONS = (
@@ -235,6 +236,9 @@ class PostgresConnector:
             "SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) FROM unnest(?::text[]) AS id",
             (list(ids),),
         )
+
+    def lock_series(self, db: Database) -> None:
+        db.execute("SELECT pg_advisory_xact_lock(?)", (_SERIES_LOCK,))
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Database]:

@@ -19,6 +19,11 @@ statement.
 A ``write`` is one transaction for many requests; a refused request leaves no trace and the
 others stand (a request of several items with ids runs inside a savepoint of its own; a single
 item is refused before it writes anything).
+
+The cap on series is the store's to keep, since only the store sees every writer's series: a
+transaction with an entry that may create series (it carries the cap) first takes the series
+lock and reads the series stored, and each item that would create one past the cap refuses
+its entry. Writers that only add to stored series take no such lock.
 """
 
 import collections
@@ -92,6 +97,10 @@ class Connector(Protocol):
         """Hold the ids (sorted) until the transaction ends: writers that share ids then take
         their turns whole, instead of locking rows in each other's way (deadlocks)."""
 
+    def lock_series(self, db: Database) -> None:
+        """Hold the right to create series until the transaction ends (taken after the ids):
+        writers that may create series take turns, each counting those the others created."""
+
     def reading(self) -> AbstractContextManager[Database]:
         """A connection for reads."""
 
@@ -133,6 +142,7 @@ _ADD_DELAYS = """
         count = label_delays.count + excluded.count
 """
 _SERIES_KEY = "model = ? AND version = ?"
+_SERIES = "SELECT DISTINCT model, version FROM confusion"
 _FRESH_ROWS = 1000  # outcomes in one INSERT: 9,000 parameters, within both databases' limits
 _READ_OUTCOME = (
     "SELECT model, version, prediction, actual, predicted_at, from_prediction, score"
@@ -248,11 +258,15 @@ class SQLStore:
             changes = _Changes()
             if self._connector.shared and (ids := _ids(entries)):
                 self._connector.lock_ids(db, ids)
+            room = None
+            if any(entry.cap is not None for entry in entries):
+                self._connector.lock_series(db)
+                room = _Room({(str(m), str(v)) for m, v in db.execute(_SERIES)})
             fresh = _store_fresh(db, entries, now)
             stored = _count_fresh([entries[number] for number in fresh], now, changes)
             outcomes = [
                 stored[entry.keyed[0][1].series] if number in fresh
-                else self._apply(db, entry, now, changes)
+                else self._apply(db, entry, now, changes, room)
                 for number, entry in enumerate(entries)
             ]  # fmt: skip
             return outcomes, self._add(db, changes, now)
@@ -343,29 +357,31 @@ class SQLStore:
         return entry.counted()
 
     def _apply(
-        self, db: Database, entry: Entry, now: float, changes: _Changes
+        self, db: Database, entry: Entry, now: float, changes: _Changes, room: "_Room | None"
     ) -> Accepted | Refused:
         if not entry.keyed:
             return self._count(entry, now, changes)
         mine = _Changes()
         accepted, duplicates = self._count(entry, now, mine).accepted, 0
-        # Of the series ``allowed`` does not name: those the transaction's earlier entries
-        # created count as stored, though their rows are written at its end.
-        stored: set[Series] = set(changes)
+        created: set[Series] = set()
         try:
             # An item is refused before it writes anything: only several need a savepoint, or
             # one that may be refused after it wrote, for the series it would create.
-            with _savepoint(db, len(entry.keyed) > 1 or entry.allowed is not None):
+            with _savepoint(db, len(entry.keyed) > 1 or entry.cap is not None):
                 for index, item in entry.keyed:
                     if self._keyed(db, index, item, now, mine):
                         accepted += 1
                     else:
                         duplicates += 1
-                    if entry.allowed is not None:
-                        _check_room(db, index, mine.keys() - entry.allowed - stored, stored)
+                    if entry.cap is not None:
+                        assert room is not None
+                        # An item touches one series: the newest in ``mine`` if it is new.
+                        room.admit(index, next(reversed(mine)), created, entry.cap)
         except _Refusal as refusal:
             return refusal.refused
         changes.merge(mine)
+        if room is not None:
+            room.stored |= created
         return Accepted(accepted, duplicates, sorted({*entry.deltas, *mine}))
 
     def _keyed(
@@ -423,6 +439,23 @@ class SQLStore:
 
 
 @dataclass
+class _Room:
+    """The series stored, read under the lock that has writers which may create series take
+    turns, and those the transaction's entries created since: what a cap leaves room for."""
+
+    stored: set[Series]
+
+    def admit(self, index: int, series: Series, created: set[Series], cap: int) -> None:
+        """Let the item at ``index`` touch ``series``; one more created (added to ``created``)
+        only while fewer than ``cap`` exist, else the item is refused."""
+        if series in self.stored or series in created:
+            return
+        if len(self.stored) + len(created) >= cap:
+            raise _Refusal(Refused(422, "Too many series", "series_cap", index))
+        created.add(series)
+
+
+@dataclass
 class _Reads:
     """The reads a series' changes sent, answered by the time they are fetched; and the counts
     the changes added (summed once)."""
@@ -467,7 +500,7 @@ def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]
     rows: list[tuple[Any, ...]] = []
     owners: dict[str, int] = {}
     for number, entry in enumerate(entries):
-        if len(entry.keyed) != 1 or entry.deltas or entry.allowed is not None:
+        if len(entry.keyed) != 1 or entry.deltas or entry.cap is not None:
             continue
         item = entry.keyed[0][1]
         if (
@@ -559,16 +592,6 @@ def _label(db: Database, index: int, item: Feedback, now: float, mine: _Changes)
         return None
     _join(item, now, joined, mine)
     return True
-
-
-def _check_room(db: Database, index: int, touched: Iterable[Series], stored: set[Series]) -> None:
-    """Refuse the item at ``index`` if a series it touched is not stored yet (one not allowed
-    to be created); remember those that are."""
-    for series in touched:
-        if db.execute(f"SELECT 1 FROM confusion WHERE {_SERIES_KEY} LIMIT 1", series).fetchone():
-            stored.add(series)
-        else:
-            raise _Refusal(Refused(422, "Too many series", "series_cap", index))
 
 
 def _check(index: int, item: Feedback, stored: _Row) -> None:

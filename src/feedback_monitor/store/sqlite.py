@@ -219,6 +219,9 @@ class SQLiteConnector:
     def lock_ids(self, db: Database, ids: Sequence[str]) -> None:
         pass  # the only writer waits for nobody
 
+    def lock_series(self, db: Database) -> None:
+        pass
+
     @contextmanager
     def reading(self) -> Iterator[Database]:
         yield self.db
