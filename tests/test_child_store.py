@@ -64,7 +64,7 @@ def test_entries_outcomes_and_states_round_trip() -> None:
     )  # fmt: skip
     for sent in (
         entry,
-        entry._replace(cap=1000),
+        entry._replace(cap=1000, firsts=((0, A), (4, ("ü", "'\n")))),
     ):
         assert child_store.decode_entry(through_json(child_store.encode_entry(sent))) == sent
     for outcome in (Accepted(3, 1, [A, B]), Refused(409, "Conflicting feedback for id", "c", 5)):

@@ -32,10 +32,13 @@ STORES = {"thread": threaded, "child process": ChildStore}
 
 
 def run(
-    store: AsyncStore, scenario: Callable[[Recorder], Awaitable[T]], max_series: int = 1000
+    store: AsyncStore,
+    scenario: Callable[[Recorder], Awaitable[T]],
+    max_series: int = 1000,
+    refresh: float | None = None,
 ) -> T:
     async def main() -> T:
-        recorder = Recorder(store, max_series)
+        recorder = Recorder(store, max_series, refresh)
         await recorder.start()
         try:
             return await scenario(recorder)
@@ -152,6 +155,53 @@ def test_at_the_cap_a_batch_with_ids_is_refused_at_the_first_item_past_it(
         assert accepted == Accepted(4, 0, [M0, M1, ("m9", "")])
 
     run(make_store(tmp_path), scenario, max_series=3)
+
+
+@pytest.mark.parametrize("make_store", list(STORES.values()), ids=list(STORES))
+def test_at_the_cap_labels_and_joins_are_not_the_item_refused(
+    tmp_path: Path, make_store: Callable[[Path], AsyncStore]
+) -> None:
+    """A label names its series only once joined, and a feedback with an id and a prediction
+    may join instead of creating one: the 422 names the first item that does create one,
+    whether the recorder refuses at once or the store does."""
+
+    async def scenario(recorder: Recorder) -> None:
+        await recorder.write([Prediction("p-1", 1, *M0)])
+        batches: list[list[Feedback | Prediction]] = [
+            [Feedback(None, 1, id="p-1"), Feedback(1, 0)],  # both name "default"
+            [Feedback(1, 1, *M1, id="p-1"), Feedback(1, 0, *M1)],  # a join, then M1's first
+            [Feedback(1, 1, *M1, id="new"), Feedback(1, 0, *M1)],  # the first creates M1
+        ]
+        indexes = []
+        for batch in batches:
+            with pytest.raises(SeriesCapReached) as capped:
+                await recorder.write(batch)
+            indexes.append(capped.value.index)
+        assert indexes == [1, 1, 0]
+        assert list(recorder.snapshot) == [M0]
+        assert recorder.snapshot[M0].counts == Counts()
+
+    run(make_store(tmp_path), scenario, max_series=1)
+
+
+@pytest.mark.parametrize("room", [0, 1])
+def test_a_replica_refuses_at_once_only_what_names_the_stores_index(
+    tmp_path: Path, room: int
+) -> None:
+    """A replica's snapshot may lack the series others created in the last second, so its
+    index could come out later than the store's: it refuses a batch at once only when the cap
+    is reached, and the snapshot then holds every series."""
+    sizes: list[int] = []
+
+    async def scenario(recorder: Recorder) -> None:
+        await recorder.write([Feedback(1, 1, f"s{n}") for n in range(3 - room)])
+        writes = len(sizes)
+        with pytest.raises(SeriesCapReached) as capped:
+            await recorder.write([model(7), model(8), model(9)])
+        assert capped.value.index == room
+        assert len(sizes) == writes + room  # with room left, the store decided
+
+    run(Sized(threaded(tmp_path), sizes), scenario, max_series=3, refresh=60.0)
 
 
 def test_a_refused_request_does_not_use_up_the_cap(tmp_path: Path) -> None:

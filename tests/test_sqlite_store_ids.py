@@ -190,6 +190,28 @@ def test_entries_of_one_transaction_share_the_room_under_the_cap(store: SQLiteSt
     assert sorted(store.load()) == [FRAUD, ("m0", "")]
 
 
+def test_counted_series_take_their_place_under_the_cap_at_their_first_item(
+    store: SQLiteStore,
+) -> None:
+    """An entry's counted feedback is checked against the cap at the first item of each of its
+    series, in order with the items kept whole."""
+    store.write([entry(Prediction("p-1", 1, *FRAUD))], NOW)
+    kept: list[tuple[int, Record]] = [(1, Feedback(1, 1, "kept", id="k-1"))]
+    counted = {("counted", ""): Counts(tp=2)}
+    first = Entry(counted, kept, 2, ((3, ("counted", "")),))
+    second = Entry(counted, kept, 2, ((0, ("counted", "")),))
+    assert one_entry(store, first) == Refused(422, "Too many series", "series_cap", 3)
+    assert one_entry(store, second) == Refused(422, "Too many series", "series_cap", 1)
+    assert sorted(store.load()) == [FRAUD]
+    assert one_entry(store, Entry(counted, [], 2, ((0, ("counted", "")),))) == Accepted(
+        2, 0, [("counted", "")]
+    )
+    assert one_entry(store, Entry({("x", ""): Counts(fn=1)}, [], 2, ((5, ("x", "")),))) == (
+        Refused(422, "Too many series", "series_cap", 5)
+    )
+    assert store.load()[("counted", "")].counts == Counts(tp=2)
+
+
 def one_entry(store: SQLiteStore, written: Entry) -> Accepted | Refused:
     (outcome,), _ = store.write([written], NOW)
     return outcome

@@ -9,9 +9,9 @@ returned, so reads never touch the disk and never see uncommitted state.
 With a store shared by several replicas, the totals of a commit are global, but a series this
 replica does not write to would stay as it was: ``refresh`` reloads every series that often.
 
-The cap on series: a request that may create series goes to the store whole with the cap, and
-the store, which sees every writer's series, refuses it at its first item past the cap. The
-only writer (no ``refresh``) refuses at once a request that certainly passes it.
+The cap on series: a request that may create series goes to the store with the cap, and the
+store, which sees every writer's series, refuses it at its first item past the cap. A request
+that certainly passes it is refused at once where the index is known (``_entry``).
 """
 
 import asyncio
@@ -20,7 +20,7 @@ import functools
 import logging
 import operator
 import time
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -55,15 +55,21 @@ class Refusal(ClientError):
 
 
 def entry(records: Sequence[Record] | FeedbackBatch, cap: int | None = None) -> Entry:
-    """Counts of the plain feedback, and the other records with their index; or, under a cap
-    on the series it may create, every record with its index."""
-    if cap is not None:
-        items = records.items() if isinstance(records, FeedbackBatch) else enumerate(records)
-        return Entry({}, list[tuple[int, Record]](items), cap)
+    """Counts of the plain feedback, and the other records with their index; under a cap on
+    the series it may create, the index of the first counted item of each series too."""
     if isinstance(records, FeedbackBatch):
-        return Entry(cells(records.counted), list[tuple[int, Record]](records.keyed))
-    counted, keyed = _count(records)
-    return Entry(cells(counted), keyed)
+        written = Entry(cells(records.counted), list[tuple[int, Record]](records.keyed))
+    else:
+        counted, keyed = _count(records)
+        written = Entry(cells(counted), keyed)
+    if cap is None:
+        return written
+    kept = {index for index, _ in written.keyed}
+    firsts: dict[Series, int] = {}
+    for index, series in enumerate(_named(records)):
+        if index not in kept:
+            firsts.setdefault(series, index)
+    return written._replace(cap=cap, firsts=tuple((i, s) for s, i in firsts.items()))
 
 
 def _count(
@@ -80,18 +86,28 @@ def _count(
     return counted, keyed
 
 
-def created_series(records: Sequence[Record] | FeedbackBatch, joins: bool = True) -> set[Series]:
-    """The series the records would create (a join names its series only once stored).
-    ``joins=False`` leaves out feedback with both an id and a prediction: if a prediction is
-    stored under its id, it joins that prediction's series and creates none."""
+def _creates(record: Record) -> bool | None:
+    """Whether the record creates its series if it is new: True for certain; False for feedback
+    with an id and a prediction, which joins the prediction stored under its id if there is
+    one, and creates nothing then; None for a label, which names its series only once joined."""
+    if record.prediction is None:
+        return None
+    return isinstance(record, Prediction) or record.id is None
 
-    def creates(r: Record) -> bool:
-        return r.prediction is not None and (joins or isinstance(r, Prediction) or r.id is None)
 
+def created_series(records: Sequence[Record] | FeedbackBatch) -> tuple[set[Series], set[Series]]:
+    """The series the records create if they are new: for certain, and unless joins."""
+    sure: set[Series] = set()
+    maybe: set[Series] = set()
     if isinstance(records, FeedbackBatch):
-        counted = {(m, v) for m, v, _, _ in records.counted}
-        return counted | {f.series for _, f in records.keyed if creates(f)}
-    return {r.series for r in records if creates(r)}
+        sure.update((m, v) for m, v, _, _ in records.counted)
+    items: Iterable[Record] = (
+        (f for _, f in records.keyed) if isinstance(records, FeedbackBatch) else records
+    )
+    for r in items:
+        if (certain := _creates(r)) is not None:
+            (sure if certain else maybe).add(r.series)
+    return sure, maybe
 
 
 class Recorder:
@@ -142,8 +158,8 @@ class Recorder:
         """Commit one feedback; its outcome once committed (``snapshot`` has its series)."""
         series = feedback.series
         if series not in self._states:
-            return self.write([feedback], batch=False)  # it may create a series: claimed first
-        # The hot paths: a series already stored, so nothing to claim; the plain future is
+            return self.write([feedback], batch=False)  # it may create a series: under the cap
+        # The hot paths: a series already stored, so no cap to check; the plain future is
         # awaited without a coroutine of ours between.
         future: asyncio.Future[Accepted] = self._queue()
         prediction = plain(feedback)
@@ -168,24 +184,26 @@ class Recorder:
             and records[0].series in self._states
         ):
             return entry(records)  # one record of a series already stored: nothing new
-        new = created_series(records) - self._states.keys()
+        sure, maybe = created_series(records)
+        new = (sure | maybe) - self._states.keys()
         if not new:
             return entry(records)
         room = self._max_series - len(self._states)
-        # The only writer's snapshot holds every series stored but those of writes in flight,
-        # which a refusal may be taken to precede. Items that may be joins (creating nothing)
-        # leave the first item past the cap to the store.
-        if self._refresh is None and len(new) > room:
-            sure = created_series(records, joins=False) - self._states.keys()
-            if sure == new:
-                raise SeriesCapReached(
-                    self._max_series, _past_the_cap(records, new, room) if batch else None
-                )
+        # Series are never deleted, so the snapshot holds only series stored: past its room,
+        # the store refuses too. It is refused here when the index the store would name is
+        # known: without items that may be joins naming new series, and where the snapshot
+        # holds every series stored (the only writer's, but for those of writes in flight,
+        # which the refusal may be taken to precede; a replica's once the cap is reached).
+        certain = len(new) > room and not maybe & new
+        if certain and (self._refresh is None or room <= 0 or not batch):
+            raise SeriesCapReached(
+                self._max_series, _past_the_cap(records, new, room) if batch else None
+            )
         return entry(records, self._max_series)
 
     def _submit(self, entry: Entry, batch: bool) -> "asyncio.Future[Accepted]":
         future: asyncio.Future[Accepted] = self._queue()
-        if entry.keyed:
+        if entry.keyed or entry.cap is not None:
             self._kept.append((entry, future, batch))
         else:
             for series, delta in entry.deltas.items():
@@ -298,10 +316,11 @@ def _named(records: Sequence[Record] | FeedbackBatch) -> list[Series]:
 
 
 def _past_the_cap(records: Sequence[Record] | FeedbackBatch, new: set[Series], room: int) -> int:
-    """The index of the first item whose new series finds no room left."""
+    """The index of the first item whose new series finds no room left (a label creates none)."""
+    kept = dict(records.keyed if isinstance(records, FeedbackBatch) else enumerate(records))
     seen: set[Series] = set()
     for index, series in enumerate(_named(records)):
-        if series in new:
+        if series in new and (index not in kept or _creates(kept[index])):
             seen.add(series)
             if len(seen) > room:
                 return index

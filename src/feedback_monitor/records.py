@@ -222,14 +222,6 @@ class FeedbackBatch(NamedTuple):
         """Each item's (model, version), in order."""
         return list(map(_SERIES, self.source))
 
-    def items(self) -> list[tuple[int, Feedback]]:
-        """Every item whole, with its index: the counted ones too."""
-        keyed = dict(self.keyed)
-        return [
-            (i, keyed[i] if i in keyed else Feedback(b.prediction, b.actual, b.model, b.version))
-            for i, b in enumerate(self.source)
-        ]
-
 
 _ID = operator.attrgetter("id")
 _CELL = operator.attrgetter("model", "version", "prediction", "actual")

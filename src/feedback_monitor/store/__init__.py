@@ -13,12 +13,14 @@ from feedback_monitor.windows import Span, TimeView
 class Entry(NamedTuple):
     """One request's writes: counts of its id-less feedback, and its items that have an id
     (with their index in the request), applied all or nothing. An entry that may create series
-    carries the ``cap`` on their number, and every item in ``keyed``: it is refused (422,
-    reason ``series_cap``) at its first item that would create a series past the cap."""
+    carries the ``cap`` on their number, and the index of the first counted item of each
+    series in ``deltas`` (``firsts``, in order): it is refused (422, reason ``series_cap``) at
+    its first item that would create a series past the cap."""
 
     deltas: dict[Series, Counts]
     keyed: list[tuple[int, Feedback | Prediction]]
     cap: int | None = None
+    firsts: tuple[tuple[int, Series], ...] = ()
 
     def counted(self) -> "Accepted":
         """The outcome of the deltas: every one counted, nothing to refuse."""

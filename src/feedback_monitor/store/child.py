@@ -127,15 +127,16 @@ def _state(tp: int, tn: int, fp: int, fn: int, *kept: Any) -> SeriesState:
 
 def encode_entry(entry: Entry) -> list[Any]:
     keyed = [[i, "p" if isinstance(item, Prediction) else "f", *item] for i, item in entry.keyed]
-    return [to_rows(entry.deltas), keyed, entry.cap]
+    firsts = [[index, *series] for index, series in entry.firsts]
+    return [to_rows(entry.deltas), keyed, entry.cap, firsts]
 
 
 def decode_entry(encoded: list[Any]) -> Entry:
-    rows, keyed, cap = encoded
+    rows, keyed, cap, firsts = encoded
     items: list[tuple[int, Feedback | Prediction]] = [
         (i, Prediction(*fields) if kind == "p" else Feedback(*fields)) for i, kind, *fields in keyed
     ]
-    return Entry(from_rows(rows), items, cap)
+    return Entry(from_rows(rows), items, cap, tuple((i, (m, v)) for i, m, v in firsts))
 
 
 def encode_outcome(outcome: Accepted | Refused) -> list[Any]:

@@ -258,15 +258,15 @@ class SQLStore:
             changes = _Changes()
             if self._connector.shared and (ids := _ids(entries)):
                 self._connector.lock_ids(db, ids)
-            room = None
+            existing = None  # the series, read when an entry may create some
             if any(entry.cap is not None for entry in entries):
                 self._connector.lock_series(db)
-                room = _Room({(str(m), str(v)) for m, v in db.execute(_SERIES)})
+                existing = {(str(m), str(v)) for m, v in db.execute(_SERIES)}
             fresh = _store_fresh(db, entries, now)
             stored = _count_fresh([entries[number] for number in fresh], now, changes)
             outcomes = [
                 stored[entry.keyed[0][1].series] if number in fresh
-                else self._apply(db, entry, now, changes, room)
+                else self._apply(db, entry, now, changes, existing)
                 for number, entry in enumerate(entries)
             ]  # fmt: skip
             return outcomes, self._add(db, changes, now)
@@ -357,32 +357,57 @@ class SQLStore:
         return entry.counted()
 
     def _apply(
-        self, db: Database, entry: Entry, now: float, changes: _Changes, room: "_Room | None"
+        self,
+        db: Database,
+        entry: Entry,
+        now: float,
+        changes: _Changes,
+        existing: set[Series] | None,
     ) -> Accepted | Refused:
-        if not entry.keyed:
+        if not entry.keyed and entry.cap is None:
             return self._count(entry, now, changes)
         mine = _Changes()
-        accepted, duplicates = self._count(entry, now, mine).accepted, 0
-        created: set[Series] = set()
+        capped = None
+        if entry.cap is not None and existing is not None:
+            capped = _Capped(entry.cap, entry.firsts, existing)
         try:
             # An item is refused before it writes anything: only several need a savepoint, or
             # one that may be refused after it wrote, for the series it would create.
-            with _savepoint(db, len(entry.keyed) > 1 or entry.cap is not None):
-                for index, item in entry.keyed:
-                    if self._keyed(db, index, item, now, mine):
-                        accepted += 1
-                    else:
-                        duplicates += 1
-                    if entry.cap is not None:
-                        assert room is not None
-                        # An item touches one series: the newest in ``mine`` if it is new.
-                        room.admit(index, next(reversed(mine)), created, entry.cap)
+            with _savepoint(db, len(entry.keyed) > 1 or capped is not None):
+                accepted, duplicates = self._items(db, entry.keyed, now, mine, capped)
         except _Refusal as refusal:
             return refusal.refused
+        if capped is not None:
+            capped.keep()
+        counted = self._count(entry, now, mine)  # after the items: see ``_items``
         changes.merge(mine)
-        if room is not None:
-            room.stored |= created
-        return Accepted(accepted, duplicates, sorted({*entry.deltas, *mine}))
+        return Accepted(counted.accepted + accepted, duplicates, sorted(mine))
+
+    def _items(
+        self,
+        db: Database,
+        keyed: Sequence[tuple[int, Feedback | Prediction]],
+        now: float,
+        mine: _Changes,
+        capped: "_Capped | None",
+    ) -> tuple[int, int]:
+        """Apply an entry's keyed items in order, under its cap if it has one; how many were
+        applied and how many were repeats."""
+        accepted = duplicates = 0
+        for index, item in keyed:
+            if capped is not None:
+                capped.counted_before(index)
+            if self._keyed(db, index, item, now, mine):
+                accepted += 1
+            else:
+                duplicates += 1
+            if capped is not None:
+                # An item touches one series, in ``mine`` last if it is new there: ``mine``
+                # holds no counted series yet.
+                capped.admit(index, next(reversed(mine)))
+        if capped is not None:
+            capped.counted_before(None)
+        return accepted, duplicates
 
     def _keyed(
         self, db: Database, index: int, item: Feedback | Prediction, now: float, mine: _Changes
@@ -438,21 +463,33 @@ class SQLStore:
         return _state(rows, delays, drift)
 
 
-@dataclass
-class _Room:
-    """The series stored, read under the lock that has writers which may create series take
-    turns, and those the transaction's entries created since: what a cap leaves room for."""
+class _Capped:
+    """An entry's series under its cap, in item order: ``stored`` are those stored (read under
+    the lock that has writers which may create series take turns) and created by the
+    transaction's entries before; the entry's keyed items add theirs as they are applied, its
+    counted series at their first item."""
 
-    stored: set[Series]
+    def __init__(self, cap: int, firsts: Iterable[tuple[int, Series]], stored: set[Series]) -> None:
+        self._cap, self._stored = cap, stored
+        self._firsts = collections.deque(firsts)
+        self._created: set[Series] = set()
 
-    def admit(self, index: int, series: Series, created: set[Series], cap: int) -> None:
-        """Let the item at ``index`` touch ``series``; one more created (added to ``created``)
-        only while fewer than ``cap`` exist, else the item is refused."""
-        if series in self.stored or series in created:
+    def counted_before(self, index: int | None) -> None:
+        """Admit the counted series whose first item comes before ``index`` (None: all)."""
+        while self._firsts and (index is None or self._firsts[0][0] < index):
+            self.admit(*self._firsts.popleft())
+
+    def admit(self, index: int, series: Series) -> None:
+        """The item at ``index`` touches ``series``: refuse it if that creates one past the cap."""
+        if series in self._stored or series in self._created:
             return
-        if len(self.stored) + len(created) >= cap:
+        if len(self._stored) + len(self._created) >= self._cap:
             raise _Refusal(Refused(422, "Too many series", "series_cap", index))
-        created.add(series)
+        self._created.add(series)
+
+    def keep(self) -> None:
+        """The entry is applied: its series are stored, for the entries after it."""
+        self._stored |= self._created
 
 
 @dataclass
