@@ -79,7 +79,13 @@ def test_a_request_naming_one_series_too_many_is_422_and_stores_nothing(tmp_path
             await recorder.write(batch)
         assert refused.value.index == 2  # the first item naming a new series
         assert dict(recorder.snapshot) == before
-        assert sizes == [1, 1, 1]  # no write reached the store
+        # The plain ones were refused at once; the store decided where a prediction's id
+        # might have been refused first (unknown, conflicting).
+        assert sizes == [1, 1, 1, 1, 4]
+        with pytest.raises(SeriesCapReached) as refused:
+            await recorder.write([model(0), model(4), Prediction("q", 1, "m1")])
+        assert refused.value.index == 1
+        assert sizes == [1, 1, 1, 1, 4]  # no write reached the store
         accepted = await recorder.record(model(1, 0, 0))  # known series still count
         state = recorder.snapshot[accepted.series[0]]
         assert (accepted, state.counts) == (Accepted(1, 0, [M1]), Counts(tp=1, tn=1))
@@ -182,6 +188,42 @@ def test_at_the_cap_labels_and_joins_are_not_the_item_refused(
         assert recorder.snapshot[M0].counts == Counts()
 
     run(make_store(tmp_path), scenario, max_series=1)
+
+
+@pytest.mark.parametrize("make_store", list(STORES.values()), ids=list(STORES))
+def test_at_the_cap_an_unknown_or_conflicting_id_is_refused_first(
+    tmp_path: Path, make_store: Callable[[Path], AsyncStore]
+) -> None:
+    """The store applies a request's items in order: an item that comes before the one past
+    the cap is refused first for its id, and the answer is the same whether the recorder
+    could have refused at once or not."""
+
+    async def scenario(recorder: Recorder) -> None:
+        await recorder.write([Prediction("p-1", 1, *M0)])
+        attempts: list[tuple[list[Feedback | Prediction], bool]] = [
+            ([Feedback(None, 1, id="nowhere"), model(1), model(2)], True),
+            ([Prediction("p-1", 1, *M1)], False),
+            ([Prediction("q", 1, *M1), Prediction("q", 0, "m2")], True),
+        ]
+        answers = []
+        for records, batch in attempts:
+            with pytest.raises(ClientError) as refused:
+                await recorder.write(records, batch)
+            answers.append((refused.value.status, refused.value.reason, refused.value.index))
+        assert answers == [(404, "unknown_id", 0), (409, "conflict", None), (409, "conflict", 1)]
+        assert list(recorder.snapshot) == [M0]
+        await recorder.record(model(5))  # the cap is reached
+        with pytest.raises(Refusal) as conflict:
+            await recorder.write([Prediction("p-1", 1, "m6")], batch=False)
+        assert (conflict.value.status, conflict.value.index) == (409, None)
+        with pytest.raises(Refusal) as unknown:
+            await recorder.write([Feedback(None, 1, id="nowhere"), model(7)])
+        assert (unknown.value.status, unknown.value.index) == (404, 0)
+        with pytest.raises(SeriesCapReached) as capped:
+            await recorder.write([model(7), Feedback(None, 1, id="nowhere")])
+        assert capped.value.index == 0
+
+    run(make_store(tmp_path), scenario, max_series=2)
 
 
 @pytest.mark.parametrize("room", [0, 1])

@@ -11,7 +11,7 @@ replica does not write to would stay as it was: ``refresh`` reloads every series
 
 The cap on series: a request that may create series goes to the store with the cap, and the
 store, which sees every writer's series, refuses it at its first item past the cap. A request
-that certainly passes it is refused at once where the index is known (``_entry``).
+that certainly passes it is refused at once where the store's answer is known (``_entry``).
 """
 
 import asyncio
@@ -111,7 +111,7 @@ def created_series(records: Sequence[Record] | FeedbackBatch) -> tuple[set[Serie
 
 
 class Recorder:
-    """Owns every write, and the cap on the number of series."""
+    """Owns every write; refuses at once what certainly passes the cap on series."""
 
     def __init__(
         self, store: AsyncStore, max_series: int = 1000, refresh: float | None = None
@@ -185,20 +185,19 @@ class Recorder:
         ):
             return entry(records)  # one record of a series already stored: nothing new
         sure, maybe = created_series(records)
-        new = (sure | maybe) - self._states.keys()
-        if not new:
+        if not (sure | maybe) - self._states.keys():
             return entry(records)
-        room = self._max_series - len(self._states)
         # Series are never deleted, so the snapshot holds only series stored: past its room,
-        # the store refuses too. It is refused here when the index the store would name is
-        # known: without items that may be joins naming new series, and where the snapshot
-        # holds every series stored (the only writer's, but for those of writes in flight,
-        # which the refusal may be taken to precede; a replica's once the cap is reached).
-        certain = len(new) > room and not maybe & new
-        if certain and (self._refresh is None or room <= 0 or not batch):
-            raise SeriesCapReached(
-                self._max_series, _past_the_cap(records, new, room) if batch else None
-            )
+        # the store refuses too. It is refused here where the store's answer is known: the
+        # snapshot must hold every series stored (the only writer's does, but for those of
+        # writes in flight, which the refusal may be taken to precede; a replica's does once
+        # the cap is reached), and no item before the one past the cap may have an id.
+        room = self._max_series - len(self._states)
+        certain = sure - self._states.keys()
+        if len(certain) > room and (self._refresh is None or room <= 0):
+            index = _past_the_cap(records, certain, room)
+            if index is not None:
+                raise SeriesCapReached(self._max_series, index if batch else None)
         return entry(records, self._max_series)
 
     def _submit(self, entry: Entry, batch: bool) -> "asyncio.Future[Accepted]":
@@ -315,12 +314,18 @@ def _named(records: Sequence[Record] | FeedbackBatch) -> list[Series]:
     return records.series() if isinstance(records, FeedbackBatch) else [r.series for r in records]
 
 
-def _past_the_cap(records: Sequence[Record] | FeedbackBatch, new: set[Series], room: int) -> int:
-    """The index of the first item whose new series finds no room left (a label creates none)."""
+def _past_the_cap(
+    records: Sequence[Record] | FeedbackBatch, new: set[Series], room: int
+) -> int | None:
+    """The index of the first item whose new series finds no room left; None if an item with an
+    id comes first, which the store may refuse for its id (unknown, conflicting) or join."""
     kept = dict(records.keyed if isinstance(records, FeedbackBatch) else enumerate(records))
     seen: set[Series] = set()
     for index, series in enumerate(_named(records)):
-        if series in new and (index not in kept or _creates(kept[index])):
+        item = kept.get(index)
+        if item is not None and item.id is not None:
+            return None
+        if series in new:
             seen.add(series)
             if len(seen) > room:
                 return index

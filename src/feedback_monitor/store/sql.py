@@ -17,8 +17,8 @@ answers after: over PostgreSQL's pipeline a commit waits for two round trips, no
 statement.
 
 A ``write`` is one transaction for many requests; a refused request leaves no trace and the
-others stand (a request of several items with ids runs inside a savepoint of its own; a single
-item is refused before it writes anything).
+others stand (a request of several items with ids, or one under a cap, runs inside a savepoint
+of its own; any other single item is refused before it writes anything).
 
 The cap on series is the store's to keep, since only the store sees every writer's series: a
 transaction with an entry that may create series (it carries the cap) first takes the series
