@@ -97,13 +97,12 @@ def _creates(record: Record) -> bool | None:
 
 def created_series(records: Sequence[Record] | FeedbackBatch) -> tuple[set[Series], set[Series]]:
     """The series the records create if they are new: for certain, and unless joins."""
-    sure: set[Series] = set()
+    if isinstance(records, FeedbackBatch):  # its counted items create their series for certain
+        sure = {(m, v) for m, v, _, _ in records.counted}
+        items: Iterable[Record] = [f for _, f in records.keyed]
+    else:
+        sure, items = set(), records
     maybe: set[Series] = set()
-    if isinstance(records, FeedbackBatch):
-        sure.update((m, v) for m, v, _, _ in records.counted)
-    items: Iterable[Record] = (
-        (f for _, f in records.keyed) if isinstance(records, FeedbackBatch) else records
-    )
     for r in items:
         if (certain := _creates(r)) is not None:
             (sure if certain else maybe).add(r.series)
@@ -178,12 +177,6 @@ class Recorder:
 
     def _entry(self, records: Sequence[Record] | FeedbackBatch, batch: bool) -> Entry:
         """The records' entry: under the cap if they may create series."""
-        if (
-            not isinstance(records, FeedbackBatch)
-            and len(records) == 1
-            and records[0].series in self._states
-        ):
-            return entry(records)  # one record of a series already stored: nothing new
         sure, maybe = created_series(records)
         if not (sure | maybe) - self._states.keys():
             return entry(records)

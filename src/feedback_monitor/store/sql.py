@@ -258,7 +258,7 @@ class SQLStore:
             changes = _Changes()
             if self._connector.shared and (ids := _ids(entries)):
                 self._connector.lock_ids(db, ids)
-            existing = None  # the series, read when an entry may create some
+            existing: set[Series] = set()  # the series stored, read if an entry may create some
             if any(entry.cap is not None for entry in entries):
                 self._connector.lock_series(db)
                 existing = {(str(m), str(v)) for m, v in db.execute(_SERIES)}
@@ -362,14 +362,12 @@ class SQLStore:
         entry: Entry,
         now: float,
         changes: _Changes,
-        existing: set[Series] | None,
+        existing: set[Series],
     ) -> Accepted | Refused:
         if not entry.keyed and entry.cap is None:
             return self._count(entry, now, changes)
         mine = _Changes()
-        capped = None
-        if entry.cap is not None and existing is not None:
-            capped = _Capped(entry.cap, entry.firsts, existing)
+        capped = None if entry.cap is None else _Capped(entry.cap, entry.firsts, existing)
         try:
             # An item is refused before it writes anything: only several need a savepoint, or
             # one that may be refused after it wrote, for the series it would create.
@@ -548,7 +546,6 @@ def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]
         ):
             rows.append(_outcome_row(item, now))
             owners[item.id] = number
-    rows.sort()  # by id: writers that share ids take their locks in one order, no deadlock
     stored: set[str] = set()
     for start in range(0, len(rows), _FRESH_ROWS):
         chunk = rows[start : start + _FRESH_ROWS]
