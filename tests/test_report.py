@@ -242,6 +242,7 @@ def test_events_missing_beyond_the_limit_are_said_to_be() -> None:
         ("2024-05-01", "2024-05-01", (MAY_1, MAY_1 + DAY_STEP)),
         ("2024-05-01T06:00:00Z", "2024-05-02T00:00:00+02:00", (MAY_1 + 21600, MAY_1 + 79200)),
         (None, "2024-05-31", (MAY_1 + DAY_STEP, MAY_1 + 31 * DAY_STEP)),
+        ("2024-05-01t06:00:00z", "2024-05-02 00:00:00+02:00", (MAY_1 + 21600, MAY_1 + 79200)),
     ],
 )
 def test_a_period_from_dates(

@@ -164,6 +164,8 @@ def test_flags_override_the_environment_field_by_field(
         (["--rate-limit", "1e-320"], "rate_limit"),
         (["--costs", '{"*": {"tp": NaN}}'], "costs"),
         (["--costs", '{"fraud": {"fp": Infinity}}'], "costs"),
+        (["--costs", '{"*": {"tp": 1e308, "fp": -1e308}}'], "costs"),  # a sum would be NaN
+        (["--costs", '{"*": {"fn": -1.0000001e12}}'], "costs"),
     ],
 )
 def test_an_invalid_flag_exits_2_with_one_line(

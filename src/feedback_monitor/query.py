@@ -8,11 +8,10 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 
 from feedback_monitor.confusion import Costs, Counts
 from feedback_monitor.errors import ClientError
-from feedback_monitor.records import NAME_PATTERN, VERSION_PATTERN
+from feedback_monitor.records import NAME_PATTERN, VERSION_PATTERN, parse_time
 from feedback_monitor.schemas import (
     CountsBody,
     DetectorStatus,
@@ -45,6 +44,7 @@ MAX_POINTS = 11_000  # as Prometheus: a chart has no use for more
 DEFAULT_EVENTS, MAX_EVENTS = 20, 100
 EVENT_CONTEXT = 3600.0  # seconds of accuracy shown before and after a drift
 _MODEL, _VERSION = re.compile(NAME_PATTERN), re.compile(VERSION_PATTERN)
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")  # ASCII, no _ nor nan
 
 
 class BadParameter(ClientError):
@@ -95,10 +95,7 @@ def _moment(params: Mapping[str, str], name: str, default: float) -> float:
     text = params.get(name)
     if text is None:
         return default
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = _rfc3339(name, text)
+    seconds = float(text) if _NUMBER.fullmatch(text) else _rfc3339(name, text)
     if not math.isfinite(seconds) or not 0 <= seconds <= LATEST:
         raise BadParameter(name, f"Unix seconds must be a number from 0 to {LATEST} (year 9999)")
     return seconds
@@ -106,7 +103,7 @@ def _moment(params: Mapping[str, str], name: str, default: float) -> float:
 
 def _rfc3339(name: str, text: str) -> float:
     try:
-        moment = datetime.fromisoformat(text)
+        moment = parse_time(text)
     except ValueError:
         raise BadParameter(name, "not RFC 3339 nor Unix seconds") from None
     if moment.tzinfo is None:
@@ -141,7 +138,8 @@ def points_query(model: str, params: Mapping[str, str], now: float, retention: R
     """``?version=&start=&end=&step=&time=``; an hour to now by default."""
     query = _query(model, params, now, retention, {"version", "start", "end", "step", "time"})
     span = query.span
-    step = _step(params, span)
+    start, end = _range(params, now, DEFAULT_WINDOW)
+    step = _step(params, span, end - start)
     if (span.end - span.start) / step > MAX_POINTS:
         raise BadParameter("step", f"more than {MAX_POINTS} points; ask for a longer step")
     return dataclasses.replace(query, step=step)
@@ -156,13 +154,16 @@ def _query(
     return Query(series, view, retention.covering(start, end, now))
 
 
-def _step(params: Mapping[str, str], span: Span) -> int:
+def _step(params: Mapping[str, str], span: Span, asked: float) -> int:
+    """The step asked for, or one that gives about ``DEFAULT_POINTS`` over the range ``asked``
+    (not over the span, whose edges are snapped outwards to whole buckets)."""
     resolution = span.resolution
     if "step" not in params:
-        wanted = (span.end - span.start) / DEFAULT_POINTS
+        wanted = asked / DEFAULT_POINTS
         return max(resolution, math.ceil(wanted / resolution) * resolution)
     text = params["step"]
-    step = int(text) if text.isascii() and text.isdigit() else _duration(params, "step", "")
+    # Digits as a float: Python will not make an int of more than 4,300 digits.
+    step = float(text) if _digits(text) else _duration(params, "step", "")
     if step <= 0 or step > LATEST or step % resolution:
         raise BadParameter(
             "step",
@@ -222,9 +223,13 @@ def drift_query(model: str, params: Mapping[str, str]) -> tuple[Series, int]:
     """``?version=&limit=``: the series, and how many of its latest events."""
     _only(params, {"version", "limit"})
     text = params.get("limit", str(DEFAULT_EVENTS))
-    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_EVENTS:
+    if not _digits(text) or not 1 <= float(text) <= MAX_EVENTS:
         raise BadParameter("limit", f"a whole number from 1 to {MAX_EVENTS}")
-    return series_of(model, params), int(text)
+    return series_of(model, params), int(float(text))
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def drift_spans(at: float, now: float, retention: Retention) -> tuple[list[Span], list[Span]]:

@@ -199,6 +199,16 @@ _decode_presence_batch = msgspec.json.Decoder(_PresenceBatch).decode
 _decode_moment = msgspec.json.Decoder(Annotated[datetime, msgspec.Meta(tz=True)]).decode
 
 
+def parse_time(text: str) -> datetime:
+    """An RFC 3339 date-time read as a body's ``timestamp`` is (msgspec's reader, to the
+    microsecond), so that queries and reports place a time where the writes did; ValueError if
+    the text is none. Its zone may be missing: the caller names that error."""
+    try:
+        return msgspec.convert(text, datetime)
+    except msgspec.ValidationError:
+        raise ValueError(f"not an RFC 3339 date-time: {text!r}") from None
+
+
 def parse_feedback(body: bytes) -> Feedback:
     """The feedback in a request body."""
     return _feedback(_decode(body, _decode_body, _FEEDBACK, batch=False))

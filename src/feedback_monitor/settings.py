@@ -60,13 +60,19 @@ def _json_text(value: object) -> object:
     return json.loads(value) if isinstance(value, str) else value
 
 
+# The most an outcome may be worth either way: a window's value, up to 2**63 outcomes at that,
+# stays a finite number (a sum of huge values could overflow to inf - inf, which is NaN).
+MAX_OUTCOME_VALUE = 1e12
+_Value = Annotated[float, Field(ge=-MAX_OUTCOME_VALUE, le=MAX_OUTCOME_VALUE)]
+
+
 class CostMatrix(BaseModel, extra="forbid", allow_inf_nan=False):
     """The value of each outcome (a cost is negative), as in NannyML's business value."""
 
-    tp: float = 0.0
-    tn: float = 0.0
-    fp: float = 0.0
-    fn: float = 0.0
+    tp: _Value = 0.0
+    tn: _Value = 0.0
+    fp: _Value = 0.0
+    fn: _Value = 0.0
 
     def costs(self) -> Costs:
         return Costs(self.tp, self.tn, self.fp, self.fn)
@@ -129,7 +135,8 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='JSON: the value of each outcome for a window\'s "value", for every series '
         '("*"), a model ("fraud") or one version ("fraud:v2"), such as '
-        '{"*": {"tp": 10, "fp": -5, "fn": -50}}. Without it windows carry no value.',
+        '{"*": {"tp": 10, "fp": -5, "fn": -50}}; each value at most 1e12 either way. Without it '
+        "windows carry no value.",
     )
     api_token: Annotated[SecretStr | None, AfterValidator(_token)] = Field(
         default=None,

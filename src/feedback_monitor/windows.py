@@ -29,7 +29,7 @@ LATEST = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second RFC 3339 can w
 RESOLUTIONS = (MINUTE, HOUR, DAY)
 _NAMES = {"minute": MINUTE, "hour": HOUR, "day": DAY}
 _UNITS = {"s": 1, "m": MINUTE, "h": HOUR, "d": DAY, "w": 7 * DAY}
-_DURATION = re.compile(r"(\d+)([smhdw])")
+_DURATION = re.compile(r"([0-9]+)([smhdw])")
 
 
 class TimeView(StrEnum):
@@ -56,9 +56,10 @@ def parse_duration(text: str) -> float:
     172800.0
     """
     match = _DURATION.fullmatch(text.strip())
-    if match is None or int(match[1]) == 0:
+    # A float: Python will not make an int of more than 4,300 digits, and is exact up to LATEST.
+    if match is None or float(match[1]) == 0:
         raise ValueError(f"not a duration: {text!r} (use a positive number and s, m, h, d or w)")
-    seconds = int(match[1]) * _UNITS[match[2]]
+    seconds = float(match[1]) * _UNITS[match[2]]
     if seconds > LATEST:  # longer than the calendar: no time, bucket or row could hold it
         raise ValueError(f"too long a duration: {text!r} (at most {LATEST} s)")
     return float(seconds)

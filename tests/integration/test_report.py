@@ -251,7 +251,10 @@ def test_the_command_writes_markdown(client: httpx.Client, today: float) -> None
         (["--model", "nope"], "unknown model or version at {url}: 'nope' version ''"),
         (["--model", "fraud", "--version", "v9"], "unknown model or version at {url}: 'fraud'"),
         (["--model", "fraud", "--since", "May 1"], "--since: not an RFC 3339 date or date-time"),
-        (["--model", "fraud", "--until", "2024-05-01T10:00"], "--until: '2024-05-01T10:00' needs"),
+        (
+            ["--model", "fraud", "--until", "2024-05-01T10:00:00"],
+            "--until: '2024-05-01T10:00:00' needs",
+        ),
         (["--model", "fraud", "--url", "http://127.0.0.1:{port}"], "cannot reach the service at"),
     ],
 )

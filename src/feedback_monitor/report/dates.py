@@ -12,6 +12,7 @@ one, so ``--since 2024-05-01 --until 2024-05-31`` is all of May.
 import re
 from datetime import UTC, date, datetime, timedelta
 
+from feedback_monitor.records import parse_time
 from feedback_monitor.report.errors import ReportError
 from feedback_monitor.windows import DAY, floor
 
@@ -38,7 +39,7 @@ def moment(flag: str, text: str, end_of_day: bool = False) -> float:
             raise ReportError(f"{flag}: not a date: {text!r}") from None
         return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
     try:
-        value = datetime.fromisoformat(text)
+        value = parse_time(text)
     except ValueError:
         raise ReportError(
             f"{flag}: not an RFC 3339 date or date-time: {text!r} "
