@@ -2,10 +2,12 @@
 
 import asyncio
 import json
+import queue
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -24,6 +26,7 @@ from feedback_monitor.client import (
 from tests.integration.helpers import wait_until
 
 FAST = Retry(attempts=3, base=0.001, cap=0.002)
+WAIT = 10.0  # seconds; a deadline for conditions, never a pause
 Handler = Callable[[httpx.Request], httpx.Response]
 
 
@@ -412,3 +415,140 @@ def test_flush_while_closing_waits_for_close_to_settle_everything() -> None:
     assert client.flush(timeout=10)
     assert len(client.failures) == 1  # settled: reported, not merely out of the queue
     closer.join()
+
+
+def test_an_answer_that_does_not_decode_is_retried_and_the_worker_lives_on() -> None:
+    # What httpx raises for a 502 whose body says gzip and is not (a proxy's, say).
+    script = Script(httpx.DecodingError("Error -3 while decompressing data"))
+    with script.client(batch_size=2) as monitor:
+        ids = [monitor.enqueue(Feedback(1, 1)) for _ in range(2)]
+        assert monitor.flush(timeout=10)
+        later = monitor.enqueue(Feedback(0, 0))
+        assert monitor.flush(timeout=10)
+    assert script.batches() == [ids, ids, [later]]
+    assert (monitor.stats.accepted, monitor.failures) == (3, [])
+
+
+def test_an_answer_of_the_wrong_shape_is_reported_and_the_worker_lives_on() -> None:
+    wrong = httpx.Response(200, json={"success": True, "accepted": "all of them"})
+    script = Script(wrong)
+    with script.client(batch_size=2) as monitor:
+        ids = [monitor.enqueue(Feedback(1, 1)) for _ in range(2)]
+        assert monitor.flush(timeout=10)
+        later = monitor.enqueue(Feedback(0, 0))
+        assert monitor.flush(timeout=10)
+    assert [f.record.id for f in monitor.failures] == ids
+    assert {f.status for f in monitor.failures} == {None}
+    assert script.batches() == [ids, [later]]
+    assert monitor.stats.accepted == 1
+
+
+def test_the_async_worker_lives_on_after_an_answer_of_the_wrong_shape() -> None:
+    wrong = httpx.Response(200, json={"success": True, "accepted": "all of them"})
+    script = Script(wrong)
+
+    async def run() -> AsyncFeedbackClient:
+        transport = httpx.MockTransport(script)
+        async with AsyncFeedbackClient(transport=transport, retry=FAST) as monitor:
+            await monitor.enqueue(Feedback(1, 1, id="first"))
+            await monitor.flush()
+            await monitor.enqueue(Feedback(0, 0, id="second"))
+            await monitor.flush()
+        return monitor
+
+    monitor = asyncio.run(run())
+    assert [f.record.id for f in monitor.failures] == ["first"]
+    assert (script.batches(), monitor.stats.accepted) == ([["first"], ["second"]], 1)
+
+
+def slowly(request: httpx.Request) -> httpx.Response:
+    """A server that takes its time (2 ms) to answer."""
+    time.sleep(0.002)
+    return accept(request)
+
+
+def test_flush_waits_for_what_was_queued_before_it_not_after() -> None:
+    script = Script(then=slowly)
+    stop = threading.Event()
+    # One request per record: the producer keeps the queue from ever running empty.
+    with script.client(batch_size=1, max_queue=100) as monitor:
+
+        def produce() -> None:
+            while not stop.is_set():
+                monitor.enqueue(Feedback(1, 0))
+
+        producer = threading.Thread(target=produce)
+        producer.start()
+        try:
+            mine = monitor.enqueue(Feedback(1, 1, id="mine"))
+            settled = monitor.flush(timeout=20)  # never, while the producer runs, before
+        finally:
+            stop.set()
+            producer.join()
+    assert settled
+    assert mine in [id for batch in script.batches() for id in batch]
+
+
+def test_the_async_flush_waits_for_what_was_queued_before_it_not_after() -> None:
+    script = Script()
+
+    async def answer_slowly(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.002)  # a server that takes its time
+        return script(request)
+
+    async def run() -> bool:
+        transport = httpx.MockTransport(answer_slowly)
+        async with AsyncFeedbackClient(
+            transport=transport, retry=FAST, batch_size=1, max_queue=100
+        ) as monitor:
+            stop = asyncio.Event()
+
+            async def produce() -> None:
+                while not stop.is_set():
+                    await monitor.enqueue(Feedback(1, 0))
+                    await asyncio.sleep(0)
+
+            producer = asyncio.create_task(produce())
+            await monitor.enqueue(Feedback(1, 1, id="mine"))
+            try:
+                await asyncio.wait_for(monitor.flush(), 20)
+            except TimeoutError:
+                return False
+            finally:
+                stop.set()
+                await producer
+        return True
+
+    assert asyncio.run(run())
+    assert "mine" in [id for batch in script.batches() for id in batch]
+
+
+class LateFlushMarks(queue.Queue[Any]):
+    """A queue that holds a flush's mark back until the client has closed: the mark comes after
+    the worker's end, as when the flushing thread is preempted at the wrong moment."""
+
+    def __init__(self, maxsize: int, closed: threading.Event) -> None:
+        super().__init__(maxsize)
+        self.closed = closed
+
+    def put(self, item: Any, block: bool = True, timeout: float | None = None) -> None:
+        if type(item).__name__ == "_Flush":
+            assert self.closed.wait(WAIT)
+        super().put(item, block, timeout)
+
+
+def test_a_flush_whose_mark_comes_after_the_worker_ends_is_settled_by_close() -> None:
+    script = Script()
+    monitor = script.client()
+    closed = threading.Event()
+    monitor._queue = LateFlushMarks(monitor.max_queue, closed)
+    monitor.enqueue(Feedback(1, 1))
+    flushed: list[bool] = []
+    flusher = threading.Thread(target=lambda: flushed.append(monitor.flush(timeout=WAIT)))
+    flusher.start()
+    wait_until(lambda: bool(monitor._flushes))  # it passed the check that the client is open
+    monitor.close()
+    closed.set()
+    flusher.join()
+    assert flushed == [True]
+    assert monitor.stats.accepted == 1

@@ -13,12 +13,14 @@ Every item the client sends carries an id: the caller's, or a time-ordered UUIDv
 (``new_id``). The server counts an id once (a repeat with the same outcome is a duplicate, a
 different outcome a 409) for as long as it remembers ids (its ``prediction_ttl``, 30 days by
 default), so a request whose answer was lost can safely be sent again. Connection errors, timeouts,
-408, 429 and 5xx are retried with exponential backoff and jitter (``Retry``); a 4xx is not. An
-immediate call raises ``Refused`` for a 4xx and ``Unreachable`` when its attempts run out. The
+408, 429 and 5xx are retried with exponential backoff and jitter (``Retry``); a 4xx is not. A
+retry after an attempt that may have been committed (its answer lost) may find its own ids counted:
+its repeats then count as accepted, not as duplicates, as an idempotent Kafka producer reads them.
+An immediate call raises ``Refused`` for a 4xx and ``Unreachable`` when its attempts run out. The
 background worker retries without limit while the client is open and until ``close``'s timeout
 after; for a 4xx it takes the item the server names out of the batch, reports it as a ``Failure``
 (in ``failures``, and to ``on_error``) and sends the rest again (a 413 halves the batch instead).
-Whatever is still unsent at the close timeout is reported as failures too: nothing is dropped
+Whatever has no answer at the close timeout is reported as failures too: nothing is dropped
 silently, nothing is counted twice.
 
 Example, with a server on the default address:
@@ -53,7 +55,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, NamedTuple, Protocol, Self, TypedDict, TypeVar, Unpack
+from typing import Any, Generic, NamedTuple, Protocol, Self, TypedDict, TypeVar, Unpack, cast
 
 import httpx
 import msgspec
@@ -154,8 +156,9 @@ class BatchResult(NamedTuple):
 
 
 class Failure(NamedTuple):
-    """A queued record not delivered: refused by the server (``status``), or still unsent when
-    the client closed (``status`` None)."""
+    """A queued record not known to be delivered: refused by the server (``status``), or with
+    no answer by the time the client closed (``status`` None; it may have been committed with
+    its answer lost, and sending it again is safe: it keeps its id)."""
 
     record: Record
     status: int | None
@@ -229,11 +232,16 @@ class _Item(NamedTuple):
 
 
 class _Signal(enum.Enum):
-    FLUSH = "flush"
     CLOSE = "close"
 
 
-_Queued = _Item | _Signal
+class _Flush(NamedTuple):
+    """A flush's mark in the queue: what was queued before it is settled once it is taken."""
+
+    settled: threading.Event | asyncio.Event
+
+
+_Queued = _Item | _Signal | _Flush
 
 
 def _seconds(timestamp: float | datetime | None) -> float | None:
@@ -302,11 +310,6 @@ def _refusal(response: httpx.Response) -> Refused:
     return Refused(response.status_code, message, index if isinstance(index, int) else None)
 
 
-def _batch_result(response: httpx.Response) -> BatchResult:
-    body = _json(response)
-    return BatchResult(int(body.get("accepted", 0)), int(body.get("duplicates", 0)))
-
-
 # Requests are planned as generators that yield what to do (post, wait) and receive the answers,
 # so that the retry and batching logic is written once for the sync and the async client.
 class _Post(NamedTuple):
@@ -318,24 +321,35 @@ class _Wait(NamedTuple):
     seconds: float
 
 
-_Answer = httpx.Response | httpx.TransportError | None
+_Answer = httpx.Response | httpx.RequestError | None
 _Plan = Generator[_Post | _Wait, _Answer, T]
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # never reached it
+
+
+class _Answered(NamedTuple):
+    """The answer worth having, and whether an earlier attempt may have been committed (its
+    answer lost: a 5xx, or an error once sent), which the repeats it finds may then be."""
+
+    response: httpx.Response
+    retried_unknown: bool
 
 
 def _attempts(
     post: _Post, retry: Retry, give_up: Callable[[int], bool], stats: Stats
-) -> _Plan[httpx.Response]:
+) -> _Plan[_Answered]:
     """Post until an answer not worth retrying; ``Unreachable`` once ``give_up(attempts)``."""
-    attempts, problem = 0, "not sent: the client closed"
+    attempts, problem, unknown = 0, "not sent: the client closed", False
     while not give_up(attempts):
         answer = yield post
         attempts += 1
         if isinstance(answer, httpx.Response):
             if answer.status_code < 500 and answer.status_code not in _RETRIED_4XX:
-                return answer
+                return _Answered(answer, unknown)
             problem = f"{answer.status_code} {answer.text[:200]}"
+            unknown |= answer.status_code >= 500
         else:
             problem = repr(answer)
+            unknown |= not isinstance(answer, _UNSENT)
         if not give_up(attempts):
             stats.retries += 1
             yield _Wait(max(retry.delay(attempts), _retry_after(answer)))
@@ -348,20 +362,30 @@ def _retry_after(answer: _Answer) -> float:
     return min(float(value), 60.0) if value.isascii() and value.isdigit() else 0.0
 
 
-def _call(post: _Post, retry: Retry) -> _Plan[dict[str, Any]]:
-    """One immediate request: its JSON answer, or ``Refused`` or ``Unreachable``."""
-    response = yield from _attempts(post, retry, retry.exhausted, Stats())
+def _call(post: _Post, retry: Retry) -> _Plan[tuple[dict[str, Any], bool]]:
+    """One immediate request: its JSON answer and whether its repeats may be its own earlier
+    attempt's (``_Answered``); or ``Refused`` or ``Unreachable``."""
+    response, retried_unknown = yield from _attempts(post, retry, retry.exhausted, Stats())
     if response.is_success:
-        return _json(response)
+        return _json(response), retried_unknown
     raise _refusal(response)
+
+
+def _counted(answer: dict[str, Any], retried_unknown: bool) -> BatchResult:
+    """A batch's answer; repeats that may be an earlier attempt's count as accepted."""
+    result = BatchResult(int(answer.get("accepted", 0)), int(answer.get("duplicates", 0)))
+    return BatchResult(sum(result), 0) if retried_unknown else result
+
+
+def _duplicate(answer: dict[str, Any], retried_unknown: bool) -> bool:
+    return bool(answer.get("duplicate", False)) and not retried_unknown
 
 
 def _batch_call(path: str, records: Iterable[Record], retry: Retry) -> _Plan[BatchResult]:
     items = _items(records)
     if not items:
         return BatchResult(0, 0)
-    answer = yield from _call(_Post(path, _batch_body(items)), retry)
-    return BatchResult(int(answer.get("accepted", 0)), int(answer.get("duplicates", 0)))
+    return _counted(*(yield from _call(_Post(path, _batch_body(items)), retry)))
 
 
 class _Stepper(Generic[T]):
@@ -384,7 +408,7 @@ class _Stepper(Generic[T]):
 def _post(http: httpx.Client, post: _Post) -> _Answer:
     try:
         return http.post(post.path, content=post.body, headers=_HEADERS)
-    except httpx.TransportError as error:
+    except httpx.RequestError as error:  # a transport's, or an answer that does not decode
         return error
 
 
@@ -403,7 +427,7 @@ def _run(plan: _Plan[T], http: httpx.Client, sleep: Callable[[_Wait], _Answer] =
 async def _apost(http: httpx.AsyncClient, post: _Post) -> _Answer:
     try:
         return await http.post(post.path, content=post.body, headers=_HEADERS)
-    except httpx.TransportError as error:
+    except httpx.RequestError as error:
         return error
 
 
@@ -454,16 +478,17 @@ class _Delivery:
             chunk = todo.pop()
             post = _Post(path, _batch_body(chunk))
             try:
-                response = yield from _attempts(post, self.retry, self.give_up, self.stats)
+                answered = yield from _attempts(post, self.retry, self.give_up, self.stats)
             except Unreachable as error:
                 self.fail([item for rest in (*todo, chunk) for item in rest], None, str(error))
                 return
-            todo.extend(self._settle(chunk, response))
+            todo.extend(self._settle(chunk, answered))
 
-    def _settle(self, chunk: list[_Item], response: httpx.Response) -> list[list[_Item]]:
+    def _settle(self, chunk: list[_Item], answered: _Answered) -> list[list[_Item]]:
         """Count an answer; the parts of ``chunk`` to send again (last first)."""
+        response = answered.response
         if response.is_success:
-            result = _batch_result(response)
+            result = _counted(_json(response), answered.retried_unknown)
             self.stats.accepted += result.accepted
             self.stats.duplicates += result.duplicates
             return []
@@ -478,6 +503,12 @@ class _Delivery:
             return [chunk[half:], chunk[:half]]
         self.fail(chunk, refused.status, refused.message)
         return []
+
+    def broke(self, items: list[_Item], error: Exception) -> None:
+        """Delivering the items failed on what nothing here foresaw (a bug, an answer of the
+        wrong shape): report them all, rather than lose them with the worker."""
+        log.error("delivering %d queued record(s) failed", len(items), exc_info=error)
+        self.fail(items, None, f"not delivered: {error!r}")
 
     def fail(self, items: list[_Item], status: int | None, message: str) -> None:
         log.warning("%d queued record(s) not delivered: %s", len(items), message)
@@ -523,7 +554,7 @@ class _Tasks(Protocol):
 
 def _done(tasks: _Tasks, sent: list[_Item], got: _Queued | None) -> None:
     """Mark the items sent, and a signal taken from the queue, as done."""
-    for _ in range(len(sent) + isinstance(got, _Signal)):
+    for _ in range(len(sent) + isinstance(got, _Signal | _Flush)):
         tasks.task_done()
 
 
@@ -571,17 +602,18 @@ class _Client:
 
     def _prediction(self, id: str, prediction: int, fields: Fields) -> _Plan[PredictionResult]:
         item = _item(_record(Prediction, fields, id=id, prediction=prediction))
-        answer = yield from _call(_Post("/predictions", item.body), self.retry)
-        return PredictionResult(str(item.record.id), bool(answer.get("duplicate", False)))
+        answer, retried_unknown = yield from _call(_Post("/predictions", item.body), self.retry)
+        return PredictionResult(str(item.record.id), _duplicate(answer, retried_unknown))
 
     def _feedback(
         self, actual: int, prediction: int | None, id: str | None, fields: Fields
     ) -> _Plan[FeedbackResult]:
         record = _record(Feedback, fields, prediction=prediction, actual=actual, id=id)
         item = _item(record)
-        answer = yield from _call(_Post("/feedback", item.body), self.retry)
+        answer, retried_unknown = yield from _call(_Post("/feedback", item.body), self.retry)
         metrics = Metrics(**answer["metrics"])
-        return FeedbackResult(str(item.record.id), metrics, bool(answer.get("duplicate", False)))
+        duplicate = _duplicate(answer, retried_unknown)
+        return FeedbackResult(str(item.record.id), metrics, duplicate)
 
 
 R = TypeVar("R", Feedback, Prediction)
@@ -617,6 +649,8 @@ class FeedbackClient(_Client):
         self._enqueued = threading.Condition(self._lock)
         self._enqueuing = 0  # enqueue calls waiting for room in the queue
         self._closing = threading.Event()  # ends the worker's waits between attempts
+        self._flushes: set[threading.Event] = set()  # of flush() calls waiting
+        self._closed = threading.Event()  # close() has settled everything
 
     def log_prediction(
         self, *, id: str, prediction: int, **fields: Unpack[Fields]
@@ -662,22 +696,31 @@ class FeedbackClient(_Client):
         return str(item.record.id)
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Send everything queued so far now; whether it was all settled within ``timeout``.
-        Not from an ``on_error`` callback, which the worker runs: RuntimeError."""
+        """Send everything queued so far now; whether it was all settled within ``timeout``
+        (what is queued meanwhile is not waited for). Not from an ``on_error`` callback, which
+        the worker runs: RuntimeError."""
         if threading.current_thread() is self._worker:  # an on_error callback, say
             raise RuntimeError("flush() from the client's own worker would wait for itself")
-        with self._lock:  # closing: close() settles everything
-            sending = self._worker is not None and not self.closed
-        if sending:
-            self._queue.put(_Signal.FLUSH)
-        with self._queue.all_tasks_done:
-            return self._queue.all_tasks_done.wait_for(
-                lambda: self._queue.unfinished_tasks == 0, timeout
-            )
+        end = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            started, closed = self._worker is not None, self.closed
+            settled = threading.Event()
+            if started and not closed:
+                self._flushes.add(settled)  # close() sets it if the worker never takes it
+        if not started:  # nothing was ever queued
+            return True
+        if closed:  # close() settles everything
+            return self._closed.wait(timeout)
+        try:
+            self._queue.put(_Flush(settled), timeout=timeout)
+        except queue.Full:
+            return False
+        return settled.wait(None if end is None else max(0.0, end - time.monotonic()))
 
     def close(self, timeout: float | None = None) -> None:
-        """Send what is queued, retrying up to ``timeout`` seconds (``close_timeout``); then
-        report what is still unsent as failures, and close the connections."""
+        """Send what is queued, retrying up to ``timeout`` seconds (``close_timeout``; a request
+        in flight then runs to its own timeout); then report what has no answer as failures,
+        and close the connections."""
         with self._lock:
             if self.closed:
                 return
@@ -693,7 +736,12 @@ class FeedbackClient(_Client):
             self._queue.put(_Signal.CLOSE)
             worker.join()
             self._settle_leftovers()
+        with self._lock:  # flushes whose mark came after the worker's end
+            for settled in self._flushes:
+                settled.set()
+            self._flushes.clear()
         self._http.close()
+        self._closed.set()
 
     def _settle_leftovers(self) -> None:
         """What came after the worker's end: a flush's signal (close() has settled what it
@@ -705,7 +753,7 @@ class FeedbackClient(_Client):
                 return
             if isinstance(got, _Item):
                 self.delivery.fail([got], None, "not sent: the client closed")
-            self._queue.task_done()
+            self._queue.task_done()  # a flush's mark: close() sets it below
 
     def _start(self) -> None:
         """Start the worker if it is not running (under ``_lock``)."""
@@ -720,8 +768,15 @@ class FeedbackClient(_Client):
         while True:
             got = self._get(self.batch.timeout())
             if sent := self.batch.add(got):
-                _run(self.delivery.deliver(sent), self._http, self._sleep)
+                try:
+                    _run(self.delivery.deliver(sent), self._http, self._sleep)
+                except Exception as error:  # the worker lives on: the next batch may go
+                    self.delivery.broke(sent, error)
             _done(self._queue, sent, got)
+            if isinstance(got, _Flush):
+                with self._lock:
+                    self._flushes.discard(cast(threading.Event, got.settled))
+                got.settled.set()
             if got is _Signal.CLOSE:
                 return
 
@@ -767,6 +822,8 @@ class AsyncFeedbackClient(_Client):
         self._enqueuing = 0  # enqueue calls waiting for room in the queue
         self._no_enqueue = asyncio.Event()  # set while there are none
         self._no_enqueue.set()
+        self._flushes: set[asyncio.Event] = set()  # of flush() calls waiting
+        self._closed = asyncio.Event()  # aclose() has settled everything
 
     async def log_prediction(
         self, *, id: str, prediction: int, **fields: Unpack[Fields]
@@ -811,10 +868,16 @@ class AsyncFeedbackClient(_Client):
         return str(item.record.id)
 
     async def flush(self) -> None:
-        """Send everything queued so far now, and wait until it is settled."""
-        if self._worker is not None:
-            await self._queue.put(_Signal.FLUSH)
-            await self._queue.join()
+        """Send everything queued so far now, and wait until it is settled (what is queued
+        meanwhile is not waited for)."""
+        if self._worker is None:  # nothing was ever queued, or aclose() settles everything
+            if self.closed:
+                await self._closed.wait()
+            return
+        settled = asyncio.Event()
+        self._flushes.add(settled)  # aclose() sets it if the worker never takes it
+        await self._queue.put(_Flush(settled))
+        await settled.wait()
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Send what is queued, retrying up to ``timeout`` seconds (``close_timeout``); then
@@ -823,22 +886,34 @@ class AsyncFeedbackClient(_Client):
             return
         self.closed = True
         worker, self._worker = self._worker, None
-        if worker is not None:
-            self.delivery.deadline = time.monotonic() + (
-                self.close_timeout if timeout is None else timeout
-            )
-            self._closing.set()
-            await self._no_enqueue.wait()  # past the deadline the worker drains the queue
-            await self._queue.put(_Signal.CLOSE)
-            await worker
-        await self._http.aclose()
+        try:
+            if worker is not None:
+                self.delivery.deadline = time.monotonic() + (
+                    self.close_timeout if timeout is None else timeout
+                )
+                self._closing.set()
+                await self._no_enqueue.wait()  # past the deadline the worker drains the queue
+                await self._queue.put(_Signal.CLOSE)
+                await worker
+        finally:
+            for settled in self._flushes:  # whose mark came after the worker's end
+                settled.set()
+            self._flushes.clear()
+            await self._http.aclose()
+            self._closed.set()
 
     async def _work(self) -> None:
         while True:
             got = await self._get(self.batch.timeout())
             if sent := self.batch.add(got):
-                await _arun(self.delivery.deliver(sent), self._http, self._sleep)
+                try:
+                    await _arun(self.delivery.deliver(sent), self._http, self._sleep)
+                except Exception as error:  # the worker lives on: the next batch may go
+                    self.delivery.broke(sent, error)
             _done(self._queue, sent, got)
+            if isinstance(got, _Flush):
+                self._flushes.discard(cast(asyncio.Event, got.settled))
+                got.settled.set()
             if got is _Signal.CLOSE:
                 return
 

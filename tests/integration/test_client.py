@@ -61,7 +61,7 @@ def test_immediate_calls_return_typed_answers(
         assert (labelled.id, labelled.duplicate, labelled.metrics.accuracy) == ("p-1", False, 1.0)
         assert monitor.send_feedback(id="p-1", actual=1).duplicate
         fresh = monitor.send_feedback(prediction=1, actual=0, model="imm")
-        assert len(fresh.id) == 32  # a generated uuid4
+        assert len(fresh.id) == 32  # a generated UUIDv7, in hex
         assert fresh.metrics.accuracy == 0.5
         with pytest.raises(Refused) as conflict:
             monitor.send_feedback(id="p-1", actual=0)
@@ -211,3 +211,43 @@ def test_the_async_client_rides_out_a_restart(restartable: ServiceProcess) -> No
     asyncio.run(use())
     with httpx.Client(base_url=restartable.url) as http:
         assert counts(http, "async-restart") == cells(pairs)
+
+
+class LosesAnswers(httpx.HTTPTransport):
+    """Passes each request to the server and loses the answers to the first ``lost`` of them:
+    the server commits, the client hears nothing (a connection cut before the answer)."""
+
+    def __init__(self, lost: int) -> None:
+        super().__init__()
+        self.lost = lost
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        response.read()
+        if self.lost:
+            self.lost -= 1
+            raise httpx.ReadError("connection cut before the answer", request=request)
+        return response
+
+
+def test_a_retry_after_a_lost_answer_counts_its_own_repeats_as_accepted(
+    service: ServiceProcess, client: httpx.Client
+) -> None:
+    with FeedbackClient(service.url, retry=FAST, transport=LosesAnswers(1)) as monitor:
+        first = monitor.send_feedback(prediction=1, actual=1, model="lost")
+    assert not first.duplicate
+    batch = [Feedback(1, n % 2, model="lost", id=f"lost-{n}") for n in range(10)]
+    with FeedbackClient(service.url, retry=FAST, transport=LosesAnswers(1)) as monitor:
+        assert monitor.send_feedback_batch(batch) == (10, 0)
+    with FeedbackClient(
+        service.url, retry=FAST, transport=LosesAnswers(1), batch_size=100
+    ) as monitor:
+        for n in range(100):
+            monitor.enqueue(Feedback(n % 2, 1, model="lost"))
+        assert monitor.flush(timeout=30)
+        assert (monitor.stats.accepted, monitor.stats.duplicates, monitor.failures) == (100, 0, [])
+        assert monitor.stats.retries == 1
+    assert sum(counts(client, "lost").values()) == 111  # the server's own tally
+    with FeedbackClient(service.url, retry=FAST) as monitor:  # repeats heard at once
+        assert monitor.send_feedback(prediction=1, actual=1, model="lost", id=first.id).duplicate
+        assert monitor.send_feedback_batch(batch[:3]) == (0, 3)
