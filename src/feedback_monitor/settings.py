@@ -135,8 +135,9 @@ class Settings(BaseSettings):
         default_factory=dict,
         description='JSON: the value of each outcome for a window\'s "value", for every series '
         '("*"), a model ("fraud") or one version ("fraud:v2"), such as '
-        '{"*": {"tp": 10, "fp": -5, "fn": -50}}; each value at most 1e12 either way. Without it '
-        "windows carry no value.",
+        '{"*": {"tp": 10, "fp": -5, "fn": -50}}; each value at most 1e12 either way. A series '
+        'takes the first key given of "model:version", "model" and "*" (a model whose name has a '
+        "colon may so match a version's key). Without it windows carry no value.",
     )
     api_token: Annotated[SecretStr | None, AfterValidator(_token)] = Field(
         default=None,
