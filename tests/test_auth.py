@@ -149,6 +149,18 @@ def test_writes_need_a_token_with_the_write_scope(tmp_path: Path) -> None:
         assert_documented(request, response)
 
 
+def test_refused_tokens_take_turns_too(tmp_path: Path) -> None:
+    """Guessing tokens is rate-limited per address like any request without a valid token."""
+    guesses = [write(f"guess-{n}") for n in range(12)]
+    responses = answers(tmp_path, *guesses, rate_limit=5.0)
+    statuses = [r.status_code for r in responses]
+    assert statuses[:5] == [401] * 5  # a second's worth, then turns
+    assert set(statuses[5:]) <= {401, 429}
+    assert 429 in statuses[5:]
+    for request, response in zip(guesses, responses, strict=True):
+        assert_documented(request, response)
+
+
 @pytest.mark.parametrize("path", ["/feedback/batch", "/predictions", "/predictions/batch"])
 def test_every_write_route_is_protected(tmp_path: Path, path: str) -> None:
     (response,) = answers(tmp_path, write(None, path))

@@ -265,13 +265,16 @@ def test_a_reply_after_the_client_left_with_requests_queued_writes_nothing(
         app.release()
         responses(sock, 1)
         wait_until(lambda: len(app.held) == 1, what="the second request handed in")
-    wait_until(lambda: not server.server_state.connections, what="the server to see the close")
+    # Its end may be a half-close (nc -N), so what it sent whole is answered, into the void.
     app.release()
+    wait_until(lambda: not server.server_state.connections, what="the server to see the close")
     with connect(port) as sock:
         sock.sendall(post("/whole", b"after"))
         [(_, answer)] = responses(sock, 1)
     assert answer == {"via": "whole", "body": "after"}
-    assert app.whole == [HOLD, HOLD, b"after"]
+    assert app.whole[:2] == [HOLD, HOLD]
+    assert app.whole[-1] == b"after"
+    assert set(app.whole[2:-1]) <= {b"last"}  # unless the client's reset came first
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 

@@ -6,7 +6,8 @@ Writes (any method but GET and HEAD) need the ``write`` scope once tokens are co
 ``/ready``, ``/openapi.json`` and the dashboard's page and files (``/``, ``/static/...``: they
 hold no data; the page asks for a read token when the API wants one) are never gated. The
 rate limit counts requests per token when the request was authenticated, else per client
-address (the peer's: behind a proxy, all of its clients share one).
+address (the peer's: behind a proxy, all of its clients share one), refused ones too: past its
+rate a client guessing tokens gets 429s, not more answers.
 """
 
 import math
@@ -72,11 +73,16 @@ class Gate:
     def __call__(self, scope: ASGIScope) -> None:
         if scope["path"] in PUBLIC or scope["path"].startswith(PUBLIC_PREFIX):
             return
-        key = self._authenticate(scope)
-        if self.limiter is not None:
-            wait = self.limiter.wait(key or _client(scope))
-            if wait:
-                raise rate_limited(self.limiter.rate, wait)
+        try:
+            key = self._authenticate(scope)
+        except ClientError:
+            self._limit(_client(scope))  # so that guessing tokens takes turns too
+            raise
+        self._limit(key or _client(scope))
+
+    def _limit(self, key: Hashable) -> None:
+        if self.limiter is not None and (wait := self.limiter.wait(key)):
+            raise rate_limited(self.limiter.rate, wait)
 
     def _authenticate(self, scope: ASGIScope) -> bytes | None:
         """The digest of the request's token when one is needed and valid; refuses otherwise."""

@@ -76,6 +76,7 @@ _COMMON = {
     "413": _error("Body (or batch) larger than the configured limit."),
     "415": _error("Content-Type is not application/json."),
     "422": _error("The series cap is reached: a new (model, version) is refused."),
+    "431": _error("Request line and headers larger than 64 KiB (any route)."),
     "500": _error("Internal server error."),
     "503": _error("The store is unavailable or the service is shutting down."),
 }

@@ -17,7 +17,13 @@ a connection has one timer, which closes it if it has been idle since the last r
 same closes, without a timer per request (about 2 µs a request on ``POST /feedback``).
 
 Bytes that are no HTTP request get uvicorn's 400 and close, with the service's JSON error body
-instead of uvicorn's plain text, as every other error has.
+instead of uvicorn's plain text, as every other error has, and only after the answers to the
+requests read before them (which may have written). A request line and headers longer than
+``MAX_HEAD`` get a 431 the same way: llhttp sets no limit, and uvicorn keeps every header.
+
+A client may close its side once it has sent its request (``nc -N``): its answer is still
+written, then the connection closed. An ``Upgrade`` (``curl --http2`` offers h2c) is ignored, as
+RFC 9110 lets a server do: httptools would take the request's body for the new protocol's.
 
 An app that answers some requests whole (``AnswersWhole``: ``edge.Edge`` for ``POST /feedback``)
 gets them here when their body came in the same read as their headers, as nearly every small
@@ -31,6 +37,7 @@ requests, keep-alive, disconnects and graceful shutdown work as they do for the 
 
 import asyncio
 import functools
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast, runtime_checkable
 
@@ -42,6 +49,9 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 
 from feedback_monitor.schemas import Error, encode
+
+MAX_HEAD = 64 * 1024  # bytes of request line and headers (nginx's default is 32 KiB)
+_UPGRADE = re.compile(rb"\r\nupgrade:", re.IGNORECASE)
 
 Headers = Sequence[tuple[bytes, bytes]]
 Reply = Callable[[int, bytes, Headers], None]
@@ -73,6 +83,10 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._keep_alive: asyncio.TimerHandle | None = None
         self._whole = self.app if isinstance(self.app, AnswersWhole) else None
         self._waiting: tuple[RequestResponseCycle, Any] | None = None  # its body still to come
+        self._head = 0  # bytes of the request line and headers parsed so far
+        self._head_read = 0  # bytes of reads that were all head (one header may be long)
+        self._last_word: bytes | None = None  # a 400 waiting for the answers before it
+        self._client_done = False  # the client closed its side: close once it is answered
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -80,7 +94,17 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._arm()  # a connection that sends nothing at all is closed too
 
     def data_received(self, data: bytes) -> None:
+        if self._last_word is not None:
+            return  # after bytes that are no request, nothing is read
+        if b"pgrade:" in data or b"PGRADE:" in data:  # rare: checked in C first
+            data = _UPGRADE.sub(b"\r\nx-ignored-upgrade:", data)
+        continued = self._in_headers
         super().data_received(data)
+        if continued and self._in_headers:  # all of it head: a long header, perhaps
+            self._head_read += len(data)
+            if self._head_read > MAX_HEAD:
+                self.send_400_response("")
+                return
         if self._in_headers and self._deadline is None:
             self._arm()
         if self._waiting is not None:  # its body did not come with its headers: ASGI reads it
@@ -153,7 +177,21 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
+        self._head = self._head_read = 0
         self._idle_since = None  # busy until this request's response ends
+
+    # On every request: uvicorn's own callbacks called directly, no super() to resolve.
+    def on_url(self, url: bytes) -> None:
+        self._head += len(url)
+        if self._head > MAX_HEAD:  # the parser reports it as an error: send_400_response
+            raise ValueError("request head too large")
+        HttpToolsProtocol.on_url(self, url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head += len(name) + len(value) + 4  # ": " and CRLF
+        if self._head > MAX_HEAD:
+            raise ValueError("request head too large")
+        HttpToolsProtocol.on_header(self, name, value)
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
@@ -166,11 +204,17 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self.server_state.total_requests += 1
         if self.transport.is_closing():
             return
-        self.flow.resume_reading()
+        if self._last_word is None:
+            self.flow.resume_reading()
         if self.pipeline:  # a request that came while this one was answered goes next
             cycle, app = self.pipeline.pop()
             # Not at once: answered whole, it may end here again, for each request queued.
             self.loop.call_soon(self._start_queued, cycle, app)
+            return
+        if self._last_word is not None or self._client_done:  # nothing more to answer
+            if self._last_word is not None:
+                self.transport.write(self._last_word)
+            self.transport.close()
             return
         if self._in_headers:
             return  # the next request began before this answer: busy, not idle
@@ -191,9 +235,35 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             self._keep_alive = self.loop.call_at(deadline, self._close_if_idle)
 
     def send_400_response(self, msg: str) -> None:
-        """uvicorn's, with ``{"error": msg}`` as JSON."""
-        self.transport.write(self._json_response(400, encode(Error(msg)), (), close=True))
+        """uvicorn's, for bytes that are no request, with ``{"error": msg}`` as JSON (a 431 for a
+        head too long); after the answers to the requests read before them."""
+        if self._last_word is not None:
+            return  # the parser failed already: nothing after that is read
+        status = 400
+        if max(self._head, self._head_read) > MAX_HEAD:
+            status, msg = 431, f"Request line and headers too large: at most {MAX_HEAD} bytes"
+        answer = self._json_response(status, encode(Error(msg)), (), close=True)
+        self._in_headers = False
+        self._disarm()
+        if self._answering():
+            self._last_word = answer
+            self.flow.pause_reading()
+            return
+        self.transport.write(answer)
         self.transport.close()
+
+    def _answering(self) -> bool:
+        """Whether a request read whole is not answered yet."""
+        cycle = self.cycle
+        return bool(self.pipeline) or (
+            cycle is not None and not cycle.response_complete and not cycle.more_body
+        )
+
+    def eof_received(self) -> bool:  # type: ignore[override]  # asyncio's may return True
+        """The client closed its side: keep ours open for the answers to the requests it sent
+        whole (``on_response_complete`` closes it then), else close."""
+        self._client_done = True
+        return self._answering()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._waiting = None
