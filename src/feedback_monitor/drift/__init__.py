@@ -2,7 +2,8 @@
 
 Each has ``update(error)``, ``update_many(n, errors)``, ``status``, ``drift_detected``,
 ``statistic``, ``state()`` and ``from_state(state)``; defaults hold false alarms to at most one
-per 100,000 stationary samples (see each module and ``bench/drift_eval.py``).
+per 100,000 stationary samples at accuracies from 0.6 to 0.99 (see each module and
+``bench/drift_eval.py``); above that, DDM's start-up raises a little more (``ddm.py``).
 """
 
 from feedback_monitor.drift.adwin import ADWIN
