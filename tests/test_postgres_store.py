@@ -7,17 +7,20 @@ writers: ``test_postgres_drift.py``.)"""
 import json
 import random
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
 import pytest
+from psycopg import errors
 
+from feedback_monitor import cli
 from feedback_monitor.confusion import Counts
 from feedback_monitor.drift.watch import SeriesWatch
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.store import Accepted, Entry, Refused, Series
-from feedback_monitor.store.postgres import MIGRATIONS, SHARDS, PostgresStore
+from feedback_monitor.store.postgres import LOCK_TIMEOUT, MIGRATIONS, SHARDS, PostgresStore
 from feedback_monitor.store.sql import NewerSchema
 from feedback_monitor.windows import HOUR, MINUTE, TimeView
 from tests.integration import postgres
@@ -104,6 +107,52 @@ def test_a_database_of_a_newer_schema_is_not_opened(fresh: str) -> None:
         PostgresStore(fresh)
     with psycopg.connect(fresh) as db:  # nothing was migrated
         assert db.execute("SELECT to_regclass('confusion')").fetchone() == (None,)
+
+
+def test_the_command_line_refuses_a_newer_schema_in_one_line(
+    fresh: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with psycopg.connect(fresh, autocommit=True) as db:
+        db.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+        db.execute("INSERT INTO schema_version VALUES (%s)", (len(MIGRATIONS) + 1,))
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", "--store", fresh])
+    assert exited.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1
+    assert f"schema version {len(MIGRATIONS) + 1}, newer than this version's" in lines[0]
+
+
+def test_the_first_call_after_the_server_is_back_succeeds(
+    cluster: postgres.Cluster, fresh: str
+) -> None:
+    """No backoff between attempts to reconnect: each call tries, and the first after the
+    outage connects (a pool that waited longer and longer kept failing for as long again)."""
+    store = PostgresStore(fresh, timeout=2.0)
+    try:
+        cluster.server("stop")
+        try:
+            for _ in range(4):  # a pool's waits would now be 1, 2, 4 and 8 seconds
+                with pytest.raises(psycopg.OperationalError):
+                    store.ping()
+        finally:
+            cluster.server("start")
+        store.ping()
+    finally:
+        store.close()
+
+
+def test_a_lock_held_elsewhere_fails_the_call_instead_of_holding_it(
+    store: PostgresStore, shared: str
+) -> None:
+    store.commit({A: Counts(tp=1)})
+    with psycopg.connect(shared) as other:
+        other.execute("LOCK TABLE confusion IN ACCESS EXCLUSIVE MODE")
+        started = time.monotonic()
+        with pytest.raises(errors.LockNotAvailable):
+            store.commit({A: Counts(tp=1)})
+        assert time.monotonic() - started < LOCK_TIMEOUT + 5.0  # a deadline, not a measurement
+    assert store.commit({A: Counts(tp=1)})[A].counts == Counts(tp=2)
 
 
 def test_a_failing_transaction_rolls_back_every_series(store: PostgresStore) -> None:

@@ -73,10 +73,10 @@ def check_store(settings: Settings) -> None:
     opened is one line and exit 2, not a failed start with the store process's tracebacks."""
     name = "store" if settings.store else "data_dir"
     try:
-        if settings.store:  # a connection, not the pool: its error says why
-            from feedback_monitor.store.postgres import CONNECT_TIMEOUT  # as the store's child
+        if settings.store:  # a plain connection: its error says why
+            from feedback_monitor.store.postgres import check_database  # as the store's child
 
-            psycopg.connect(settings.store, connect_timeout=int(CONNECT_TIMEOUT)).close()
+            check_database(settings.store)
         else:
             SQLiteStore(settings.data_dir).close()
     except (OSError, sqlite3.Error, psycopg.Error, NewerSchema) as error:

@@ -5,9 +5,12 @@ PostgreSQL's types; ``drift_events.rowid`` orders events of the same time as SQL
 does, and ``drift_inbox`` holds outcomes waiting for the drift detectors (``watches.py``).
 ``schema_version(version)`` holds the number of migrations applied; each start applies the
 missing ones in one transaction under an advisory lock, so replicas starting together migrate
-once. Connections come from a pool (``psycopg_pool``), which replaces a connection the server
-dropped: while the database is down every call fails (``psycopg.OperationalError``), and the
-first call after it returns succeeds.
+once. The store's calls come one at a time, so it keeps one connection, and replaces it at the
+next call once it is broken: while the database is down every call fails at once or within
+``CONNECT_TIMEOUT`` (``psycopg.OperationalError``, a 503), and the first call after it is back
+succeeds. A lock held elsewhere, a statement that runs away or a network that stops answering
+fail a call too, after ``LOCK_TIMEOUT``, ``STATEMENT_TIMEOUT`` or ``NETWORK_TIMEOUT``, instead of
+holding every write behind it.
 
 Each connection claims a shard of its own (a session advisory lock, let go when it closes), so
 replicas add their counts to rows of their own (``sql.py``). A transaction runs in pipeline
@@ -23,11 +26,13 @@ from typing import Any
 import psycopg
 from psycopg import errors
 from psycopg.pq import TransactionStatus
-from psycopg_pool import ConnectionPool
 
 from feedback_monitor.store.sql import Contended, Cursor, Database, SQLStore, check_schema
 
 CONNECT_TIMEOUT = 2.0  # seconds a call waits for a connection before it fails (503)
+LOCK_TIMEOUT = 5.0  # seconds a statement waits for a lock another session holds
+STATEMENT_TIMEOUT = 30.0  # seconds a statement may run (expiring a month of ids, say)
+NETWORK_TIMEOUT = 10.0  # seconds unanswered on the connection before it counts as broken
 _MIGRATION_LOCK = 0x6664_6D6F_6E69  # pg_advisory_xact_lock key: "fdmoni"
 _SHARD_LOCKS = 0x7368  # the first key of the shards' advisory locks ("sh")
 _SERIES_LOCK = 0x6664_7365_7269  # pg_advisory_xact_lock key: "fdseri"
@@ -194,28 +199,30 @@ class PostgresConnector:
     shard = 0  # of the transaction in hand
 
     def __init__(self, url: str, timeout: float = CONNECT_TIMEOUT) -> None:
-        self._pool = ConnectionPool(
-            url,
-            connection_class=_Claimed,
-            min_size=0,  # connected on demand: the first call after an outage reconnects
-            max_size=1,
-            # BEGIN and COMMIT are ours; every statement is prepared, planned once.
-            kwargs={"autocommit": True, "prepare_threshold": 0},
-            configure=_claim,
-            open=False,
-            timeout=timeout,
-            name="feedback-monitor",
-        )
-        self._pool.open(wait=True, timeout=timeout)
+        self._url, self._timeout = url, timeout
+        self._connection: _Claimed | None = None
         try:
             self._migrate()
         except BaseException:
-            self._pool.close()
+            self.close()
             raise
+
+    @contextlib.contextmanager
+    def _connected(self) -> Iterator[_Claimed]:
+        """The connection, made anew if there is none or it broke (the database went away)."""
+        if self._connection is None or self._connection.broken or self._connection.closed:
+            self.close()
+            self._connection = connect(self._url, self._timeout)
+        connection = self._connection
+        try:
+            yield connection
+        finally:
+            if connection.broken:  # a failure of the connection, not of the transaction
+                self.close()
 
     def _migrate(self) -> None:
         # Not in a pipeline, where psycopg would take its DDL's results late (see _Connection).
-        with self._pool.connection() as connection, connection.transaction():
+        with self._connected() as connection, connection.transaction():
             db = _Connection(connection)
             db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
             db.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
@@ -244,7 +251,7 @@ class PostgresConnector:
     def transaction(self) -> Iterator[Database]:
         # Pipeline mode: statements are sent without waiting for the answers of those before;
         # a transaction waits only where it reads (sql.py reads once) and for its COMMIT.
-        with self._pool.connection() as connection:
+        with self._connected() as connection:
             self.shard = connection.shard
             try:
                 with connection.pipeline() as pipeline:
@@ -257,15 +264,49 @@ class PostgresConnector:
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[Database]:
-        with self._pool.connection() as connection:
+        with self._connected() as connection:
             yield _Connection(connection)
 
     def close(self) -> None:
-        self._pool.close()
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+
+def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> _Claimed:
+    """A connection as the store uses it: BEGIN and COMMIT are ours, every statement is
+    prepared (planned once), the timeouts are set, and a shard is claimed."""
+    connection = _Claimed.connect(
+        url,
+        autocommit=True,
+        prepare_threshold=0,
+        connect_timeout=max(1, round(timeout)),
+        options=f"-c lock_timeout={LOCK_TIMEOUT * 1000:.0f}"
+        f" -c statement_timeout={STATEMENT_TIMEOUT * 1000:.0f}",
+        keepalives=1,
+        keepalives_idle=max(1, round(NETWORK_TIMEOUT / 2)),
+        keepalives_interval=1,
+        keepalives_count=max(1, round(NETWORK_TIMEOUT / 2)),
+        tcp_user_timeout=round(NETWORK_TIMEOUT * 1000),
+    )
+    try:
+        _claim(connection)
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def check_database(url: str) -> None:
+    """Connect, and refuse a database a newer version of the service wrote (``NewerSchema``)."""
+    with psycopg.connect(url, connect_timeout=max(1, round(CONNECT_TIMEOUT))) as connection:
+        (known,) = connection.execute("SELECT to_regclass('schema_version')").fetchone() or (None,)
+        row = known and connection.execute("SELECT max(version) FROM schema_version").fetchone()
+    check_schema(int(row[0] or 0) if row else 0, len(MIGRATIONS))
 
 
 def _roll_back(connection: psycopg.Connection[Any]) -> None:
-    """End a failed transaction, if the connection still can (else the pool drops it)."""
+    """End a failed transaction, if the connection still can (else it is replaced)."""
     if connection.info.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
         with contextlib.suppress(psycopg.Error):
             connection.rollback()
