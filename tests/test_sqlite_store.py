@@ -232,3 +232,24 @@ def test_calls_after_close_are_errors(data_dir: Path) -> None:
         closed.commit({A: Counts(tp=1)})
     with pytest.raises(sqlite3.ProgrammingError):
         closed.expire(0.0)
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal"])
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_file_deleted_or_replaced_under_the_store_fails_every_commit(
+    data_dir: Path, suffix: str, how: str
+) -> None:
+    """Commits would go on into the open, unlinked file and be lost at the next start."""
+    store = SQLiteStore(data_dir)
+    try:
+        store.commit({A: Counts(tp=1)})
+        path = store.path.with_name(store.path.name + suffix)
+        path.unlink()
+        if how == "replaced":
+            path.write_bytes(b"")
+        with pytest.raises(sqlite3.OperationalError, match="was deleted or replaced while open"):
+            store.commit({A: Counts(tp=1)})
+        with pytest.raises(sqlite3.OperationalError, match="was deleted or replaced"):
+            store.ping()
+    finally:
+        store.close()

@@ -35,7 +35,9 @@ class ClientError(HTTPError):
 
 
 class Unavailable(HTTPError):
-    """A 503: the service cannot serve now (store down, shutting down); nothing was stored."""
+    """A 503: the service cannot serve now (store down, shutting down). Nothing was stored,
+    unless the store failed after its commit (a PostgreSQL connection lost on the way back): a
+    retry with the request's ids is counted once either way."""
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(503, message, reason)

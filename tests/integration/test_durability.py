@@ -67,3 +67,18 @@ def test_kill_9_of_the_store_process_under_load(data_dir: Path, log_path: Path) 
         assert not load.errors
     with serving(data_dir, log_path=log_path) as service:
         assert_bounded(stored(service.url), load.acknowledged, load.attempted)
+
+
+def test_a_store_deleted_under_the_service_refuses_writes(data_dir: Path, log_path: Path) -> None:
+    """Not 200s that the next start would not find: 503s, and /ready says so."""
+    feedback = {"prediction": 1, "actual": 1}
+    with (
+        serving(data_dir, log_path=log_path) as service,
+        httpx.Client(base_url=service.url, timeout=10.0) as client,
+    ):
+        assert client.post("/feedback", json=feedback).status_code == 200
+        for path in data_dir.glob("feedback.sqlite3*"):
+            path.unlink()
+        refused = client.post("/feedback", json=feedback)
+        assert (refused.status_code, refused.json()) == (503, {"error": "Store unavailable"})
+        assert client.get("/ready").status_code == 503

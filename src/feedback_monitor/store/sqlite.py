@@ -19,9 +19,13 @@ Format (``PRAGMA user_version`` is the schema version, migrated forward at open)
 - ``probe(id, at)``: one row, rewritten by ``ping()`` to prove that commits still succeed.
 
 The logic is ``sql.py``'s, shared with PostgreSQL. With ``synchronous=FULL`` the WAL is fsynced
-before ``COMMIT`` returns: whatever a caller acknowledges afterwards survives a crash.
+before ``COMMIT`` returns: whatever a caller acknowledges afterwards survives a crash. A file
+deleted or replaced under the running store would take every later commit with it, unseen
+(they go to the open, unlinked file): each commit first checks that the paths still name the
+files it has open, and fails (a 503) if not.
 """
 
+import os
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -190,6 +194,8 @@ class SQLiteConnector:
         except BaseException:
             self.db.close()
             raise
+        self._paths = [path, path.with_name(path.name + "-wal")]
+        self._files: list[tuple[int, int] | None] = [_identity(path), None]  # the WAL's: later
 
     def _configure(self, lock_timeout: float) -> None:
         # A server restarted right after a crash waits for the old store process to let go.
@@ -211,10 +217,20 @@ class SQLiteConnector:
         self.db.execute("BEGIN")  # deferred: the only writer never waits for a lock
         try:
             yield self.db
+            self._check_files()
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
         self.db.execute("COMMIT")
+
+    def _check_files(self) -> None:
+        """Fail unless the database and its WAL are still the files at their paths."""
+        for number, path in enumerate(self._paths):
+            found, known = _identity(path), self._files[number]
+            if known is None:  # the WAL, made by a first write
+                self._files[number] = found
+            elif found != known:
+                raise sqlite3.OperationalError(f"{path} was deleted or replaced while open")
 
     def lock_ids(self, db: Database, ids: Sequence[str]) -> None:
         pass  # the only writer waits for nobody
@@ -228,6 +244,15 @@ class SQLiteConnector:
 
     def close(self) -> None:
         self.db.close()
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The device and inode of the file at ``path``, None if there is none."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 class SQLiteStore(SQLStore):
