@@ -12,7 +12,8 @@ import pytest
 from sklearn.metrics import confusion_matrix
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.recorder import Recorder, RecorderClosed
+from feedback_monitor.errors import Unavailable
+from feedback_monitor.recorder import Recorder, RecorderClosed, StoreTimedOut
 from feedback_monitor.records import Feedback, parse_feedback_batch
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Series
@@ -275,3 +276,33 @@ def test_a_parsed_batch_counts_every_cell_under_its_series(tmp_path: Path, seed:
         expected[name, ""] = Counts(tp, tn, fp, fn)
     assert accepted.series == list(expected)
     assert reopened(tmp_path) == expected
+
+
+def test_a_write_the_store_leaves_unanswered_gets_a_503_in_time(tmp_path: Path) -> None:
+    """The store hangs (a disk, a lock): the request in flight is told its write may still be
+    stored, the one queued behind it that it was not sent; once the store answers, the first
+    is found stored, and writes go on."""
+    store = GatedStore(tmp_path)
+    held, queued, later = Feedback(1, 1, id="held"), Feedback(0, 0, id="queued"), Feedback(1, 0)
+
+    async def main() -> Counts:
+        recorder = Recorder(ThreadedStore(store), write_timeout=0.2)
+        await recorder.start()
+        try:
+            store.gate.clear()
+            first = asyncio.ensure_future(recorder.record(held))
+            assert await asyncio.to_thread(store.entered.wait, WAIT)
+            second = asyncio.ensure_future(recorder.record(queued))
+            with pytest.raises(StoreTimedOut, match="may still be stored"):
+                await asyncio.wait_for(first, WAIT)
+            with pytest.raises(Unavailable) as unsent:
+                await asyncio.wait_for(second, WAIT)
+            assert unsent.value.reason == "store_unavailable"
+            store.gate.set()
+            await recorder.write([later], batch=False)
+            return recorder.state(("default", "")).counts
+        finally:
+            store.gate.set()
+            await recorder.close()
+
+    assert asyncio.run(main()) == Counts(tp=1, fp=1)  # the held write and the later one

@@ -82,7 +82,9 @@ class Service:
         self.retention = settings.retention
         self.store = store
         refresh = REFRESH if settings.store else None  # replicas: see what the others wrote
-        self.recorder = recorder = Recorder(store, settings.max_series, refresh)
+        self.recorder = recorder = Recorder(
+            store, settings.max_series, refresh, settings.write_timeout
+        )
         self.registry = registry
         self.telemetry = telemetry
         self.exposition = Exposition(lambda: recorder.snapshot)

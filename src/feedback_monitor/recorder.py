@@ -9,6 +9,10 @@ returned, so reads never touch the disk and never see uncommitted state.
 With a store shared by several replicas, the totals of a commit are global, but a series this
 replica does not write to would stay as it was: ``refresh`` reloads every series that often.
 
+A store that does not answer a write within ``write_timeout`` (a disk or database that hangs)
+does not hold its requests, nor those queued behind it, for as long: a watchdog answers them 503,
+the first saying that their write may still be stored.
+
 The cap on series: a request that may create series goes to the store with the cap, and the
 store, which sees every writer's series, refuses it at its first item past the cap. A request
 that certainly passes it is refused at once where the store's answer is known (``_entry``).
@@ -36,6 +40,7 @@ log = logging.getLogger(__name__)
 Record = Feedback | Prediction
 _Waiter = tuple[Entry, "asyncio.Future[Accepted]", bool]  # and whether it is a batch
 _Counted = tuple[Accepted, "asyncio.Future[Any]"]  # the outcome is known: all of it counted
+_NOT_SENT = Unavailable("Store unavailable", "store_unavailable")  # queued behind a hung write
 
 
 class RecorderClosed(Unavailable):
@@ -43,6 +48,14 @@ class RecorderClosed(Unavailable):
 
     def __init__(self) -> None:
         super().__init__("Service is shutting down", "shutting_down")
+
+
+class StoreTimedOut(Unavailable):
+    """A write the store did not answer in time: it may still be committed."""
+
+    def __init__(self, seconds: float) -> None:
+        message = f"Store did not answer within {seconds:g} s: the write may still be stored"
+        super().__init__(message, "store_timeout")
 
 
 class Refusal(ClientError):
@@ -113,18 +126,26 @@ class Recorder:
     """Owns every write; refuses at once what certainly passes the cap on series."""
 
     def __init__(
-        self, store: AsyncStore, max_series: int = 1000, refresh: float | None = None
+        self,
+        store: AsyncStore,
+        max_series: int = 1000,
+        refresh: float | None = None,
+        write_timeout: float | None = None,
     ) -> None:
         self._store = store
         self._max_series = max_series
         self._refresh = refresh
+        self._write_timeout = write_timeout
         self._refreshing: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
         # Waiting for the next write: the counts of what is only counted, summed as it arrives
         # (one entry will carry them all), and the entries with items kept whole.
         self._counts: dict[Series, list[int]] = {}
         self._counted: list[_Counted] = []
         self._kept: list[_Waiter] = []
         self._in_flight: asyncio.Future[tuple[list[Accepted | Refused], Totals]] | None = None
+        self._sent: list[asyncio.Future[Any]] = []  # the requests of the write in flight
+        self._sent_at = 0.0  # when it went, on the event loop's clock
         self._closing = False
         self._states: dict[Series, SeriesState] = {}
         self._ones: dict[Series, Accepted] = {}  # bounded by the cap on series
@@ -142,6 +163,26 @@ class Recorder:
         self._states = await self._store.load()
         if self._refresh is not None:
             self._refreshing = asyncio.create_task(self._reload(self._refresh))
+        if self._write_timeout is not None:
+            self._watching = asyncio.create_task(self._watch(self._write_timeout))
+
+    async def _watch(self, timeout: float) -> None:
+        """Answer 503 to the requests of a write the store has left unanswered for ``timeout``
+        seconds, and to those queued behind it (never sent: not stored), each second it lasts."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(1.0, timeout / 2))
+            if self._in_flight is None or loop.time() - self._sent_at <= timeout:
+                continue
+            sent, self._sent = self._sent, []
+            queued = _futures(self._counted, self._kept)
+            self._counted, self._kept, self._counts = [], [], {}
+            if sent:
+                log.error("the store has not answered a write for %g s", timeout)
+            for futures, error in ((sent, StoreTimedOut(timeout)), (queued, _NOT_SENT)):
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(error)
 
     async def _reload(self, every: float) -> None:
         """What other replicas committed, into the snapshot; the store answers in order, so a
@@ -215,10 +256,11 @@ class Recorder:
     async def close(self) -> None:
         """Commit and answer everything already handed in, then release the store."""
         self._closing = True
-        if self._refreshing is not None:
-            self._refreshing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._refreshing
+        for task in (self._refreshing, self._watching):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._flush()
         while self._in_flight is not None:  # each answer sends what waited for it
             await asyncio.wait([self._in_flight])
@@ -268,6 +310,7 @@ class Recorder:
             write = asyncio.get_running_loop().create_future()
             write.set_exception(error)
         self._in_flight = write
+        self._sent, self._sent_at = _futures(counted, kept), asyncio.get_running_loop().time()
         write.add_done_callback(functools.partial(self._written, counted, kept))
 
     def _written(
@@ -276,7 +319,7 @@ class Recorder:
         kept: list[_Waiter],
         write: "asyncio.Future[tuple[list[Accepted | Refused], Totals]]",
     ) -> None:
-        self._in_flight = None
+        self._in_flight, self._sent = None, []
         self._flush()  # what arrived meanwhile: the next transaction starts at once
         error = RecorderClosed() if write.cancelled() else write.exception()
         if error is not None:
@@ -300,6 +343,10 @@ class Recorder:
                 future.set_exception(self._refusal(outcome, batch))
             else:
                 future.set_result(outcome)
+
+
+def _futures(counted: list[_Counted], kept: list[_Waiter]) -> list["asyncio.Future[Any]"]:
+    return [future for _, future in counted] + [future for _, future, _ in kept]
 
 
 def _named(records: Sequence[Record] | FeedbackBatch) -> list[Series]:

@@ -175,6 +175,14 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds a request body may pause between two chunks (408 after them).",
     )
+    write_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Seconds a write may wait for the store's commit (a disk or database that "
+        "hangs); then it gets a 503 that says it may still be stored, and writes queued behind "
+        "it a 503 too. A retry with the same ids is counted once.",
+    )
     shutdown_timeout: int = Field(
         default=20,
         ge=1,
