@@ -69,6 +69,7 @@ ENVIRONMENT = {
     "RATE_LIMIT": "50",
     "HEADER_TIMEOUT": "5",
     "BODY_TIMEOUT": "7.5",
+    "WRITE_TIMEOUT": "2.5",
     "SHUTDOWN_TIMEOUT": "9",
 }
 
