@@ -552,3 +552,15 @@ def test_a_flush_whose_mark_comes_after_the_worker_ends_is_settled_by_close() ->
     flusher.join()
     assert flushed == [True]
     assert monitor.stats.accepted == 1
+
+
+def test_a_broken_delivery_reports_each_record_once_and_only_those_unsettled() -> None:
+    wrong = httpx.Response(200, json={"success": True, "accepted": "three"})
+    script = Script(refuse(422, index=1), wrong)
+    with script.client(batch_size=3) as monitor:
+        for n in range(3):
+            monitor.enqueue(Feedback(1, 1, id=f"id{n}"))
+        assert monitor.flush(timeout=WAIT)
+    reported = [(f.record.id, f.status) for f in monitor.failures]
+    assert reported == [("id1", 422), ("id0", None), ("id2", None)]
+    assert monitor.stats.failed == 3

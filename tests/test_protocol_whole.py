@@ -299,3 +299,46 @@ def test_a_client_that_does_not_read_its_answers_is_not_read_from(
                 p.transport.get_write_buffer_size() for p in server.server_state.connections
             )
             assert buffered < 16 * 2**20, "the server read on and buffered its answers"
+
+
+def in_headers(server: uvicorn.Server) -> bool:
+    """Whether the one connection has read part of a request's head, and waits for the rest."""
+    return any(getattr(protocol, "_in_headers", False) for protocol in connections(server))
+
+
+def test_pipelined_requests_in_long_reads_are_no_long_head(
+    served: tuple[App, int, uvicorn.Server],
+) -> None:
+    """A read that starts in one request's head and ends in another's is not all head."""
+    _, port, server = served
+    requests = b"".join(post("/whole", b"%d" % n) for n in range(2000))  # about 100 KB
+    with connect(port) as sock:
+        sock.sendall(requests[:20])
+        wait_until(lambda: in_headers(server), what="the first head half read")
+        sock.sendall(requests[20:-10])  # ends in the last request's head
+        wait_until(lambda: in_headers(server), what="the long read")
+        sock.sendall(requests[-10:])
+        answers = responses(sock, 2000)
+    assert [body for _, body in answers] == [{"via": "whole", "body": str(n)} for n in range(2000)]
+
+
+OFFER = b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABk\r\n"
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [0, 1, 2, 4, 9, 10],  # into "\r\nUpgrade: h2c"
+)
+def test_an_upgrade_offer_split_between_reads_is_ignored_too(
+    served: tuple[App, int, uvicorn.Server], cut: int
+) -> None:
+    _, port, server = served
+    request = post("/whole", b'{"prediction": 1, "actual": 1}', OFFER)
+    split = request.index(b"\r\nUpgrade:") + cut
+    with connect(port) as sock:
+        sock.sendall(request[:split])
+        wait_until(lambda: in_headers(server), what="the first part read")
+        sock.sendall(request[split:])
+        [(head, answer)] = responses(sock, 1)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    assert answer == {"via": "whole", "body": '{"prediction": 1, "actual": 1}'}

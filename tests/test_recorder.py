@@ -298,6 +298,10 @@ def test_a_write_the_store_leaves_unanswered_gets_a_503_in_time(tmp_path: Path) 
             with pytest.raises(Unavailable) as unsent:
                 await asyncio.wait_for(second, WAIT)
             assert unsent.value.reason == "store_unavailable"
+            third = asyncio.ensure_future(recorder.record(queued))  # a later tick's
+            with pytest.raises(Unavailable) as also_unsent:
+                await asyncio.wait_for(third, WAIT)
+            assert also_unsent.value is not unsent.value  # no traceback grows tick by tick
             store.gate.set()
             await recorder.write([later], batch=False)
             return recorder.state(("default", "")).counts

@@ -457,6 +457,7 @@ class _Delivery:
         self.stats = Stats()
         self.failures: list[Failure] = []
         self.deadline = math.inf  # set by close: retry until then
+        self._settled: set[int] = set()  # ids of the items in hand that have their outcome
 
     def give_up(self, attempts: int) -> bool:
         return time.monotonic() > self.deadline
@@ -466,6 +467,7 @@ class _Delivery:
         return max(0.0, min(end, self.deadline) - time.monotonic())
 
     def deliver(self, items: list[_Item]) -> _Plan[None]:
+        self._settled = set()
         predictions = [item for item in items if isinstance(item.record, Prediction)]
         feedback = [item for item in items if isinstance(item.record, Feedback)]
         for path, chunk in (("/predictions/batch", predictions), ("/feedback/batch", feedback)):
@@ -489,6 +491,7 @@ class _Delivery:
         response = answered.response
         if response.is_success:
             result = _counted(_json(response), answered.retried_unknown)
+            self._settled.update(map(id, chunk))
             self.stats.accepted += result.accepted
             self.stats.duplicates += result.duplicates
             return []
@@ -507,11 +510,13 @@ class _Delivery:
     def broke(self, items: list[_Item], error: Exception) -> None:
         """Delivering the items failed on what nothing here foresaw (a bug, an answer of the
         wrong shape): report them all, rather than lose them with the worker."""
-        log.error("delivering %d queued record(s) failed", len(items), exc_info=error)
-        self.fail(items, None, f"not delivered: {error!r}")
+        unsettled = [item for item in items if id(item) not in self._settled]
+        log.error("delivering %d queued record(s) failed", len(unsettled), exc_info=error)
+        self.fail(unsettled, None, f"not delivered: {error!r}")
 
     def fail(self, items: list[_Item], status: int | None, message: str) -> None:
         log.warning("%d queued record(s) not delivered: %s", len(items), message)
+        self._settled.update(map(id, items))
         for item in items:
             failure = Failure(item.record, status, message)
             self.failures.append(failure)

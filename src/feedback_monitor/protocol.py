@@ -51,7 +51,8 @@ from uvicorn.protocols.http.httptools_impl import (
 from feedback_monitor.schemas import Error, encode
 
 MAX_HEAD = 64 * 1024  # bytes of request line and headers (nginx's default is 32 KiB)
-_UPGRADE = re.compile(rb"\r\nupgrade:", re.IGNORECASE)
+_UPGRADE = b"\r\nupgrade:"  # a header line that offers another protocol, lowercased
+_UPGRADE_AT = re.compile(re.escape(_UPGRADE))
 
 Headers = Sequence[tuple[bytes, bytes]]
 Reply = Callable[[int, bytes, Headers], None]
@@ -87,6 +88,9 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._head_read = 0  # bytes of reads that were all head (one header may be long)
         self._last_word: bytes | None = None  # a 400 waiting for the answers before it
         self._client_done = False  # the client closed its side: close once it is answered
+        self._began = False  # a request began in the read at hand
+        self._fed = b""  # the last two bytes given to the parser, lowercased
+        self._held = b""  # the start of a header line that may be an Upgrade: with the next read
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -96,11 +100,15 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._last_word is not None:
             return  # after bytes that are no request, nothing is read
-        if b"pgrade:" in data or b"PGRADE:" in data:  # rare: checked in C first
-            data = _UPGRADE.sub(b"\r\nx-ignored-upgrade:", data)
-        continued = self._in_headers
-        super().data_received(data)
-        if continued and self._in_headers:  # all of it head: a long header, perhaps
+        data, self._held = self._held + data, b""
+        data, hold = self._without_upgrade(data)
+        continued, self._began = self._in_headers, False
+        self._feed(data[: len(data) - hold])
+        if hold and self._in_headers:  # its line goes on in the next read
+            self._held = data[len(data) - hold :]
+        elif hold:
+            self._feed(data[len(data) - hold :])
+        if continued and self._in_headers and not self._began:  # all of it head: a long header
             self._head_read += len(data)
             if self._head_read > MAX_HEAD:
                 self.send_400_response("")
@@ -111,6 +119,29 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             cycle, app = self._waiting
             self._waiting = None
             super()._start_asgi_task(cycle, app)
+
+    def _feed(self, data: bytes) -> None:
+        if data and self._last_word is None:
+            HttpToolsProtocol.data_received(self, data)
+            self._fed = (self._fed + data[-2:])[-2:].lower()
+
+    def _without_upgrade(self, data: bytes) -> tuple[bytes, int]:
+        """The read with every ``Upgrade:`` header renamed (as long), one whose line began in
+        the last read too; and how many of its last bytes to hold back, the start of a line
+        that may become one (three or more bytes: never the end of a request's head)."""
+        lowered = data.lower()
+        window = self._fed + lowered
+        if _UPGRADE in window:
+            renamed = bytearray(data)
+            for found in _UPGRADE_AT.finditer(window):
+                name = found.start() + 2 - len(self._fed)  # where "upgrade" starts in data
+                if name >= 0:
+                    renamed[name : name + 7] = b"x-upgrd"
+            data = bytes(renamed)
+        line = lowered.rfind(b"\r\n", len(lowered) - len(_UPGRADE) + 1)  # "upgrade:" has none
+        if line >= 0 and len(lowered) - line >= 3 and _UPGRADE.startswith(lowered[line:]):
+            return data, len(lowered) - line
+        return data, 0
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         """uvicorn starts a request here as soon as its headers are parsed, mid-read."""
@@ -177,6 +208,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._in_headers = True
+        self._began = True
         self._head = self._head_read = 0
         self._idle_since = None  # busy until this request's response ends
 

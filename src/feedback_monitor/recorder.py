@@ -40,7 +40,6 @@ log = logging.getLogger(__name__)
 Record = Feedback | Prediction
 _Waiter = tuple[Entry, "asyncio.Future[Accepted]", bool]  # and whether it is a batch
 _Counted = tuple[Accepted, "asyncio.Future[Any]"]  # the outcome is known: all of it counted
-_NOT_SENT = Unavailable("Store unavailable", "store_unavailable")  # queued behind a hung write
 
 
 class RecorderClosed(Unavailable):
@@ -179,7 +178,8 @@ class Recorder:
             self._counted, self._kept, self._counts = [], [], {}
             if sent:
                 log.error("the store has not answered a write for %g s", timeout)
-            for futures, error in ((sent, StoreTimedOut(timeout)), (queued, _NOT_SENT)):
+            not_sent = Unavailable("Store unavailable", "store_unavailable")  # fresh: tracebacks
+            for futures, error in ((sent, StoreTimedOut(timeout)), (queued, not_sent)):
                 for future in futures:
                     if not future.done():
                         future.set_exception(error)
