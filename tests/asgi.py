@@ -13,6 +13,7 @@ from starlette.applications import Starlette
 
 from feedback_monitor.app import create_app
 from feedback_monitor.edge import Edge
+from feedback_monitor.errors import StoreError
 from feedback_monitor.openapi import document
 from feedback_monitor.settings import Settings
 from feedback_monitor.store import (
@@ -26,7 +27,6 @@ from feedback_monitor.store import (
     Totals,
     Window,
 )
-from feedback_monitor.store.child import StoreError
 from feedback_monitor.windows import Span, TimeView
 
 DOC = document()

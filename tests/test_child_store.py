@@ -12,11 +12,12 @@ import msgspec
 import pytest
 
 from feedback_monitor.confusion import Counts
+from feedback_monitor.errors import StoreError
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, Entry, Refused, Series, Totals
 from feedback_monitor.store import child as child_store
-from feedback_monitor.store.child import ChildStore, StoreBug, StoreError, from_rows, to_rows
+from feedback_monitor.store.child import ChildStore, StoreBug, from_rows, to_rows
 from feedback_monitor.store.sqlite import SQLiteStore
 
 A: Series = ("default", "")

@@ -41,3 +41,19 @@ class Unavailable(HTTPError):
 
     def __init__(self, message: str, reason: str) -> None:
         super().__init__(503, message, reason)
+
+
+class StoreError(Unavailable):
+    """The store failed or its process is gone; the failed call was not acknowledged.
+
+    The client sees only "Store unavailable"; ``detail`` is for the log. A commit whose answer
+    was lost (its process died after COMMIT) may still be stored: a retry without an id counts
+    it again, which is why clients should send ids.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("Store unavailable", "store_unavailable")
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"Store unavailable: {self.detail}"

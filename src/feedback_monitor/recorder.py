@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Any
 
 from feedback_monitor.confusion import CELL, Counts, cells
-from feedback_monitor.errors import ClientError, Unavailable
+from feedback_monitor.errors import ClientError, StoreError, Unavailable
 from feedback_monitor.records import Feedback, FeedbackBatch, Prediction, plain
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Series, Totals
@@ -143,7 +143,7 @@ class Recorder:
         self._counted: list[_Counted] = []
         self._kept: list[_Waiter] = []
         self._in_flight: asyncio.Future[tuple[list[Accepted | Refused], Totals]] | None = None
-        self._sent: list[asyncio.Future[Any]] = []  # the requests of the write in flight
+        self._sending: tuple[list[_Counted], list[_Waiter]] = ([], [])  # the write in flight's
         self._sent_at = 0.0  # when it went, on the event loop's clock
         self._closing = False
         self._states: dict[Series, SeriesState] = {}
@@ -173,12 +173,13 @@ class Recorder:
             await asyncio.sleep(min(1.0, timeout / 2))
             if self._in_flight is None or loop.time() - self._sent_at <= timeout:
                 continue
-            sent, self._sent = self._sent, []
+            sent, self._sending = _futures(*self._sending), ([], [])
             queued = _futures(self._counted, self._kept)
             self._counted, self._kept, self._counts = [], [], {}
             if sent:
                 log.error("the store has not answered a write for %g s", timeout)
-            not_sent = Unavailable("Store unavailable", "store_unavailable")  # fresh: tracebacks
+            # Fresh errors each time: a raised one keeps the frames it passed through.
+            not_sent = StoreError(f"queued behind a write unanswered for {timeout:g} s")
             for futures, error in ((sent, StoreTimedOut(timeout)), (queued, not_sent)):
                 for future in futures:
                     if not future.done():
@@ -310,7 +311,7 @@ class Recorder:
             write = asyncio.get_running_loop().create_future()
             write.set_exception(error)
         self._in_flight = write
-        self._sent, self._sent_at = _futures(counted, kept), asyncio.get_running_loop().time()
+        self._sending, self._sent_at = (counted, kept), asyncio.get_running_loop().time()
         write.add_done_callback(functools.partial(self._written, counted, kept))
 
     def _written(
@@ -319,7 +320,7 @@ class Recorder:
         kept: list[_Waiter],
         write: "asyncio.Future[tuple[list[Accepted | Refused], Totals]]",
     ) -> None:
-        self._in_flight, self._sent = None, []
+        self._in_flight, self._sending = None, ([], [])
         self._flush()  # what arrived meanwhile: the next transaction starts at once
         error = RecorderClosed() if write.cancelled() else write.exception()
         if error is not None:

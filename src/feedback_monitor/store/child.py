@@ -45,7 +45,7 @@ import msgspec
 import psycopg
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.errors import Unavailable
+from feedback_monitor.errors import StoreError
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.scores import ScoreHistogram
 from feedback_monitor.series import DriftStatus, Series, SeriesState
@@ -71,22 +71,6 @@ _READ_SIZE = 1 << 16  # a pipe holds 64 KiB: a larger read only maps and unmaps 
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[Any]).decode
-
-
-class StoreError(Unavailable):
-    """The store failed or its process is gone; the failed call was not acknowledged.
-
-    The client sees only "Store unavailable"; ``detail`` is for the log. A commit whose answer
-    was lost (its process died after COMMIT) may still be stored: a retry without an id counts
-    it again, which is why clients should send ids.
-    """
-
-    def __init__(self, detail: str) -> None:
-        super().__init__("Store unavailable", "store_unavailable")
-        self.detail = detail
-
-    def __str__(self) -> str:
-        return f"Store unavailable: {self.detail}"
 
 
 class StoreBug(RuntimeError):
