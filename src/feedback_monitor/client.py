@@ -55,7 +55,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, NamedTuple, Protocol, Self, TypedDict, TypeVar, Unpack, cast
+from typing import Any, Generic, NamedTuple, Protocol, Self, TypedDict, TypeVar, Unpack
 
 import httpx
 import msgspec
@@ -589,6 +589,20 @@ class _Client:
             "timeout": options.get("timeout", 10.0),
             "headers": bearer_headers(options.get("token")),
         }
+        # The flushes waiting for their mark; close settles those whose mark came too late.
+        self._flushes: set[threading.Event | asyncio.Event] = set()
+
+    def _taken(self, got: _Queued | None) -> None:
+        """The worker took ``got``: a flush's mark, everything before which is settled."""
+        if isinstance(got, _Flush):
+            self._flushes.discard(got.settled)
+            got.settled.set()
+
+    def _settle_flushes(self) -> None:
+        """At close, the worker ended: flushes whose mark came after it are settled too."""
+        for settled in self._flushes:
+            settled.set()
+        self._flushes.clear()
 
     @property
     def stats(self) -> Stats:
@@ -654,7 +668,6 @@ class FeedbackClient(_Client):
         self._enqueued = threading.Condition(self._lock)
         self._enqueuing = 0  # enqueue calls waiting for room in the queue
         self._closing = threading.Event()  # ends the worker's waits between attempts
-        self._flushes: set[threading.Event] = set()  # of flush() calls waiting
         self._closed = threading.Event()  # close() has settled everything
 
     def log_prediction(
@@ -741,10 +754,7 @@ class FeedbackClient(_Client):
             self._queue.put(_Signal.CLOSE)
             worker.join()
             self._settle_leftovers()
-        with self._lock:  # flushes whose mark came after the worker's end
-            for settled in self._flushes:
-                settled.set()
-            self._flushes.clear()
+        self._settle_flushes()  # none is added once closed is set
         self._http.close()
         self._closed.set()
 
@@ -778,10 +788,7 @@ class FeedbackClient(_Client):
                 except Exception as error:  # the worker lives on: the next batch may go
                     self.delivery.broke(sent, error)
             _done(self._queue, sent, got)
-            if isinstance(got, _Flush):
-                with self._lock:
-                    self._flushes.discard(cast(threading.Event, got.settled))
-                got.settled.set()
+            self._taken(got)
             if got is _Signal.CLOSE:
                 return
 
@@ -827,7 +834,6 @@ class AsyncFeedbackClient(_Client):
         self._enqueuing = 0  # enqueue calls waiting for room in the queue
         self._no_enqueue = asyncio.Event()  # set while there are none
         self._no_enqueue.set()
-        self._flushes: set[asyncio.Event] = set()  # of flush() calls waiting
         self._closed = asyncio.Event()  # aclose() has settled everything
 
     async def log_prediction(
@@ -901,9 +907,7 @@ class AsyncFeedbackClient(_Client):
                 await self._queue.put(_Signal.CLOSE)
                 await worker
         finally:
-            for settled in self._flushes:  # whose mark came after the worker's end
-                settled.set()
-            self._flushes.clear()
+            self._settle_flushes()
             await self._http.aclose()
             self._closed.set()
 
@@ -916,9 +920,7 @@ class AsyncFeedbackClient(_Client):
                 except Exception as error:  # the worker lives on: the next batch may go
                     self.delivery.broke(sent, error)
             _done(self._queue, sent, got)
-            if isinstance(got, _Flush):
-                self._flushes.discard(cast(asyncio.Event, got.settled))
-                got.settled.set()
+            self._taken(got)
             if got is _Signal.CLOSE:
                 return
 
