@@ -131,15 +131,16 @@ def _range(params: Mapping[str, str], now: float, default: str) -> tuple[float, 
 
 def window_query(model: str, params: Mapping[str, str], now: float, retention: Retention) -> Query:
     """``?version=&window=1h&time=arrival`` or ``?start=&end=`` instead of ``window``."""
-    return _query(model, params, now, retention, {"version", "window", "start", "end", "time"})
+    query, _ = _query(model, params, now, retention, {"version", "window", "start", "end", "time"})
+    return query
 
 
 def points_query(model: str, params: Mapping[str, str], now: float, retention: Retention) -> Query:
     """``?version=&start=&end=&step=&time=``; an hour to now by default."""
-    query = _query(model, params, now, retention, {"version", "start", "end", "step", "time"})
+    allowed = {"version", "start", "end", "step", "time"}
+    query, asked = _query(model, params, now, retention, allowed)
     span = query.span
-    start, end = _range(params, now, DEFAULT_WINDOW)
-    step = _step(params, span, end - start)
+    step = _step(params, span, asked)
     if (span.end - span.start) / step > MAX_POINTS:
         raise BadParameter("step", f"more than {MAX_POINTS} points; ask for a longer step")
     return dataclasses.replace(query, step=step)
@@ -147,11 +148,12 @@ def points_query(model: str, params: Mapping[str, str], now: float, retention: R
 
 def _query(
     model: str, params: Mapping[str, str], now: float, retention: Retention, allowed: set[str]
-) -> Query:
+) -> tuple[Query, float]:
+    """The query, and the seconds of the range asked for (its span is snapped outwards)."""
     _only(params, allowed)
     series, view = series_of(model, params), _view(params)
     start, end = _range(params, now, DEFAULT_WINDOW)
-    return Query(series, view, retention.covering(start, end, now))
+    return Query(series, view, retention.covering(start, end, now)), end - start
 
 
 def _step(params: Mapping[str, str], span: Span, asked: float) -> int:

@@ -62,7 +62,7 @@ def parse_duration(text: str) -> float:
     seconds = float(match[1]) * _UNITS[match[2]]
     if seconds > LATEST:  # longer than the calendar: no time, bucket or row could hold it
         raise ValueError(f"too long a duration: {text!r} (at most {LATEST} s)")
-    return float(seconds)
+    return seconds
 
 
 @dataclass(frozen=True)
