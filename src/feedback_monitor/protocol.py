@@ -130,13 +130,16 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         the last read too; and how many of its last bytes to hold back, the start of a line
         that may become one (three or more bytes: never the end of a request's head)."""
         lowered = data.lower()
-        window = self._fed + lowered
-        if _UPGRADE in window:
+        names: list[int] = []  # where each "upgrade" starts in data
+        if _UPGRADE in lowered:  # rare: checked in C before the regular expression runs
+            names = [found.start() + 2 for found in _UPGRADE_AT.finditer(lowered)]
+        edge = (self._fed + lowered[: len(_UPGRADE)]).find(_UPGRADE)  # not the whole read again
+        if 0 <= edge < len(self._fed):  # its line's CRLF began in the last read
+            names.append(edge + 2 - len(self._fed))
+        if names:
             renamed = bytearray(data)
-            for found in _UPGRADE_AT.finditer(window):
-                name = found.start() + 2 - len(self._fed)  # where "upgrade" starts in data
-                if name >= 0:
-                    renamed[name : name + 7] = b"x-upgrd"
+            for name in names:
+                renamed[name : name + 7] = b"x-upgrd"
             data = bytes(renamed)
         line = lowered.rfind(b"\r\n", len(lowered) - len(_UPGRADE) + 1)  # "upgrade:" has none
         if line >= 0 and len(lowered) - line >= 3 and _UPGRADE.startswith(lowered[line:]):
