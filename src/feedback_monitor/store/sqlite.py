@@ -194,8 +194,9 @@ class SQLiteConnector:
         except BaseException:
             self.db.close()
             raise
-        self._paths = [path, path.with_name(path.name + "-wal")]
-        self._files: list[tuple[int, int] | None] = [_identity(path), None]  # the WAL's: later
+        # The files open, by path: the database, and its WAL (opened at once to read the schema).
+        wal = path.with_name(path.name + "-wal")
+        self._files = {file: _identity(file) for file in (path, wal)}
 
     def _configure(self, lock_timeout: float) -> None:
         # A server restarted right after a crash waits for the old store process to let go.
@@ -225,11 +226,8 @@ class SQLiteConnector:
 
     def _check_files(self) -> None:
         """Fail unless the database and its WAL are still the files at their paths."""
-        for number, path in enumerate(self._paths):
-            found, known = _identity(path), self._files[number]
-            if known is None:  # the WAL, made by a first write
-                self._files[number] = found
-            elif found != known:
+        for path, known in self._files.items():
+            if _identity(path) != known:
                 raise sqlite3.OperationalError(f"{path} was deleted or replaced while open")
 
     def lock_ids(self, db: Database, ids: Sequence[str]) -> None:
