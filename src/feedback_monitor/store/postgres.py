@@ -299,7 +299,7 @@ def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> _Claimed:
 
 def check_database(url: str) -> None:
     """Connect, and refuse a database a newer version of the service wrote (``NewerSchema``)."""
-    with psycopg.connect(url, connect_timeout=max(1, round(CONNECT_TIMEOUT))) as connection:
+    with connect(url) as connection:  # as the store connects
         (known,) = connection.execute("SELECT to_regclass('schema_version')").fetchone() or (None,)
         row = known and connection.execute("SELECT max(version) FROM schema_version").fetchone()
     check_schema(int(row[0] or 0) if row else 0, len(MIGRATIONS))
