@@ -53,6 +53,7 @@ from feedback_monitor.schemas import Error, encode
 MAX_HEAD = 64 * 1024  # bytes of request line and headers (nginx's default is 32 KiB)
 _UPGRADE = b"\r\nupgrade:"  # a header line that offers another protocol, lowercased
 _UPGRADE_AT = re.compile(re.escape(_UPGRADE))
+_HEAD_END = b"\r\n\r\n"
 
 Headers = Sequence[tuple[bytes, bytes]]
 Reply = Callable[[int, bytes, Headers], None]
@@ -89,7 +90,6 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._last_word: bytes | None = None  # a 400 waiting for the answers before it
         self._client_done = False  # the client closed its side: close once it is answered
         self._began = False  # a request began in the read at hand
-        self._fed = b""  # the last two bytes given to the parser, lowercased
         self._held = b""  # the start of a header line that may be an Upgrade: with the next read
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -123,28 +123,24 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def _feed(self, data: bytes) -> None:
         if data and self._last_word is None:
             HttpToolsProtocol.data_received(self, data)
-            self._fed = (self._fed + data[-2:])[-2:].lower()
 
-    def _without_upgrade(self, data: bytes) -> tuple[bytes, int]:
-        """The read with every ``Upgrade:`` header renamed (as long), one whose line began in
-        the last read too; and how many of its last bytes to hold back, the start of a line
-        that may become one (three or more bytes: never the end of a request's head)."""
+    @staticmethod
+    def _without_upgrade(data: bytes) -> tuple[bytes, int]:
+        """The read with every ``Upgrade:`` header renamed (as long); and how many of its last
+        bytes to hold back for the next read, where they are head: the start of a line, from
+        its CR, that may become one (never a head's final CRLF, which nothing more may follow).
+        So no such line is ever split between two reads."""
         lowered = data.lower()
-        names: list[int] = []  # where each "upgrade" starts in data
+        hold = 0
+        line = lowered.rfind(b"\r", len(lowered) - len(_UPGRADE) + 1)
+        if line >= 0 and _UPGRADE.startswith(lowered[line:]) and not lowered.endswith(_HEAD_END):
+            hold = len(lowered) - line
         if _UPGRADE in lowered:  # rare: checked in C before the regular expression runs
-            names = [found.start() + 2 for found in _UPGRADE_AT.finditer(lowered)]
-        edge = (self._fed + lowered[: len(_UPGRADE)]).find(_UPGRADE)  # not the whole read again
-        if 0 <= edge < len(self._fed):  # its line's CRLF began in the last read
-            names.append(edge + 2 - len(self._fed))
-        if names:
             renamed = bytearray(data)
-            for name in names:
-                renamed[name : name + 7] = b"x-upgrd"
+            for found in _UPGRADE_AT.finditer(lowered):
+                renamed[found.start() + 2 : found.start() + 9] = b"x-upgrd"
             data = bytes(renamed)
-        line = lowered.rfind(b"\r\n", len(lowered) - len(_UPGRADE) + 1)  # "upgrade:" has none
-        if line >= 0 and len(lowered) - line >= 3 and _UPGRADE.startswith(lowered[line:]):
-            return data, len(lowered) - line
-        return data, 0
+        return data, hold
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         """uvicorn starts a request here as soon as its headers are parsed, mid-read."""
