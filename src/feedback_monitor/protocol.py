@@ -100,14 +100,14 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def data_received(self, data: bytes) -> None:
         if self._last_word is not None:
             return  # after bytes that are no request, nothing is read
-        data, self._held = self._held + data, b""
-        data, hold = self._without_upgrade(data)
+        if self._held:
+            data, self._held = self._held + data, b""
         continued, self._began = self._in_headers, False
-        self._feed(data[: len(data) - hold])
-        if hold and self._in_headers:  # its line goes on in the next read
-            self._held = data[len(data) - hold :]
-        elif hold:
-            self._feed(data[len(data) - hold :])
+        lowered = data.lower()
+        if _UPGRADE in lowered or b"\r" in lowered[1 - len(_UPGRADE) :]:  # not a body's end
+            self._feed_without_upgrade(data, lowered)
+        else:  # nearly every POST: its read ends in its body
+            HttpToolsProtocol.data_received(self, data)
         if continued and self._in_headers and not self._began:  # all of it head: a long header
             self._head_read += len(data)
             if self._head_read > MAX_HEAD:
@@ -120,27 +120,26 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
             self._waiting = None
             super()._start_asgi_task(cycle, app)
 
-    def _feed(self, data: bytes) -> None:
-        if data and self._last_word is None:
-            HttpToolsProtocol.data_received(self, data)
-
-    @staticmethod
-    def _without_upgrade(data: bytes) -> tuple[bytes, int]:
-        """The read with every ``Upgrade:`` header renamed (as long); and how many of its last
-        bytes to hold back for the next read, where they are head: the start of a line, from
-        its CR, that may become one (never a head's final CRLF, which nothing more may follow).
-        So no such line is ever split between two reads."""
-        lowered = data.lower()
-        hold = 0
-        line = lowered.rfind(b"\r", len(lowered) - len(_UPGRADE) + 1)
-        if line >= 0 and _UPGRADE.startswith(lowered[line:]) and not lowered.endswith(_HEAD_END):
-            hold = len(lowered) - line
-        if _UPGRADE in lowered:  # rare: checked in C before the regular expression runs
+    def _feed_without_upgrade(self, data: bytes, lowered: bytes) -> None:
+        """Parse the read with every ``Upgrade:`` header renamed (as long), holding back for the
+        next read its tail where it is head and may start one: from its CR (never a head's final
+        CRLF, which nothing more may follow). So no such line is ever split between reads."""
+        if _UPGRADE in lowered:
             renamed = bytearray(data)
             for found in _UPGRADE_AT.finditer(lowered):
                 renamed[found.start() + 2 : found.start() + 9] = b"x-upgrd"
             data = bytes(renamed)
-        return data, hold
+        line = lowered.rfind(b"\r", len(lowered) - len(_UPGRADE) + 1)
+        if line < 0 or not _UPGRADE.startswith(lowered[line:]) or lowered.endswith(_HEAD_END):
+            line = len(data)  # nothing to hold back
+        if line:
+            HttpToolsProtocol.data_received(self, data[:line])
+        if line == len(data) or self._last_word is not None:
+            return
+        if self._in_headers:  # its line goes on in the next read
+            self._held = data[line:]
+        else:
+            HttpToolsProtocol.data_received(self, data[line:])
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         """uvicorn starts a request here as soon as its headers are parsed, mid-read."""
@@ -211,20 +210,17 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._head = self._head_read = 0
         self._idle_since = None  # busy until this request's response ends
 
-    # On every request: uvicorn's own callbacks called directly, no super() to resolve.
-    def on_url(self, url: bytes) -> None:
-        self._head += len(url)
-        if self._head > MAX_HEAD:  # the parser reports it as an error: send_400_response
-            raise ValueError("request head too large")
-        HttpToolsProtocol.on_url(self, url)
-
     def on_header(self, name: bytes, value: bytes) -> None:
+        # On every request: uvicorn's own callback called directly, no super() to resolve.
         self._head += len(name) + len(value) + 4  # ": " and CRLF
-        if self._head > MAX_HEAD:
+        if self._head > MAX_HEAD:  # the parser reports it as an error: send_400_response
             raise ValueError("request head too large")
         HttpToolsProtocol.on_header(self, name, value)
 
     def on_headers_complete(self) -> None:
+        self._head += len(self.url)  # a URL longer than a read is counted as it is read
+        if self._head > MAX_HEAD:
+            raise ValueError("request head too large")
         self._in_headers = False
         self._disarm()
         super().on_headers_complete()
