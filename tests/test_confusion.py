@@ -232,3 +232,27 @@ def test_cost_sums_the_value_of_each_outcome(values: Costs, seed: int) -> None:
     expected = sum(value_of_outcome[outcome] for outcome in outcomes)
     got = one_at_a_time((actual, prediction)).cost(values)
     assert got == pytest.approx(expected, rel=1e-9, abs=1e-6)
+
+
+@pytest.mark.parametrize("stream", list(EDGE_STREAMS.values()), ids=list(EDGE_STREAMS))
+def test_undefined_metrics_are_those_sklearn_cannot_divide(stream: Stream) -> None:
+    """scikit-learn's ``zero_division=nan`` gives NaN exactly where a denominator is zero;
+    Matthews correlation divides by the product of the matrix's row and column sums."""
+    actual, prediction = stream
+    nan = np.nan
+    by_sklearn = {
+        "precision": precision_score(actual, prediction, zero_division=nan),
+        "recall": recall_score(actual, prediction, zero_division=nan),
+        "f1_score": f1_score(actual, prediction, zero_division=nan),
+        "specificity": recall_score(actual, prediction, pos_label=0, zero_division=nan),
+    }
+    matrix = confusion_matrix(actual, prediction, labels=[0, 1])
+    empty_line = (matrix.sum(axis=0) == 0).any() or (matrix.sum(axis=1) == 0).any()
+    undefined = one_at_a_time(stream).undefined()
+    assert undefined - {"matthews"} == {n for n, v in by_sklearn.items() if np.isnan(v)}
+    assert ("matthews" in undefined) == empty_line
+
+
+def test_every_metric_is_undefined_without_outcomes() -> None:
+    names = {*Counts().proportions(), "f1_score", "balanced_accuracy", "matthews"}
+    assert Counts().undefined() == names

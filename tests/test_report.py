@@ -143,6 +143,38 @@ def test_html_and_markdown_carry_the_same_numbers(render: Callable[[Report], str
     assert "0.7000" in text  # label coverage
 
 
+def test_a_metric_without_a_denominator_is_a_dash_not_a_zero() -> None:
+    """The API gives 0.0 where a denominator is zero; the report says there is no value."""
+    negatives = point(MAY_1, (0, 3, 0, 0))  # no actual or predicted positive: no precision...
+    empty = event(MAY_1 + DAY_STEP)
+    empty = msgspec.structs.replace(empty, n_before=0, accuracy_before=Estimate(0.0, 0.0, 1.0))
+    document = msgspec.structs.replace(
+        report(days=[negatives], events=[empty]),
+        predictions=PredictionStats(0, 0, 0, 0, 0.0),
+    )
+    text = markdown.render(document)
+    row = next(line for line in text.splitlines() if line.startswith("| 2024-05-01 |"))
+    assert [cell.strip() for cell in row.strip("|").split("|")] == [
+        "2024-05-01",
+        "3",
+        estimate(negatives.metrics.accuracy),
+        "-",  # precision
+        "-",  # recall
+        "-",  # F1
+        estimate(negatives.metrics.baseline_accuracy),
+    ]
+    for name in ("Precision", "Recall", "F1 score", "Matthews correlation"):
+        assert f"| {name} | - | - | - |" in text
+    drift = next(line for line in text.splitlines() if line.startswith("| 2024-05-02 00:00:00"))
+    assert [cell.strip() for cell in drift.strip("|").split("|")][3:6] == [
+        "-",  # no accuracy in an hour without outcomes
+        "0",
+        estimate(empty.accuracy_after),
+    ]
+    coverage = next(line for line in text.splitlines() if line.startswith("| 0 | 0 | 0 | 0 |"))
+    assert coverage.endswith("| - |")
+
+
 def test_json_is_the_document_as_read() -> None:
     answer = json.loads(to_json(report()))
     assert answer == msgspec.to_builtins(report())
@@ -262,8 +294,15 @@ def test_the_default_period_is_thirty_whole_days_to_now() -> None:
         ("2024-02-30", None, "--since: not a date: '2024-02-30'"),
         ("yesterday", None, "--since: not an RFC 3339 date or date-time: 'yesterday'"),
         (None, "2024-05-01T12:00:00", "--until: '2024-05-01T12:00:00' needs its time zone"),
-        ("2024-05-02", "2024-05-01", "--until (2024-05-02T00:00:00+00:00) must be after"),
-        (None, "9999-12-31", "--until: not a date: '9999-12-31'"),  # its end is past date.max
+        (
+            "2024-05-02",
+            "2024-05-01",  # its end is the next midnight: the period's start
+            "the period is empty: it starts at 2024-05-02T00:00:00+00:00 (--since 2024-05-02)"
+            " and ends at 2024-05-02T00:00:00+00:00 (--until 2024-05-01)",
+        ),
+        (None, "9999-12-31", "--until: '9999-12-31' ends past the year 9999"),
+        ("1969-12-31", None, "--since: '1969-12-31' is before 1970-01-01"),
+        ("1970-01-01T00:00:00+01:00", None, "--since: '1970-01-01T00:00:00+01:00' is before"),
     ],
 )
 def test_a_bad_period_is_one_clear_line(since: str | None, until: str | None, message: str) -> None:

@@ -1,4 +1,4 @@
-"""The ``feedback-monitor`` command: ``serve`` now; ``replay`` and ``report`` later."""
+"""The feedback-monitor command: serve the service, replay history into it, report on a series."""
 
 import argparse
 import signal

@@ -112,6 +112,27 @@ class Counts:
         """Accuracy of always predicting the majority actual class."""
         return _ratio(max(self.tp + self.fn, self.tn + self.fp), self.total)
 
+    def undefined(self) -> frozenset[str]:
+        """The metrics whose denominator is zero, given as 0.0.
+
+        >>> sorted(Counts(tn=2).undefined())
+        ['f1_score', 'matthews', 'precision', 'recall']
+        """
+        predicted, actual = self.tp + self.fp, self.tp + self.fn
+        denominators = {
+            "accuracy": self.total,
+            "precision": predicted,
+            "recall": actual,
+            "f1_score": 2 * self.tp + self.fp + self.fn,
+            "specificity": self.tn + self.fp,
+            "balanced_accuracy": self.total,
+            "matthews": predicted * actual * (self.total - predicted) * (self.total - actual),
+            "prevalence": self.total,
+            "positive_rate": self.total,
+            "baseline_accuracy": self.total,
+        }
+        return frozenset(name for name, denominator in denominators.items() if not denominator)
+
     def proportions(self) -> dict[str, tuple[int, int]]:
         """Each metric that is a proportion of counts, as (successes, trials)."""
         # F1, MCC and balanced accuracy combine several proportions: no binomial interval fits.

@@ -9,6 +9,7 @@ where it fails. The screenshot goes to ``FEEDBACK_MONITOR_ARTIFACTS`` (pytest's 
 unset).
 """
 
+import itertools
 import json
 import os
 import subprocess
@@ -301,3 +302,70 @@ def test_the_html_report_renders_in_chromium_without_a_request(
     assert accuracy.split("\t")[0] == "Accuracy"
     assert screenshot.stat().st_size > 20_000  # a page of tables and charts, not a blank one
     sys.stdout.write(f"screenshot: {screenshot}\n")
+
+
+def test_the_time_axis_labels_fit_without_overlapping_in_chromium(
+    client: httpx.Client, today: float, tmp_path: Path
+) -> None:
+    """A period that does not start at midnight labels its steps with times, twice as wide."""
+    if not CHROMIUM.exists():
+        missing(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    since = datetime.fromtimestamp(today - 27 * DAY + 7 * 3600, UTC).isoformat()
+    html = report(client, tmp_path / "report.html", "--since", since, "--time", "prediction")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(java_script_enabled=False, viewport={"width": 1200, "height": 900})
+        page.goto(html.as_uri(), wait_until="load")
+        charts = []
+        for n in range(2):
+            chart = page.locator("svg.chart").nth(n)
+            labels = chart.locator("text.tick-x")
+            boxes = [labels.nth(i).bounding_box() for i in range(labels.count())]
+            texts = labels.all_text_contents()
+            charts.append((chart.bounding_box(), boxes, texts))
+        browser.close()
+    for frame, boxes, texts in charts:
+        assert frame is not None
+        assert len(boxes) >= 3
+        assert all(text.endswith(" UTC") for text in texts)  # each label carries its time
+        assert all(box is not None for box in boxes)
+        edges = [(box["x"], box["x"] + box["width"]) for box in boxes if box is not None]
+        assert edges[0][0] >= frame["x"]
+        assert edges[-1][1] <= frame["x"] + frame["width"]
+        assert all(left[1] < right[0] for left, right in itertools.pairwise(edges))
+
+
+def test_a_rate_limited_service_is_waited_for(tmp_path: Path) -> None:
+    """The report's reads outrun a rate limit of two a second: it waits as the 429s ask."""
+    with client_of(tmp_path, "--rate-limit", "2") as http:
+        sent = http.post("/feedback", json={"prediction": 1, "actual": 1, "model": "m"})
+        assert sent.status_code == 200, sent.text
+        out = tmp_path / "r.json"
+        main(["report", "--model", "m", "--url", str(http.base_url), "--out", str(out)])
+    assert json.loads(out.read_text())["summary"]["n"] == 1
+
+
+@pytest.mark.parametrize("model", [".", "..", "a.b"])
+def test_a_model_named_with_dots_is_reported(
+    client: httpx.Client, tmp_path: Path, model: str
+) -> None:
+    sent = client.post("/feedback", json={"prediction": 0, "actual": 0, "model": model})
+    assert sent.status_code == 200, sent.text
+    out = tmp_path / "r.json"
+    main(["report", "--model", model, "--url", str(client.base_url), "--out", str(out)])
+    document = json.loads(out.read_text())
+    assert (document["model"], document["summary"]["model"]) == (model, model)
+    assert document["summary"]["counts"]["tn"] >= 1
+
+
+def test_the_report_names_the_service_without_its_password(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    url = str(client.base_url).replace("://", "://alice:s3cret@")
+    for kind in ("json", "md", "html"):
+        out = tmp_path / f"r.{kind}"
+        main(["report", "--model", "fraud", "--version", "v1", "--url", url, "--out", str(out)])
+        text = out.read_text()
+        assert str(client.base_url).rstrip("/") in text
+        assert "s3cret" not in text
+        assert "alice" not in text

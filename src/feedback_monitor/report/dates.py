@@ -26,7 +26,10 @@ def period(since: str | None, until: str | None, now: float) -> tuple[float, flo
     end = now if until is None else moment("--until", until, end_of_day=True)
     start = floor(end - DEFAULT_DAYS * DAY, DAY) if since is None else moment("--since", since)
     if end <= start:
-        raise ReportError(f"--until ({_text(end)}) must be after --since ({_text(start)})")
+        raise ReportError(
+            f"the period is empty: it starts at {_text(start)} (--since {since or 'default'})"
+            f" and ends at {_text(end)} (--until {until or 'now'})"
+        )
     return float(start), end
 
 
@@ -34,10 +37,13 @@ def moment(flag: str, text: str, end_of_day: bool = False) -> float:
     """Unix seconds of an RFC 3339 date (its midnight UTC, or the next) or date-time."""
     if _DATE.fullmatch(text):
         try:
-            day = date.fromisoformat(text) + timedelta(days=end_of_day)
-        except (ValueError, OverflowError):  # 9999-12-31's next day is past date.max
+            day = date.fromisoformat(text)
+        except ValueError:
             raise ReportError(f"{flag}: not a date: {text!r}") from None
-        return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+        if end_of_day and day == date.max:
+            raise ReportError(f"{flag}: {text!r} ends past the year 9999")
+        day += timedelta(days=end_of_day)
+        return _since_1970(flag, text, datetime(day.year, day.month, day.day, tzinfo=UTC))
     try:
         value = parse_time(text)
     except ValueError:
@@ -47,7 +53,15 @@ def moment(flag: str, text: str, end_of_day: bool = False) -> float:
         ) from None
     if value.tzinfo is None:
         raise ReportError(f"{flag}: {text!r} needs its time zone, such as Z or +02:00")
-    return value.timestamp()
+    return _since_1970(flag, text, value)
+
+
+def _since_1970(flag: str, text: str, value: datetime) -> float:
+    """Unix seconds of a time the service can be asked for: none before 1970."""
+    seconds = value.timestamp()
+    if seconds < 0:
+        raise ReportError(f"{flag}: {text!r} is before 1970-01-01, where the service's time begins")
+    return seconds
 
 
 def _text(seconds: float) -> str:

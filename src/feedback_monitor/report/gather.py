@@ -20,6 +20,7 @@ from feedback_monitor.schemas import (
 )
 
 TIMEOUT = 30.0
+BUSY_FOR = 60.0  # the longest the report waits out 429s and 503s, in seconds
 EVENT_LIMIT = 100  # the most the drift API gives
 TOKEN_VARIABLE = "FEEDBACK_MONITOR_TOKEN"  # a bearer token, when the service protects reads
 T = TypeVar("T")
@@ -28,21 +29,33 @@ T = TypeVar("T")
 class Api:
     """GETs on the service's JSON API, each answer decoded to its schema or a ReportError."""
 
-    def __init__(self, http: httpx.Client) -> None:
+    def __init__(self, http: httpx.Client, busy_for: float = BUSY_FOR) -> None:
         self.http = http
+        self._busy_for = busy_for
 
     def get(self, path: str, shape: type[T], params: Mapping[str, str | float] | None = None) -> T:
-        try:
-            response = self.http.get(path, params=dict(params or {}))
-        except httpx.TransportError as error:
-            raise ReportError(
-                f"cannot reach the service at {self.http.base_url}: {error}"
-            ) from None
+        response = self._answer(path, params or {})
         self._check(response, path, params or {})
         try:
             return msgspec.json.decode(response.content, type=shape)
         except msgspec.DecodeError as error:  # a validation error too
             raise ReportError(f"unexpected answer from {path}: {error}") from None
+
+    def _answer(self, path: str, params: Mapping[str, str | float]) -> httpx.Response:
+        """The answer to a GET, after the waits a busy service asks for (a rate limit's 429,
+        a 503), for up to ``busy_for`` seconds in all."""
+        deadline = time.monotonic() + self._busy_for
+        while True:
+            try:
+                response = self.http.get(path, params=dict(params))
+            except httpx.TransportError as error:
+                raise ReportError(
+                    f"cannot reach the service at {self.http.base_url}: {error}"
+                ) from None
+            wait = _retry_after(response)
+            if wait is None or time.monotonic() + wait > deadline:
+                return response
+            time.sleep(wait)
 
     def _check(
         self, response: httpx.Response, path: str, params: Mapping[str, str | float]
@@ -59,6 +72,15 @@ class Api:
             )
         if status != 200:
             raise ReportError(f"the service answered {status} to {path}: {_error(response)}")
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """The seconds a 429 or 503 asks to wait (Retry-After, 1 if it names none); None for any
+    other answer."""
+    if response.status_code not in (429, 503):
+        return None
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.isascii() and value.isdigit() else 1.0
 
 
 def client(url: str, token: str | None = None) -> httpx.Client:
@@ -78,7 +100,8 @@ def gather(
 ) -> Report:
     """Every answer the report needs, for ``model``/``version`` over ``[start, end)``."""
     api = Api(http)
-    series = f"/api/v1/models/{urllib.parse.quote(model, safe='')}"
+    # Dots escaped too: a model named "." or ".." would otherwise be a path step to resolve.
+    series = f"/api/v1/models/{urllib.parse.quote(model, safe='').replace('.', '%2E')}"
     query: dict[str, str | float] = {"version": version, "start": start, "end": end, "time": view}
     summary = api.get(f"{series}/metrics", WindowAnswer, query)
     days = api.get(f"{series}/series", SeriesAnswer, {**query, "step": DAY_STEP})
@@ -87,7 +110,7 @@ def gather(
     config = api.get("/api/v1/config", dict[str, Any])
     return Report(
         time.time(),
-        str(http.base_url).rstrip("/"),
+        str(http.base_url.copy_with(userinfo=b"")).rstrip("/"),  # no password in a report
         model,
         version,
         view,

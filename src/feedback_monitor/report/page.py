@@ -14,7 +14,7 @@ from feedback_monitor.report.tables import Section, Table, sections, title
 
 ACCURACY = (
     "Accuracy per day: the line, and its Wilson 95% interval as the band (a bar for a day "
-    "alone); dashed red lines mark drift events."
+    "alone); dashed red lines mark drift events, when they were found (by label arrival)."
 )
 VOLUME = "Labelled outcomes per day, by confusion cell."
 

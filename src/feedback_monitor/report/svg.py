@@ -13,6 +13,7 @@ from feedback_monitor.schemas import DriftEventAnswer, PointAnswer
 WIDTH, HEIGHT = 760, 260
 LEFT, RIGHT, TOP, BOTTOM = 48, 40, 16, 40
 TICKS = 6  # most day labels on the time axis
+CHARACTER = 7.0  # the width of a tick label's character, about, in pixels (11px font)
 CELLS = (
     ("tp", "True positives", "#2e7d32"),
     ("tn", "True negatives", "#81c784"),
@@ -71,17 +72,17 @@ def _axes(frame: Frame, step: int, values: Sequence[float], labels: Sequence[str
         for v, text in zip(values, labels, strict=True)
     ]
     days = int((frame.end - frame.start + step - 1) // step)
-    every = max(1, -(-days // TICKS))
-    for index in range(0, days, every):
-        start = frame.start + index * step
+    starts = [frame.start + index * step for index in range(days)]
+    texts = [day(start) for start in starts]
+    # Each label starts at its step's start; a time in them (a period that does not start at
+    # midnight) makes them twice as wide, so fewer fit without overlapping.
+    room = (WIDTH - LEFT - RIGHT) / (max(map(len, texts), default=1) * CHARACTER + 12)
+    every = max(1, -(-days // max(1, min(TICKS, int(room)))))
+    for start, text in list(zip(starts, texts, strict=True))[::every]:
+        if frame.x(start) + len(text) * CHARACTER > WIDTH:
+            break  # past the right edge: cut off
         parts.append(
-            tag(
-                "text",
-                escape(day(start)),
-                x=frame.x(start),
-                y=HEIGHT - BOTTOM + 16,
-                class_="tick-x",
-            )
+            tag("text", escape(text), x=frame.x(start), y=HEIGHT - BOTTOM + 16, class_="tick-x")
         )
     return "".join(parts)
 

@@ -4,9 +4,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from feedback_monitor.confusion import Counts
 from feedback_monitor.report.document import Report
 from feedback_monitor.report.numbers import NONE, amount, count, day, estimate, moment, ratio
-from feedback_monitor.schemas import Estimate, PointAnswer, ScoreMetrics, WindowMetrics
+from feedback_monitor.schemas import CountsBody, Estimate, PointAnswer, ScoreMetrics
 
 STATUS = {0: "stable", 1: "warning", 2: "drift"}
 VIEWS = {"arrival": "by label arrival", "prediction": "by prediction time"}
@@ -88,14 +89,30 @@ def overview(report: Report) -> Section:
 
 def summary(report: Report) -> Section:
     s = report.summary
-    rows = [_metric_row(NAMES[name], getattr(s.metrics, name)) for name in NAMES]
+    undefined = _undefined(s.counts)
+    rows = [
+        _metric_row(NAMES[name], None if name in undefined else getattr(s.metrics, name))
+        for name in NAMES
+    ]
     rows.append(("Value (cost matrix)", amount(s.value), NONE, NONE))
     text = f"{count(s.n)} labelled outcomes in the period; Wilson 95% intervals."
     return Section("summary", "Whole period", text, Table(("Metric", "Value", "Low", "High"), rows))
 
 
-def _metric_row(name: str, value: Estimate) -> Row:
+def _metric_row(name: str, value: Estimate | None) -> Row:
+    if value is None:
+        return (name, NONE, NONE, NONE)
     return (name, ratio(value.value), ratio(value.low), ratio(value.high))
+
+
+def _undefined(counts: CountsBody) -> frozenset[str]:
+    """The metrics the API gives as 0.0 for a zero denominator, which the report leaves out."""
+    return Counts(counts.tp, counts.tn, counts.fp, counts.fn).undefined()
+
+
+def _estimate(value: Estimate, n: int) -> str:
+    """An accuracy of ``n`` outcomes with its interval; a dash for none."""
+    return estimate(value) if n else NONE
 
 
 def confusion(report: Report) -> Section:
@@ -127,7 +144,7 @@ def scores(metrics: ScoreMetrics | None) -> list[Section]:
 
 def days(report: Report) -> Section:
     header = ("Day", "n", *(NAMES[name] for name in DAILY))
-    rows = [(day(p.start), count(p.n), *_daily(p.metrics)) for p in report.days]
+    rows = [(day(p.start), count(p.n), *_daily(p)) for p in report.days]
     text = (
         "Each step of 24 hours from the period's start (days without feedback are absent); "
         "each metric with its Wilson 95% interval (low, high) where it has one."
@@ -135,8 +152,11 @@ def days(report: Report) -> Section:
     return Section("days", "Per day", text, Table(header, rows) if rows else None)
 
 
-def _daily(metrics: WindowMetrics) -> Row:
-    return tuple(estimate(getattr(metrics, name)) for name in DAILY)
+def _daily(point: PointAnswer) -> Row:
+    undefined = _undefined(point.counts)
+    return tuple(
+        NONE if name in undefined else estimate(getattr(point.metrics, name)) for name in DAILY
+    )
 
 
 def day_confusions(report: Report) -> Section:
@@ -168,9 +188,9 @@ def drift_events(report: Report) -> Section:
             moment(e.time),
             e.detector,
             ratio(e.statistic),
-            estimate(e.accuracy_before),
+            _estimate(e.accuracy_before, e.n_before),
             count(e.n_before),
-            estimate(e.accuracy_after),
+            _estimate(e.accuracy_after, e.n_after),
             count(e.n_after),
         )
         for e in report.drift.events
@@ -207,7 +227,7 @@ def coverage(report: Report) -> Section:
             count(p.labelled),
             count(p.pending),
             count(p.expired),
-            ratio(p.label_coverage),
+            ratio(p.label_coverage if p.stored else None),
         )
     ]
     text = "Predictions stored through /predictions since the series began, and their labels."
