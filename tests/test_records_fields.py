@@ -74,6 +74,7 @@ def test_defaults_of_the_optional_fields() -> None:
 
 INVALID_OPTIONAL = [
     ("model", ""), ("model", "a" * 65), ("model", "a b"), ("model", "é"), ("model", "a/b"),
+    ("model", "."), ("model", ".."),  # URL path steps: /api/v1/models/.. would be resolved away
     ("model", 1), ("model", True), ("model", None), ("model", ["a"]),
     ("version", "v" * 65), ("version", "a b"), ("version", 1), ("version", False),
     ("version", None), ("id", ""), ("id", "x" * 129), ("id", 5), ("id", True), ("id", 1.5),

@@ -39,7 +39,9 @@ BAD_VALUES = "Values must be 0 or 1"
 
 # msgspec refuses true, 1.0 and "1" for an int, so only the JSON integers 0 and 1 pass.
 _Binary = Annotated[int, msgspec.Meta(ge=0, le=1)]
-NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}\Z"  # \Z: no final newline
+# \Z: no final newline. A model names a URL's path step (/api/v1/models/{model}), which . and
+# .. cannot be: clients and browsers resolve them away.
+NAME_PATTERN = r"^(?!\.\.?\Z)[A-Za-z0-9_.:-]{1,64}\Z"
 VERSION_PATTERN = r"^[A-Za-z0-9_.:-]{0,64}\Z"
 _Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
 _Version = Annotated[str, msgspec.Meta(pattern=VERSION_PATTERN)]
@@ -47,7 +49,7 @@ _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 _Timestamp = Annotated[datetime, msgspec.Meta(tz=True)] | Annotated[float, msgspec.Meta(ge=0.0)]
 _NAME_RULES = {
-    "model": "1 to 64 characters, each a letter, a digit or one of _ . : -",
+    "model": "1 to 64 characters, each a letter, a digit or one of _ . : -, but not . or ..",
     "version": "at most 64 characters, each a letter, a digit or one of _ . : -",
 }
 _ERROR_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>.*)`)?$", re.S)

@@ -234,7 +234,7 @@ _Binary = Annotated[
     Literal[0, 1],
     msgspec.Meta(description='Exactly the JSON integer 0 or 1: 1.0, true and "1" are refused.'),
 ]
-_Model = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.:-]{1,64}$")]
+_Model = Annotated[str, msgspec.Meta(pattern="^(?!\\.\\.?$)[A-Za-z0-9_.:-]{1,64}$")]
 _Version = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.:-]{0,64}$")]
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 _Score = Annotated[float, msgspec.Meta(ge=0, le=1)]
