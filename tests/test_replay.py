@@ -64,7 +64,11 @@ def test_bad_csv_rows_are_reported_by_the_line_they_start_on(tmp_path: Path) -> 
     assert read(write(tmp_path, "bad.csv", text)) == [
         Row(2, Feedback(1, 0, "ok", "", "replay:bad.csv:2")),
         BadRow(3, "Values must be 0 or 1"),
-        BadRow(4, "Invalid model: 1 to 64 characters, each a letter, a digit or one of _ . : -, but not . or .."),
+        BadRow(
+            4,
+            "Invalid model: 1 to 64 characters, each a letter, a digit or one of _ . : -,"
+            " but not . or ..",
+        ),
         BadRow(6, "1 fields where the header has 3"),
         BadRow(7, "Missing required fields"),
         BadRow(8, "Missing required fields"),  # no prediction and no id to join

@@ -92,7 +92,8 @@ def test_bad_rows_are_reported_and_nothing_is_sent(
     assert replay(service, str(path), "--batch-size", "100") == 1
     assert capsys.readouterr().err.splitlines() == [
         "bad.csv:3002: Values must be 0 or 1",
-        "bad.csv:3003: Invalid model: 1 to 64 characters, each a letter, a digit or one of _ . : -, but not . or ..",
+        "bad.csv:3003: Invalid model: 1 to 64 characters, each a letter, a digit or one of _ . : -,"
+        " but not . or ..",
         "replay: 2 of 3,002 rows are invalid; nothing was sent",
     ]
     assert counts(client, "bad") is None
