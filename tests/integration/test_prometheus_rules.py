@@ -192,3 +192,27 @@ def test_real_prometheus_records_the_expected_ratios_and_fires_on_a_drop(
     wait_until(lambda: firing(api, "FeedbackAccuracyCritical") != [], what="alert firing")
     [labels] = firing(api, "FeedbackAccuracyCritical")
     assert (labels["model"], labels["severity"], labels["job"]) == ("default", "critical", JOB)
+
+
+def test_a_new_models_first_batch_is_in_the_window(api: Prometheus, client: httpx.Client) -> None:
+    """A model's counters start at its first commit, a whole batch here, which increase() alone
+    cannot see: the rules count a series new within the window with its value, once Prometheus
+    has recorded the job for a window (the 5m rule's, 30 s here)."""
+    scraped = f"max(count_over_time(true_positives_total{{{SERIES}}}[1m]))"
+    wait_until(lambda: api.query(scraped).get((), 0.0) > 32, 90.0, what="30 s of scrapes")
+    pairs = stream(GOOD, seed=3)
+    items = [{"prediction": p, "actual": a, "model": "burst"} for p, a in pairs]
+    assert client.post("/feedback/batch", json={"items": items}).status_code == 200
+    selector = '{__name__=~"model_version:.*increase5m",model="burst"}'
+    names = {f"model_version:feedback_{ratio}:ratio_increase5m" for ratio in RATIOS}
+    found: dict[str, float] = {}
+
+    def recorded_whole() -> bool:
+        found.update(by_name(api.query(selector)))
+        return names <= found.keys() and found["model_version:feedback_samples:increase5m"] > 0
+
+    wait_until(recorded_whole, what="the burst in the 5m rules")
+    assert found["model_version:feedback_samples:increase5m"] == len(pairs)
+    for ratio, value in expected_ratios(pairs).items():
+        name = f"model_version:feedback_{ratio}:ratio_increase5m"
+        assert found[name] == pytest.approx(value, rel=1e-9), name
