@@ -73,7 +73,7 @@ def _setting_row(name: str, info: FieldInfo, default: object) -> list[str]:
         code(name),
         code(ENV_PREFIX + name.upper()),
         code("--" + name.replace("_", "-")),
-        "unset" if default is None else code(shown),
+        "unset" if default is None else code(shown) if shown else "empty",
         allowed(info),
         description,
     ]
@@ -93,7 +93,8 @@ def configuration() -> str:
         "",
         "Every setting of `feedback-monitor serve` is a flag and an environment variable. A flag"
         " wins over the environment, which wins over the default. An invalid value prints one line"
-        " naming the setting and exits 2. Durations are seconds or ISO 8601 (`P30D`, `PT1H`).",
+        " naming the setting and exits 2. Durations are seconds; `prediction_ttl` also takes"
+        " ISO 8601 (`P30D`, `PT1H`), and `retention` a number with a unit (`48h`, `90d`).",
         "`GET /api/v1/config` answers the settings in force, secrets left out.",
         "",
         *table(header, rows),

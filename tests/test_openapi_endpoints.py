@@ -160,7 +160,7 @@ def test_the_config_answer_is_the_settings_in_force(tmp_path: Path) -> None:
     )
     config = response.json()
     assert response.status_code == 200
-    assert config["retention"] == "minute=7200s,hour=2592000s,day=forever"
+    assert config["retention"] == "minute=2h,hour=30d,day=forever"
     assert config["max_series"] == 2  # tests.asgi's small cap
     assert config["prediction_ttl"] == "P30D"
     assert set(config) == set(Settings.model_fields) - SECRETS

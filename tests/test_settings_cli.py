@@ -1,6 +1,7 @@
 """Settings from the environment and the command line; invalid settings exit 2 in one line."""
 
 import os
+import socket
 import subprocess
 import sys
 from datetime import timedelta
@@ -292,3 +293,19 @@ def test_the_command_exits_2_on_an_invalid_setting(
     assert done.returncode == 2, done.stderr
     assert done.stdout == ""
     assert_one_line_naming(done.stderr, setting)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "192.0.2.1"], ids=["taken", "not this machine's"])
+def test_an_address_that_cannot_be_listened_on_exits_2_with_one_line(
+    tmp_path: Path, host: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = str(taken.getsockname()[1])
+        _, err = refused(
+            ["serve", "--host", host, "--port", port, "--data-dir", str(tmp_path)], capsys
+        )
+    assert err.startswith(
+        f"feedback-monitor: error: cannot listen on {host}:{port} (--host, --port): "
+    )
+    assert err.count("\n") == 1
+    assert not (tmp_path / SQLITE_FILENAME).exists()  # refused before the store was opened

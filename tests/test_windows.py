@@ -130,6 +130,8 @@ def test_parse_duration_refuses_more_than_the_calendar_holds() -> None:
         (" hour = 30d , day = 400d ", Retention(48 * HOUR, 30 * DAY, 400 * DAY)),
         ("minute=forever,hour=forever", Retention(None, None, None)),
         ("minute=1d,hour=1d,day=1d", Retention(DAY, DAY, DAY)),
+        ("minute=90m,hour=36h,day=400d", Retention(90 * 60, 36 * HOUR, 400 * DAY)),
+        ("minute=100s", Retention(100, 90 * DAY, None)),
     ],
 )
 def test_retention_parse(text: str, expected: Retention) -> None:

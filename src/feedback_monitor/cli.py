@@ -2,6 +2,7 @@
 
 import argparse
 import signal
+import socket
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -86,8 +87,21 @@ def check_store(settings: Settings) -> None:
         _fail(f"invalid setting {name} ({_variable(name)}): cannot open the store: {reason}")
 
 
+def check_address(settings: Settings) -> None:
+    """Listen on the address once before serving, so that one taken or not this machine's is one
+    line and exit 2, not a service that starts and then fails to listen."""
+    try:
+        family = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM)[0][0]
+        with socket.create_server((settings.host, settings.port), family=family):
+            pass
+    except OSError as error:  # socket.gaierror too
+        where = f"{settings.host}:{settings.port}"
+        _fail(f"cannot listen on {where} (--host, --port): {error.strerror or error}")
+
+
 def serve(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format)
+    check_address(settings)
     check_store(settings)
     config = uvicorn.Config(
         create_app(settings),

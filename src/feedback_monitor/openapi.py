@@ -210,7 +210,9 @@ _PATHS: dict[str, Any] = {
             "operationId": "getConfig",
             "responses": {
                 "200": {
-                    "description": "Each setting by name, as JSON values (durations ISO 8601).",
+                    "description": "Each setting by name, as JSON values (prediction_ttl in "
+                    "ISO 8601, retention with units, other durations in seconds); secrets are "
+                    "left out.",
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 }
             },

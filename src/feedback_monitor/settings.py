@@ -126,8 +126,8 @@ class Settings(BaseSettings):
         Retention, NoDecode, BeforeValidator(_retention), PlainSerializer(str, return_type=str)
     ] = Field(
         default=Retention(),
-        description="How long time buckets are kept per resolution, such as "
-        "minute=48h,hour=90d,day=forever (the defaults).",
+        description="How long time buckets are kept per resolution, each a number with a unit "
+        "(s, m, h, d or w) or forever, such as minute=2d,hour=90d,day=forever (the defaults).",
     )
     # NoDecode: the environment's text goes through _json_text too, so bad JSON there is an
     # invalid setting like bad JSON in the flag, not pydantic-settings' own error.

@@ -118,8 +118,19 @@ class Retention:
         return Span.covering(start, end, self.resolution_at(start, now))
 
     def __str__(self) -> str:
+        """The form ``parse`` reads, each duration in the largest unit it is a whole number of.
+
+        >>> str(Retention())
+        'minute=2d,hour=90d,day=forever'
+        """
+
         def text(kept: float | None) -> str:
-            return "forever" if kept is None else f"{int(kept)}s"
+            if kept is None:
+                return "forever"
+            for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE)):
+                if kept % size == 0:
+                    return f"{int(kept // size)}{unit}"
+            return f"{kept:.15g}s"
 
         return f"minute={text(self.minute)},hour={text(self.hour)},day={text(self.day)}"
 
