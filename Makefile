@@ -14,8 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# The settings' defaults (127.0.0.1:5000, ./data); FEEDBACK_MONITOR_* or ARGS='--port 5001' change them.
 run: $(STAMP)
-	$(BIN)/feedback-monitor serve --host 127.0.0.1 --port 5000 --data-dir ./data
+	$(BIN)/feedback-monitor serve $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -133,6 +133,13 @@ def test_reasons_are_stable_labels(name: str, reason: str) -> None:
     assert rejection(NOT_AN_OBJECT[name]).reason == reason
 
 
+@pytest.mark.parametrize("raw", [b"{1: 2}", b'{"prediction": 1} x', b"{"])
+def test_malformed_json_is_said_once(raw: bytes) -> None:
+    message = rejection(raw).message
+    assert message.startswith("Malformed JSON: ")
+    assert "malformed" not in message.removeprefix("Malformed JSON: ").lower()
+
+
 def test_moderate_nesting_and_non_ascii_in_ignored_fields_are_fine() -> None:
     nested: object = 0
     for _ in range(50):

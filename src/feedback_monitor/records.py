@@ -388,7 +388,8 @@ def _presences(body: bytes, batch: bool) -> list[_Presence] | None:
 
 
 def _malformed(error: msgspec.DecodeError) -> InvalidRecord:
-    return InvalidRecord(f"Malformed JSON: {error}", "malformed_json")
+    detail = str(error).removeprefix("JSON is malformed: ")  # said once is enough
+    return InvalidRecord(f"Malformed JSON: {detail}", "malformed_json")
 
 
 def _too_deep() -> InvalidRecord:

@@ -10,7 +10,8 @@ from feedback_monitor.series import Series, SeriesState
 
 
 class Metrics(msgspec.Struct):
-    """The seed's four metrics of one series; 0.0 where a denominator is zero."""
+    """The four metrics of one series (those of the original feedback API); 0.0 where a
+    denominator is zero."""
 
     accuracy: float
     precision: float
