@@ -101,3 +101,30 @@ def test_the_vendored_chart_library_keeps_its_licence_and_version() -> None:
     version = re.search(r"\(v([\d.]+)\)", header)
     assert version is not None
     assert (vendor / "README.md").read_text().startswith(f"# uPlot {version[1]}\n")
+
+
+class LiveRegions(HTMLParser):
+    """The tags of a page that screen readers read out as they change: an ``output``, an
+    ``aria-live`` other than off, or a role that implies one."""
+
+    ROLES = frozenset({"status", "alert", "log", "timer", "marquee"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        named = dict(attrs)
+        if (
+            tag == "output"
+            or named.get("aria-live", "off") != "off"
+            or named.get("role") in self.ROLES
+        ):
+            self.live.append(f"{tag}#{named.get('id')}")
+
+
+def test_the_page_has_one_live_region_for_changes_of_state() -> None:
+    """Each number rewritten on every refresh as a live region would be read out every 3 s."""
+    parser = LiveRegions()
+    parser.feed((STATIC / "index.html").read_text())
+    assert parser.live == ["p#announce"]
