@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
 from feedback_monitor import InvalidRecord
@@ -172,6 +173,30 @@ def test_every_record_enqueued_while_the_client_closes_is_sent_or_refused() -> N
     sent = {item for batch in script.batches() for item in batch}
     assert set(returned) <= sent | {str(f.record.id) for f in monitor.failures}
     assert monitor.failures == []
+
+
+def test_numpy_numbers_are_sent_as_plain_json_numbers() -> None:
+    """What a model gives: predict's numpy.int64 and predict_proba's numpy.float64 (or float32)."""
+    script = Script()
+    monitor = script.client()
+    prediction, score = np.int64(1), np.float32(0.75)
+    monitor.send_feedback(prediction=prediction, actual=np.int64(0), score=np.float64(0.25))  # type: ignore[arg-type]
+    monitor.log_prediction(id="p", prediction=prediction, score=score, timestamp=np.float64(1e9))  # type: ignore[arg-type]
+    monitor.enqueue(Feedback(prediction, np.int64(1), score=score))  # type: ignore[arg-type]
+    monitor.close()
+    first, second, third = script.bodies
+    series = {"model": "default", "version": ""}
+    assert first == {"prediction": 1, "actual": 0, "score": 0.25, "id": first["id"], **series}
+    assert second == {"id": "p", "prediction": 1, "score": 0.75, "timestamp": 1e9, **series}
+    assert third["items"][0]["score"] == 0.75  # type: ignore[index]
+    assert monitor.failures == []
+
+
+def test_a_numpy_nan_never_leaves_the_client() -> None:
+    monitor = Script().client()
+    with pytest.raises(InvalidRecord, match="Invalid score: not a finite number"):
+        monitor.send_feedback(prediction=1, actual=1, score=np.float32("nan"))  # type: ignore[arg-type]
+    monitor.close()
 
 
 @pytest.mark.parametrize("field", ["score", "timestamp"])

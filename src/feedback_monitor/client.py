@@ -46,6 +46,7 @@ import contextlib
 import enum
 import logging
 import math
+import numbers
 import queue
 import random
 import secrets
@@ -267,8 +268,20 @@ def _encode(record: Record) -> bytes:
     return msgspec.json.encode({k: v for k, v in record._asdict().items() if v is not None})
 
 
+def _number(value: Any) -> Any:
+    """A number of numpy's (``predict_proba`` gives numpy.float64, ``predict`` numpy.int64) as
+    Python's own, which msgspec encodes; anything else as it is (a bool stays one)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
 def _item(record: Record) -> _Item:
     """The record with an id (a new one if it has none), checked as the server checks it."""
+    numeric = ("prediction", "actual", "score", "timestamp")
+    record = record._replace(
+        **{f: _number(getattr(record, f)) for f in numeric if hasattr(record, f)}
+    )
     for field in ("score", "timestamp"):  # JSON has no NaN: msgspec would send null
         value = getattr(record, field)
         if isinstance(value, float) and not math.isfinite(value):

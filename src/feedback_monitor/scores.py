@@ -2,7 +2,8 @@
 
 Memory is O(bins), never O(samples): ``bins`` equal-width bins over [0, 1] (100 by default); bin
 ``i`` holds ``i/bins < score <= (i+1)/bins`` and the first bin also holds 0.0, so the bins are
-Prometheus' ``le`` buckets and scikit-learn's ``calibration_curve`` bins. Per actual class
+Prometheus' ``le`` buckets (scikit-learn's ``calibration_curve`` bins, but at the few edges where
+``numpy.linspace`` rounds differently, such as 0.30000000000000004 for 0.3). Per actual class
 (0, 1) a histogram keeps the count and the sum of scores of each bin; over all samples it keeps
 the exact sums of log loss and of squared error. Everything is a sum, so histograms of time
 buckets add up (``+``) to the histogram of their window.
