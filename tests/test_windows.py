@@ -149,6 +149,11 @@ def test_retention_parse(text: str, expected: Retention) -> None:
         ("minute=forever", "at least as long"),  # hours would be dropped before minutes
         ("minute=2d,hour=1d", "at least as long"),
         ("day=1h", "at least as long"),
+        # A bucket kept less than its width is deleted while it fills: the window would read
+        # nothing of the last hour (or minute, or day).
+        ("minute=30s", "minute buckets must be kept at least one minute"),
+        ("minute=10m,hour=10m,day=10m", "hour buckets must be kept at least one hour"),
+        ("minute=2h,hour=23h,day=23h", "day buckets must be kept at least one day"),
     ],
 )
 def test_retention_parse_refuses(text: str, problem: str) -> None:

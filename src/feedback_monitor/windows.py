@@ -88,10 +88,14 @@ class Retention:
         return retention
 
     def check(self) -> None:
-        """A coarser resolution is kept at least as long as a finer one, so none has holes."""
+        """A coarser resolution is kept at least as long as a finer one, so none has holes; and
+        each at least as long as its bucket, whose own is otherwise deleted while it fills."""
         spans = [math.inf if s is None else s for s in (self.minute, self.hour, self.day)]
         if spans != sorted(spans):
             raise ValueError("each resolution must be kept at least as long as a finer one")
+        for name, kept, width in zip(_NAMES, spans, RESOLUTIONS, strict=True):
+            if kept < width:
+                raise ValueError(f"{name} buckets must be kept at least one {name}")
 
     def of(self, resolution: int) -> float | None:
         return {MINUTE: self.minute, HOUR: self.hour, DAY: self.day}[resolution]
