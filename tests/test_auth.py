@@ -7,7 +7,15 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from feedback_monitor.auth import ALL_SCOPES, Scope, Tokens, bearer, digest, parse_token_file
+from feedback_monitor.auth import (
+    ALL_SCOPES,
+    Scope,
+    Tokens,
+    bearer,
+    digest,
+    parse_token_file,
+    read_token_file,
+)
 from feedback_monitor.settings import Settings
 from feedback_monitor.store.sqlite import SQLiteStore
 from tests.asgi import DOC, JSON, assert_documented, exchange, get, post
@@ -28,6 +36,15 @@ def test_token_file_gives_each_token_its_scopes() -> None:
         (WRITER, frozenset({Scope.WRITE})),
         (READER, frozenset({Scope.READ})),
         (BOTH, ALL_SCOPES),
+    ]
+
+
+def test_a_comment_may_end_a_line_and_a_byte_order_mark_start_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text(f"\ufeff{WRITER} write  # CI\n{READER} read#dashboards\n", encoding="utf-8")
+    assert read_token_file(path) == [
+        (WRITER, frozenset({Scope.WRITE})),
+        (READER, frozenset({Scope.READ})),
     ]
 
 

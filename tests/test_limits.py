@@ -10,6 +10,7 @@ from starlette.types import Message
 
 from feedback_monitor.body import Deadlines, read_json_body
 from feedback_monitor.errors import ClientError
+from feedback_monitor.gate import _client
 from feedback_monitor.limits import RateLimiter
 from feedback_monitor.store.sqlite import SQLiteStore
 from tests.asgi import JSON, assert_documented, exchange, get, post
@@ -44,22 +45,24 @@ def test_the_burst_is_one_seconds_worth_and_at_least_one() -> None:
     assert slow.wait("a") == pytest.approx(10.0)
 
 
-def test_idle_clients_are_forgotten_past_the_cap() -> None:
+def test_the_least_recently_seen_client_is_forgotten_past_the_cap() -> None:
     clock = Clock()
     limiter = RateLimiter(1.0, clock=clock, max_clients=3)
-    limiter.wait("a")
-    limiter.wait("b")
-    clock.now += 1.0
-    limiter.wait("c")
-    clock.now += 0.1  # a and b have refilled, c has not
+    for client in "abc":
+        limiter.wait(client)
+    clock.now += 0.5
+    assert limiter.wait("a") == 0.5  # seen again: now the most recent
     limiter.wait("d")
-    assert set(limiter.buckets) == {"c", "d"}
+    assert list(limiter.buckets) == ["c", "a", "d"]  # b, seen least recently, is forgotten
+    assert limiter.wait("a") == pytest.approx(0.5)  # the busy ones remembered
 
 
-def test_a_full_cap_of_busy_clients_still_admits_a_new_one() -> None:
-    limiter = RateLimiter(1.0, clock=Clock(), max_clients=2)
-    assert [limiter.wait(client) for client in "abc"] == [0.0, 0.0, 0.0]
-    assert limiter.wait("a") == 1.0  # and remembers the busy ones
+def test_a_flood_of_new_clients_is_bounded_and_costs_each_the_same() -> None:
+    """At a rate so low that no bucket refills meanwhile, 60,000 addresses once each."""
+    limiter = RateLimiter(0.001, clock=Clock(), max_clients=1000)
+    assert all(limiter.wait(n) == 0.0 for n in range(60_000))
+    assert len(limiter.buckets) == 1000
+    assert next(iter(limiter.buckets)) == 59_000
 
 
 def answers(tmp_path: Path, *requests: httpx.Request, **settings: Any) -> list[httpx.Response]:
@@ -164,3 +167,20 @@ def test_a_disconnect_is_still_a_disconnect() -> None:
     receive = receiving({"type": "http.disconnect"})
     with pytest.raises(ClientError, match="disconnected"):
         asyncio.run(read(receive, timeout=1.0))
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "shared"),
+    [
+        ("2001:db8::1", "2001:db8::ffff:2", True),  # one /64: one host may pick any of it
+        ("2001:db8::1", "2001:db8:0:1::1", False),
+        ("192.0.2.1", "192.0.2.2", False),
+        ("::ffff:192.0.2.1", "::ffff:192.0.2.2", False),  # IPv4 addresses, as IPv6 sockets see them
+    ],
+)
+def test_the_rate_limit_takes_an_ipv6_64_as_one_client(
+    first: str, second: str, shared: bool
+) -> None:
+    limiter = RateLimiter(1.0, clock=Clock())
+    assert limiter.wait(_client({"client": (first, 1)})) == 0.0
+    assert (limiter.wait(_client({"client": (second, 2)})) > 0.0) is shared

@@ -4,12 +4,14 @@ migrations started together, shards of their own, writers racing on the same ids
 server restart; and a database of the first schema migrated. (Drift detectors fed by several
 writers: ``test_postgres_drift.py``.)"""
 
+import asyncio
 import json
 import random
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -20,6 +22,7 @@ from feedback_monitor.confusion import Counts
 from feedback_monitor.drift.watch import SeriesWatch
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.store import Accepted, Entry, Refused, Series
+from feedback_monitor.store.child import ChildStore
 from feedback_monitor.store.postgres import LOCK_TIMEOUT, MIGRATIONS, SHARDS, PostgresStore
 from feedback_monitor.store.sql import NewerSchema
 from feedback_monitor.windows import HOUR, MINUTE, TimeView
@@ -365,3 +368,25 @@ def test_a_database_of_the_first_schema_is_migrated_with_its_rows(fresh: str) ->
         check_migrated(store, A, start, TimeView.ARRIVAL)
     finally:
         store.close()
+
+
+def test_the_store_process_gets_its_url_out_of_sight_of_other_users(fresh: str) -> None:
+    """A process's arguments are every local user's to read (ps, /proc/<pid>/cmdline); its
+    environment is only its owner's."""
+    url = fresh.replace("://postgres@", "://postgres:S3cret@")  # the cluster trusts any password
+    assert "S3cret" in url
+
+    async def started() -> tuple[int, bytes, bytes]:
+        store = ChildStore(Path("/nonexistent"), url=url)
+        try:
+            await store.ping()  # starts it
+            pid = store.pid
+            assert pid is not None
+            proc = Path(f"/proc/{pid}")
+            return pid, (proc / "cmdline").read_bytes(), (proc / "environ").read_bytes()
+        finally:
+            await store.close()
+
+    _, arguments, environment = asyncio.run(started())
+    assert b"S3cret" not in arguments
+    assert f"FEEDBACK_MONITOR_STORE={url}".encode() in environment.split(b"\0")

@@ -60,8 +60,8 @@ def parse_token_file(text: str) -> list[tuple[str, frozenset[Scope]]]:
     """Each token with its scopes, or ``ValueError`` naming the line (never the token)."""
     tokens = []
     for number, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
-        if not fields or fields[0].startswith("#"):
+        fields = line.partition("#")[0].split()  # no token holds a #: the rest is a comment
+        if not fields:
             continue
         try:
             tokens.append(_entry(fields))
@@ -86,7 +86,7 @@ def _entry(fields: list[str]) -> tuple[str, frozenset[Scope]]:
 
 def read_token_file(path: Path) -> list[tuple[str, frozenset[Scope]]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte order mark (Notepad's) skipped
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot read {path}: {error}") from None
     return parse_token_file(text)

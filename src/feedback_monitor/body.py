@@ -14,14 +14,16 @@ DEFAULT_TIMEOUT = 30.0  # seconds a body may pause between two chunks
 _EXPIRED = "body read deadline"
 
 
-def _headers(scope: Scope) -> tuple[bytes, bytes]:
-    content_type = content_length = b""
+def _headers(scope: Scope) -> tuple[bytes, bytes, bytes]:
+    content_type = content_length = content_encoding = b""
     for name, value in scope["headers"]:
         if name == b"content-type":
             content_type = value
         elif name == b"content-length":
             content_length = value
-    return content_type, content_length
+        elif name == b"content-encoding":
+            content_encoding = value
+    return content_type, content_length, content_encoding
 
 
 class Deadlines:
@@ -99,9 +101,12 @@ def check_whole_body(scope: Scope, body: bytes, limit: int) -> None:
 
 
 def _check_headers(scope: Scope, limit: int) -> None:
-    content_type, content_length = _headers(scope)
+    content_type, content_length, content_encoding = _headers(scope)
     if content_type.partition(b";")[0].strip().lower() != JSON:
         raise ClientError(415, "Content-Type must be application/json", "unsupported_media_type")
+    if content_encoding.strip().lower() not in (b"", b"identity"):  # a gzip body, say
+        message = "Content-Encoding is not supported: send the body uncompressed"
+        raise ClientError(415, message, "unsupported_content_encoding")
     if content_length.isascii() and content_length.isdigit() and int(content_length) > limit:
         raise _too_large(limit)  # refused before reading a byte of it
 

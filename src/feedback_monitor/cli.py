@@ -1,6 +1,7 @@
 """The feedback-monitor command: serve the service, replay history into it, report on a series."""
 
 import argparse
+import re
 import signal
 import socket
 import sqlite3
@@ -82,8 +83,10 @@ def check_store(settings: Settings) -> None:
             SQLiteStore(settings.data_dir).close()
     except (OSError, sqlite3.Error, psycopg.Error, NewerSchema) as error:
         reason = (str(error).strip() or type(error).__name__).splitlines()[0]
-        if settings.store:  # it may hold a password
+        if settings.store:  # it may hold a password, which libpq may quote alone
             reason = reason.replace(settings.store, "the store's URL")
+            if password := _password(settings.store):
+                reason = reason.replace(password, "(the password)")
         _fail(f"invalid setting {name} ({_variable(name)}): cannot open the store: {reason}")
 
 
@@ -97,6 +100,12 @@ def check_address(settings: Settings) -> None:
     except OSError as error:  # socket.gaierror too
         where = f"{settings.host}:{settings.port}"
         _fail(f"cannot listen on {where} (--host, --port): {error.strerror or error}")
+
+
+def _password(url: str) -> str:
+    """The password in a URL's user part, as written (``scheme://user:password@host``)."""
+    found = re.match(r"[^:/]+://[^/@:]*:([^/@]*)@", url)
+    return found[1] if found else ""
 
 
 def serve(settings: Settings) -> None:

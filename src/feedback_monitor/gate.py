@@ -6,10 +6,12 @@ Writes (any method but GET and HEAD) need the ``write`` scope once tokens are co
 ``/ready``, ``/openapi.json`` and the dashboard's page and files (``/``, ``/static/...``: they
 hold no data; the page asks for a read token when the API wants one) are never gated. The
 rate limit counts requests per token when the request was authenticated, else per client
-address (the peer's: behind a proxy, all of its clients share one), refused ones too: past its
-rate a client guessing tokens gets 429s, not more answers.
+address (the peer's: behind a proxy, all of its clients share one; an IPv6 /64, which a host may
+pick any address of), refused ones too: past its rate a client guessing tokens gets 429s, not
+more answers.
 """
 
+import ipaddress
 import math
 from collections.abc import Hashable
 
@@ -101,5 +103,13 @@ class Gate:
 
 
 def _client(scope: ASGIScope) -> Hashable:
+    """The peer's address; for IPv6 its /64, which one host is given whole to pick from."""
     client = scope.get("client")
-    return client[0] if client else ""
+    host = client[0] if client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:  # no address (a Unix socket, a test client)
+        return host
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
+        return ipaddress.IPv6Network((address, 64), strict=False)
+    return host

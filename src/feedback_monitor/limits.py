@@ -4,7 +4,8 @@ import time
 from collections.abc import Callable, Hashable
 
 MAX_CLIENTS = 10_000
-"""Buckets kept before the full ones (idle clients) are forgotten: memory stays bounded."""
+"""Buckets kept: past them the least recently seen client is forgotten, so memory stays bounded
+and each request costs the same however many clients come."""
 
 
 class RateLimiter:
@@ -21,7 +22,8 @@ class RateLimiter:
         self.burst = burst if burst is not None else max(1.0, rate)  # one second's worth
         self.clock = clock
         self.max_clients = max_clients
-        self.buckets: dict[Hashable, tuple[float, float]] = {}  # key: (level, when)
+        # key: (level, when), least recently seen first
+        self.buckets: dict[Hashable, tuple[float, float]] = {}
 
     def wait(self, key: Hashable) -> float:
         """0 when ``key`` may go now (and its request is counted), else the seconds to wait.
@@ -31,20 +33,12 @@ class RateLimiter:
         [0.0, 0.0, 0.5]
         """
         now = self.clock()
-        level, when = self.buckets.get(key, (self.burst, now))
+        level, when = self.buckets.pop(key, (self.burst, now))  # back in last: the most recent
         level = min(self.burst, level + (now - when) * self.rate)
-        if level >= 1.0:
-            if key not in self.buckets and len(self.buckets) >= self.max_clients:
-                self._forget_idle(now)
-            self.buckets[key] = (level - 1.0, now)
-            return 0.0
-        self.buckets[key] = (level, now)
-        return (1.0 - level) / self.rate
-
-    def _forget_idle(self, now: float) -> None:
-        """Drop the buckets that have refilled: forgetting them changes no answer."""
-        self.buckets = {
-            key: (level, when)
-            for key, (level, when) in self.buckets.items()
-            if level + (now - when) * self.rate < self.burst
-        }
+        allowed = level >= 1.0
+        self.buckets[key] = (level - 1.0 if allowed else level, now)
+        if len(self.buckets) > self.max_clients:
+            # Most likely refilled, so forgetting it changes no answer; if not, it is one of
+            # more clients than the cap, which together could have had as many bursts anyway.
+            del self.buckets[next(iter(self.buckets))]
+        return 0.0 if allowed else (1.0 - level) / self.rate

@@ -74,7 +74,9 @@ _SECURITY_SCHEMES = {
 _COMMON = {
     "400": _error("Not a valid body: a message naming the field (and `index` in a batch)."),
     "413": _error("Body (or batch) larger than the configured limit."),
-    "415": _error("Content-Type is not application/json."),
+    "415": _error(
+        "Content-Type is not application/json, or the body is compressed (Content-Encoding)."
+    ),
     "422": _error("The series cap is reached: a new (model, version) is refused."),
     "431": _error("Request line and headers larger than 64 KiB (any route)."),
     "500": _error("Internal server error."),

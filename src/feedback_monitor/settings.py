@@ -160,7 +160,7 @@ class Settings(BaseSettings):
         ge=0.001,
         allow_inf_nan=False,
         description="Requests a second allowed per client (per token when authenticated, else "
-        "per address), in bursts of one second's worth; 429 beyond. Off by default.",
+        "per address, an IPv6 /64), in bursts of one second's worth; 429 beyond. Off by default.",
     )
     header_timeout: float = Field(
         default=10.0,

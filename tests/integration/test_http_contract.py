@@ -1,5 +1,6 @@
 """POST /feedback against the real server, exactly as issue 2 and the seed describe it."""
 
+import gzip
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -215,6 +216,21 @@ def test_body_that_is_not_a_json_object(http: httpx.Client, body: bytes) -> None
 )
 def test_other_media_types_are_415(http: httpx.Client, headers: dict[str, str]) -> None:
     post_rejected(http, b'{"prediction": 1, "actual": 1}', 415, headers)
+
+
+@pytest.mark.parametrize("coding", ["gzip", "br", "deflate"])
+@pytest.mark.parametrize("route", ["/feedback", "/feedback/batch"])
+def test_a_compressed_body_is_415(http: httpx.Client, coding: str, route: str) -> None:
+    """A body in a content coding the service does not decode; identity is no coding at all."""
+    body = gzip.compress(b'{"prediction": 1, "actual": 1}')
+    headers = {**JSON, "content-encoding": coding}
+    response = http.post(route, content=body, headers=headers)
+    assert response.status_code == 415
+    assert response.json()["error"].startswith("Content-Encoding is not supported")
+    plain = http.post(
+        "/feedback", json={"prediction": 1, "actual": 1}, headers={"content-encoding": "identity"}
+    )
+    assert plain.status_code == 200
 
 
 def padded(size: int) -> bytes:

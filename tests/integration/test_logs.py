@@ -84,3 +84,19 @@ def test_text_logs_every_rejection_with_its_reason(client: httpx.Client, log_pat
     (line,) = logged()
     assert line.split()[2] in ("INFO", "WARNING")
     assert "Values must be 0 or 1" in line
+
+
+def test_a_path_cannot_forge_a_log_line_nor_send_escape_codes(
+    client: httpx.Client, log_path: Path
+) -> None:
+    forged = "/x%0A2026-11-29%2007:00:00,000%20ERROR%20%20%20feedback_monitor.app:%20FAKE%1B%5B2J"
+    assert client.get(forged).status_code == 404
+
+    def logged() -> list[str]:
+        return [line for line in log_path.read_text().splitlines() if "FAKE" in line]
+
+    wait_until(lambda: len(logged()) == 1, what="the rejection in the log")
+    (line,) = logged()  # one line, the rejection's
+    assert "rejected GET /x" in line
+    assert line.endswith("FAKE\\x1b[2J: 404")
+    assert "\x1b" not in log_path.read_text()

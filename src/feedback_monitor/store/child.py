@@ -67,6 +67,8 @@ WriteAnswer = tuple[list[Accepted | Refused], Totals]
 OnCommit = Callable[[int, float], None]
 """Told the feedback count and the seconds of every transaction."""
 
+STORE_VARIABLE = "FEEDBACK_MONITOR_STORE"
+"""The store process's PostgreSQL URL (empty for SQLite), as the setting's own variable."""
 _READ_SIZE = 1 << 16  # a pipe holds 64 KiB: a larger read only maps and unmaps more memory
 
 _encode = msgspec.json.Encoder().encode
@@ -159,8 +161,10 @@ class ChildStore:
         loop = asyncio.get_running_loop()
         _, pipe = await loop.subprocess_exec(
             lambda: _Pipe(self._on_commit),
-            *(sys.executable, "-m", "feedback_monitor.store.child", str(self.data_dir), self.url),
+            *(sys.executable, "-m", "feedback_monitor.store.child", str(self.data_dir)),
             stderr=None,
+            # Not an argument, which every local user may read: the URL may hold a password.
+            env={**os.environ, STORE_VARIABLE: self.url},
         )
         self._pipe = pipe
         return pipe
@@ -413,4 +417,5 @@ if __name__ == "__main__":
     # The server decides when to stop: it closes our stdin after its last request.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    serve(open_store(Path(sys.argv[1]), sys.argv[2]), sys.stdin.buffer, sys.stdout.buffer)
+    url = os.environ.get(STORE_VARIABLE, "")
+    serve(open_store(Path(sys.argv[1]), url), sys.stdin.buffer, sys.stdout.buffer)
