@@ -34,7 +34,7 @@ from playwright.sync_api import (
 from feedback_monitor.confusion import Counts
 from feedback_monitor.testing import ServiceProcess
 from tests.drift_blocks import ERROR_DETECTORS, STEADY, WORSE, batch_of, blocks
-from tests.integration.helpers import client_of, process_tree, serving
+from tests.integration.helpers import client_of, process_tree, serving, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -607,3 +607,28 @@ def test_a_token_without_the_read_scope_is_forgotten_and_another_asked(
             assert answers == []
             assert "lacks the read scope" in asked[-1]
             context.close()
+
+
+def test_a_rate_limit_below_a_refreshs_reads_is_waited_for(
+    browser: Browser, tmp_path: Path
+) -> None:
+    """At two requests a second, a refresh's four reads take turns as the 429s ask."""
+    with client_of(tmp_path, "--rate-limit", "2") as limited:
+        send(limited, CHURN, [KNOWN[CHURN]])
+        read: list[httpx.Response] = []
+
+        def metrics_read() -> bool:  # the limit is two a second: the test's reads wait too
+            read.append(limited.get(f"/api/v1/models/{CHURN[0]}/metrics", params={"version": ""}))
+            return read[-1].is_success
+
+        wait_until(metrics_read, what="the metrics, within the rate limit")
+        metrics = read[-1].json()
+        context = browser.new_context(base_url=str(limited.base_url))
+        page = context.new_page()
+        limited_reads: list[str] = []
+        page.on("response", lambda r: limited_reads.append(r.url) if r.status == 429 else None)
+        page.goto("/")
+        assert_shows(page, metrics)
+        expect(page.locator("#status")).to_contain_text("Updated at", timeout=20_000)
+        assert limited_reads  # the limit was met, and waited out
+        context.close()

@@ -2,6 +2,7 @@
 // uPlot (static/vendor/uplot) is loaded before this module, as the global `uPlot`.
 
 const REFRESH_MS = 3000;
+const RATE_LIMITED_TURNS = 5; // waits for a rate-limited read's turn before it fails
 const TIMEOUT_MS = 10_000; // a read that long unanswered (a hung service) fails, and is retried
 const CHART_HEIGHT = 240;
 const AXIS_FONT = '12px system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif';
@@ -122,6 +123,12 @@ function askToken(status) {
   return Boolean(token);
 }
 
+// The wait a 429 asks for (Retry-After, in seconds), in ms: at least 1 s, at most 10.
+function retryAfter(response) {
+  const seconds = Number(response.headers.get("Retry-After"));
+  return 1000 * Math.min(10, Math.max(1, Number.isFinite(seconds) ? seconds : 1));
+}
+
 async function getJSON(path, params = {}) {
   const query = new URLSearchParams(params).toString();
   const url = query ? `${path}?${query}` : path;
@@ -132,6 +139,11 @@ async function getJSON(path, params = {}) {
   try {
     let response = await read();
     while ((response.status === 401 || response.status === 403) && askToken(response.status)) {
+      response = await read();
+    }
+    // A rate limit below a refresh's four reads a second: each waits its turn, as asked.
+    for (let turn = 0; response.status === 429 && turn < RATE_LIMITED_TURNS; turn += 1) {
+      await new Promise((done) => setTimeout(done, retryAfter(response)));
       response = await read();
     }
     if (!response.ok) throw new Error(`${path} answered ${response.status}`);
