@@ -45,24 +45,39 @@ def test_the_burst_is_one_seconds_worth_and_at_least_one() -> None:
     assert slow.wait("a") == pytest.approx(10.0)
 
 
-def test_the_least_recently_seen_client_is_forgotten_past_the_cap() -> None:
+def test_past_the_cap_a_refilled_client_is_forgotten_for_a_new_one() -> None:
     clock = Clock()
     limiter = RateLimiter(1.0, clock=clock, max_clients=3)
     for client in "abc":
         limiter.wait(client)
     clock.now += 0.5
     assert limiter.wait("a") == 0.5  # seen again: now the most recent
-    limiter.wait("d")
-    assert list(limiter.buckets) == ["c", "a", "d"]  # b, seen least recently, is forgotten
-    assert limiter.wait("a") == pytest.approx(0.5)  # the busy ones remembered
+    assert limiter.wait("d") == pytest.approx(0.5)  # b, the least recent, refills in 0.5 s
+    clock.now += 0.5
+    assert limiter.wait("d") == 0.0  # b has refilled: forgotten, changing no answer
+    assert list(limiter.buckets) == ["c", "a", "d"]
+    assert limiter.wait("a") == 0.0  # the busy ones remembered: a refilled meanwhile
 
 
-def test_a_flood_of_new_clients_is_bounded_and_costs_each_the_same() -> None:
+def test_rotating_more_addresses_than_the_cap_gains_nothing() -> None:
+    """A client forgotten while its bucket fills would get a new burst on its return."""
+    clock = Clock()
+    limiter = RateLimiter(1.0, clock=clock, max_clients=100)
+    passed = 0
+    for _ in range(5):
+        passed += sum(limiter.wait(key) == 0.0 for key in range(101))
+        clock.now += 0.01
+    assert passed == 100  # each client its burst of one, the one past the cap none
+    assert len(limiter.buckets) == 100
+
+
+def test_a_flood_of_new_clients_is_bounded() -> None:
     """At a rate so low that no bucket refills meanwhile, 60,000 addresses once each."""
     limiter = RateLimiter(0.001, clock=Clock(), max_clients=1000)
-    assert all(limiter.wait(n) == 0.0 for n in range(60_000))
+    answers = [limiter.wait(n) for n in range(60_000)]
+    assert answers[:1000] == [0.0] * 1000
+    assert all(wait > 0.0 for wait in answers[1000:])  # waiting for the first to refill
     assert len(limiter.buckets) == 1000
-    assert next(iter(limiter.buckets)) == 59_000
 
 
 def answers(tmp_path: Path, *requests: httpx.Request, **settings: Any) -> list[httpx.Response]:

@@ -15,7 +15,7 @@ from feedback_monitor.confusion import Counts
 from feedback_monitor.report import FORMATS, ReportError, markdown, output_format, page, write
 from feedback_monitor.report.dates import moment, period
 from feedback_monitor.report.document import DAY_STEP, Drift, Report, to_json
-from feedback_monitor.report.gather import EVENT_LIMIT, Api, client, gather
+from feedback_monitor.report.gather import EVENT_LIMIT, Api, _retry_after, client, gather
 from feedback_monitor.report.numbers import amount, count, day, estimate, ratio
 from feedback_monitor.report.svg import accuracy_chart, volume_chart
 from feedback_monitor.schemas import (
@@ -451,3 +451,12 @@ def test_gather_knows_when_older_events_may_be_missing(oldest: float, complete: 
     with service(answers(events)) as http:
         gathered = gather(http, "fraud", "v1", "prediction", MAY_1, MAY_1 + 5 * DAY_STEP)
     assert gathered.drift.complete is complete
+
+
+@pytest.mark.parametrize(("header", "wait"), [("0", 1.0), ("3", 3.0), ("soon", 1.0), (None, 1.0)])
+def test_a_busy_service_is_asked_again_after_a_second_at_least(
+    header: str | None, wait: float
+) -> None:
+    headers = {} if header is None else {"retry-after": header}
+    assert _retry_after(httpx.Response(429, headers=headers)) == wait
+    assert _retry_after(httpx.Response(200, headers=headers)) is None

@@ -311,3 +311,13 @@ def test_an_address_that_cannot_be_listened_on_exits_2_with_one_line(
     )
     assert err.count("\n") == 1
     assert not (tmp_path / SQLITE_FILENAME).exists()  # refused before the store was opened
+
+
+def test_only_the_password_as_libpq_quotes_it_is_left_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A password of "1" is also a digit of the address: the address stays whole."""
+    flags = ["serve", "--data-dir", str(tmp_path), "--store", "postgresql://user:1@127.0.0.1:1/db"]
+    _, err = refused(flags, capsys)
+    assert "127.0.0.1" in err
+    assert "(the password)" not in err

@@ -85,8 +85,8 @@ def check_store(settings: Settings) -> None:
         reason = (str(error).strip() or type(error).__name__).splitlines()[0]
         if settings.store:  # it may hold a password, which libpq may quote alone
             reason = reason.replace(settings.store, "the store's URL")
-            if password := _password(settings.store):
-                reason = reason.replace(password, "(the password)")
+            if password := _password(settings.store):  # as libpq quotes it
+                reason = reason.replace(f'"{password}"', '"(the password)"')
         _fail(f"invalid setting {name} ({_variable(name)}): cannot open the store: {reason}")
 
 

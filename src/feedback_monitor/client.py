@@ -268,6 +268,9 @@ def _encode(record: Record) -> bytes:
     return msgspec.json.encode({k: v for k, v in record._asdict().items() if v is not None})
 
 
+_PLAIN = (int, float, type(None))
+
+
 def _number(value: Any) -> Any:
     """A number of numpy's (``predict_proba`` gives numpy.float64, ``predict`` numpy.int64) as
     Python's own, which msgspec encodes; anything else as it is (a bool stays one)."""
@@ -278,10 +281,13 @@ def _number(value: Any) -> Any:
 
 def _item(record: Record) -> _Item:
     """The record with an id (a new one if it has none), checked as the server checks it."""
-    numeric = ("prediction", "actual", "score", "timestamp")
-    record = record._replace(
-        **{f: _number(getattr(record, f)) for f in numeric if hasattr(record, f)}
-    )
+    numpy = {
+        field: _number(value)
+        for field in ("prediction", "actual", "score", "timestamp")
+        if type(value := getattr(record, field, None)) not in _PLAIN
+    }
+    if numpy:
+        record = record._replace(**numpy)
     for field in ("score", "timestamp"):  # JSON has no NaN: msgspec would send null
         value = getattr(record, field)
         if isinstance(value, float) and not math.isfinite(value):

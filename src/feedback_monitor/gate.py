@@ -78,12 +78,13 @@ class Gate:
         try:
             key = self._authenticate(scope)
         except ClientError:
-            self._limit(_client(scope))  # so that guessing tokens takes turns too
+            self._limit(scope)  # so that guessing tokens takes turns too
             raise
-        self._limit(key or _client(scope))
+        self._limit(scope, key)
 
-    def _limit(self, key: Hashable) -> None:
-        if self.limiter is not None and (wait := self.limiter.wait(key)):
+    def _limit(self, scope: ASGIScope, key: Hashable = None) -> None:
+        """The client's turn: its token's (``key``) if it gave one, else its address's."""
+        if self.limiter is not None and (wait := self.limiter.wait(key or _client(scope))):
             raise rate_limited(self.limiter.rate, wait)
 
     def _authenticate(self, scope: ASGIScope) -> bytes | None:
@@ -105,11 +106,13 @@ class Gate:
 def _client(scope: ASGIScope) -> Hashable:
     """The peer's address; for IPv6 its /64, which one host is given whole to pick from."""
     client = scope.get("client")
-    host = client[0] if client else ""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:  # no address (a Unix socket, a test client)
+    host: str = client[0] if client else ""
+    if ":" not in host:  # IPv4 (nearly every request): as it is
         return host
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is None:
-        return ipaddress.IPv6Network((address, 64), strict=False)
-    return host
+    try:
+        address = ipaddress.IPv6Address(host)
+    except ValueError:  # no address (a test client's name)
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return address.packed[:8]  # its /64

@@ -4,12 +4,17 @@ import time
 from collections.abc import Callable, Hashable
 
 MAX_CLIENTS = 10_000
-"""Buckets kept: past them the least recently seen client is forgotten, so memory stays bounded
-and each request costs the same however many clients come."""
+"""Buckets kept: memory stays bounded, and each request costs the same however many come."""
 
 
 class RateLimiter:
-    """One bucket per key holding up to ``burst`` requests, refilled at ``rate`` a second."""
+    """One bucket per key holding up to ``burst`` requests, refilled at ``rate`` a second.
+
+    Past ``max_clients`` a new client takes the place of the least recently seen one if that
+    one's bucket has refilled (forgetting it changes no answer); else the new client waits for
+    it. Forgetting a bucket still filling would give its client a new burst: one rotating more
+    addresses than the cap would pass every time.
+    """
 
     def __init__(
         self,
@@ -33,12 +38,19 @@ class RateLimiter:
         [0.0, 0.0, 0.5]
         """
         now = self.clock()
-        level, when = self.buckets.pop(key, (self.burst, now))  # back in last: the most recent
+        found = self.buckets.pop(key, None)  # back in last: the most recently seen
+        if found is None and len(self.buckets) >= self.max_clients:
+            oldest = next(iter(self.buckets))
+            full_in = self._refill(*self.buckets[oldest], now)
+            if full_in > 0.0:
+                return full_in
+            del self.buckets[oldest]
+        level, when = found or (self.burst, now)
         level = min(self.burst, level + (now - when) * self.rate)
         allowed = level >= 1.0
         self.buckets[key] = (level - 1.0 if allowed else level, now)
-        if len(self.buckets) > self.max_clients:
-            # Most likely refilled, so forgetting it changes no answer; if not, it is one of
-            # more clients than the cap, which together could have had as many bursts anyway.
-            del self.buckets[next(iter(self.buckets))]
         return 0.0 if allowed else (1.0 - level) / self.rate
+
+    def _refill(self, level: float, when: float, now: float) -> float:
+        """The seconds until a bucket is full again; 0 if it is."""
+        return max(0.0, (self.burst - level) / self.rate - (now - when))

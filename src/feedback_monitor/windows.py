@@ -28,6 +28,7 @@ MINUTE, HOUR, DAY = 60, 3600, 86400
 LATEST = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second RFC 3339 can write
 RESOLUTIONS = (MINUTE, HOUR, DAY)
 _NAMES = {"minute": MINUTE, "hour": HOUR, "day": DAY}
+_WHOLE_UNITS = (("d", DAY), ("h", HOUR), ("m", MINUTE), ("s", 1))  # largest first
 _UNITS = {"s": 1, "m": MINUTE, "h": HOUR, "d": DAY, "w": 7 * DAY}
 _DURATION = re.compile(r"([0-9]+)([smhdw])")
 
@@ -131,10 +132,9 @@ class Retention:
         def text(kept: float | None) -> str:
             if kept is None:
                 return "forever"
-            for unit, size in (("d", DAY), ("h", HOUR), ("m", MINUTE)):
-                if kept % size == 0:
-                    return f"{int(kept // size)}{unit}"
-            return f"{kept:.15g}s"
+            # parse takes whole numbers only: seconds at least divide it
+            unit, size = next((u, z) for u, z in _WHOLE_UNITS if kept % z == 0)
+            return f"{int(kept // size)}{unit}"
 
         return f"minute={text(self.minute)},hour={text(self.hour)},day={text(self.day)}"
 

@@ -75,12 +75,12 @@ class Api:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
-    """The seconds a 429 or 503 asks to wait (Retry-After, 1 if it names none); None for any
-    other answer."""
+    """The seconds a 429 or 503 asks to wait (Retry-After, at least 1: a proxy's 0 would have
+    the report ask again at once); None for any other answer."""
     if response.status_code not in (429, 503):
         return None
     value = response.headers.get("retry-after", "")
-    return float(value) if value.isascii() and value.isdigit() else 1.0
+    return max(1.0, float(value)) if value.isascii() and value.isdigit() else 1.0
 
 
 def client(url: str, token: str | None = None) -> httpx.Client:
