@@ -1,9 +1,11 @@
 """Settings from the environment and the command line; invalid settings exit 2 in one line."""
 
+import logging
 import os
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,17 @@ def plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in os.environ:
         if name.startswith(PREFIX):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def root_logging() -> Iterator[None]:
+    """``serve`` sets the root logger's handlers up on the stderr of its test (capsys's, closed
+    after it): the handlers before it are put back, so later tests' logs do not fail."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture
