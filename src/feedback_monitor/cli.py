@@ -1,11 +1,11 @@
 """The feedback-monitor command: serve the service, replay history into it, report on a series."""
 
 import argparse
-import re
 import signal
 import socket
 import sqlite3
 import sys
+import urllib.parse
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -103,9 +103,11 @@ def check_address(settings: Settings) -> None:
 
 
 def _password(url: str) -> str:
-    """The password in a URL's user part, as written (``scheme://user:password@host``)."""
-    found = re.match(r"[^:/]+://[^/@:]*:([^/@]*)@", url)
-    return found[1] if found else ""
+    """The password in a URL's user part, as written (not decoded: libpq quotes it so)."""
+    try:
+        return urllib.parse.urlsplit(url).password or ""
+    except ValueError:  # no URL (an unclosed [): libpq quotes none of it
+        return ""
 
 
 def serve(settings: Settings) -> None:

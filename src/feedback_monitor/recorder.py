@@ -179,11 +179,8 @@ class Recorder:
             if sent:
                 log.error("the store has not answered a write for %g s", timeout)
             # Fresh errors each time: a raised one keeps the frames it passed through.
-            not_sent = StoreError(f"queued behind a write unanswered for {timeout:g} s")
-            for futures, error in ((sent, StoreTimedOut(timeout)), (queued, not_sent)):
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(error)
+            _fail(sent, StoreTimedOut(timeout))
+            _fail(queued, StoreError(f"queued behind a write unanswered for {timeout:g} s"))
 
     async def _reload(self, every: float) -> None:
         """What other replicas committed, into the snapshot; the store answers in order, so a
@@ -324,9 +321,7 @@ class Recorder:
         self._flush()  # what arrived meanwhile: the next transaction starts at once
         error = RecorderClosed() if write.cancelled() else write.exception()
         if error is not None:
-            for _, future, *_ in counted + kept:  # the requests report it; the recorder lives on
-                if not future.done():
-                    future.set_exception(error)
+            _fail(_futures(counted, kept), error)  # the requests report it; the recorder lives on
             return
         outcomes, totals = write.result()
         self._states.update(totals)  # only this event loop reads or writes it
@@ -348,6 +343,13 @@ class Recorder:
 
 def _futures(counted: list[_Counted], kept: list[_Waiter]) -> list["asyncio.Future[Any]"]:
     return [future for _, future in counted] + [future for _, future, _ in kept]
+
+
+def _fail(futures: Iterable["asyncio.Future[Any]"], error: BaseException) -> None:
+    """The error for each request still waiting (one whose client went may be cancelled)."""
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
 
 
 def _named(records: Sequence[Record] | FeedbackBatch) -> list[Series]:

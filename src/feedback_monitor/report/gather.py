@@ -100,8 +100,7 @@ def gather(
 ) -> Report:
     """Every answer the report needs, for ``model``/``version`` over ``[start, end)``."""
     api = Api(http)
-    # Dots escaped too: a model named "." or ".." would otherwise be a path step to resolve.
-    series = f"/api/v1/models/{urllib.parse.quote(model, safe='').replace('.', '%2E')}"
+    series = f"/api/v1/models/{urllib.parse.quote(model, safe='')}"  # never . or ..: refused
     query: dict[str, str | float] = {"version": version, "start": start, "end": end, "time": view}
     summary = api.get(f"{series}/metrics", WindowAnswer, query)
     days = api.get(f"{series}/series", SeriesAnswer, {**query, "step": DAY_STEP})

@@ -299,10 +299,13 @@ def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> _Claimed:
 
 def check_database(url: str) -> None:
     """Connect, and refuse a database a newer version of the service wrote (``NewerSchema``)."""
+    version = 0  # of a database never migrated
     with connect(url) as connection:  # as the store connects
-        (known,) = connection.execute("SELECT to_regclass('schema_version')").fetchone() or (None,)
-        row = known and connection.execute("SELECT max(version) FROM schema_version").fetchone()
-    check_schema(int(row[0] or 0) if row else 0, len(MIGRATIONS))
+        (table,) = connection.execute("SELECT to_regclass('schema_version')").fetchone() or (None,)
+        if table is not None:
+            row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
+            version = row[0] if row else 0
+    check_schema(int(version or 0), len(MIGRATIONS))
 
 
 def _roll_back(connection: psycopg.Connection[Any]) -> None:
