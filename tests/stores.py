@@ -21,6 +21,7 @@ from feedback_monitor.store import (
     Totals,
     Window,
 )
+from feedback_monitor.store.child import StoreBug
 from feedback_monitor.store.sql import SQLStore
 from feedback_monitor.store.sqlite import SQLiteStore
 from feedback_monitor.windows import HOUR, MINUTE, Span, TimeView
@@ -82,6 +83,7 @@ class GatedStore:
     def __init__(self, data_dir: Path) -> None:
         self.inner = SQLiteStore(data_dir)
         self.failing = False
+        self.poison: str | None = None  # an id whose every write fails, as on a bug
         self.entered = threading.Event()
         self.gate = threading.Event()
         self.gate.set()
@@ -94,6 +96,8 @@ class GatedStore:
         assert self.gate.wait(WAIT)
         if self.failing:
             raise StoreDown("disk on fire")
+        if any(item.id == self.poison for entry in entries for _, item in entry.keyed):
+            raise StoreBug(f"a bug the id {self.poison!r} sets off")
         return self.inner.write(entries, now)
 
     def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:

@@ -30,6 +30,7 @@ from tests.integration import postgres
 from tests.integration.helpers import wait_until
 from tests.stores import check_migrated
 from tests.test_sqlite_buckets import (  # noqa: F401 - collected again, on PostgreSQL
+    test_a_backfill_over_thousands_of_days_is_stored_whole,
     test_a_join_lands_at_its_prediction_in_one_view_and_its_label_in_the_other,
     test_points_count_each_step_that_has_outcomes,
 )
@@ -205,9 +206,22 @@ def test_writers_racing_on_the_same_ids_count_each_once(fresh: str) -> None:
     assert loaded[A].counts + loaded[B].counts == Counts(tp=30, fn=30)
 
 
+def test_concurrent_batches_of_many_ids_fit_the_lock_table(fresh: str) -> None:
+    """Each transaction locks the hashes of its ids, at most 64: three batches of 5,000 ids at
+    once took a lock per id, past the server's lock table ("out of shared memory"), a 503."""
+    work = [[entry(*(Feedback(1, n % 2, *A, id=f"w{w}-{n}") for n in range(5000)))]
+            for w in range(3)]  # fmt: skip
+    outcomes = [o for mine in race(fresh, 3, work) for o in mine]
+    assert outcomes == [Accepted(5000, 0, [A])] * 3
+    store = PostgresStore(fresh)
+    counts = store.load()[A].counts
+    store.close()
+    assert counts == Counts(tp=3 * 2500, fp=3 * 2500)
+
+
 def test_batches_on_the_same_ids_take_turns_without_deadlocks(fresh: str) -> None:
     """Batches naming the same ids in opposite orders take their turns: each transaction holds
-    its ids, in sorted order, before it writes. (Had they deadlocked, the one aborted inside its
+    its ids' locks, in order, before it writes. (Had they deadlocked, the one aborted inside its
     savepoint used to fail as a lost database, a 503, instead of being retried.)"""
     rounds = [[f"r{r}-{n}" for n in range(30)] for r in range(6)]
     work = [

@@ -17,7 +17,7 @@ from feedback_monitor.recorder import Recorder, RecorderClosed, StoreTimedOut
 from feedback_monitor.records import Feedback, parse_feedback_batch
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Series
-from feedback_monitor.store.child import ChildStore
+from feedback_monitor.store.child import ChildStore, StoreBug
 from feedback_monitor.store.sqlite import SQLiteStore
 from tests.stores import WAIT, GatedStore, Sized, StoreDown, ThreadedStore
 
@@ -207,6 +207,34 @@ def test_a_failing_commit_is_raised_to_every_caller_and_leaves_the_snapshot(
 
     asyncio.run(main())
     assert reopened(tmp_path) == {("a", ""): BASE["a", ""].add(prediction=0, actual=1)}
+
+
+def test_a_bug_one_request_sets_off_fails_that_request_alone(tmp_path: Path) -> None:
+    """The requests that waited together go in one transaction; when a bug fails it (nothing
+    stored), each goes again alone: the one at fault fails, every other is counted once."""
+    seed_store(tmp_path)
+    store = GatedStore(tmp_path)
+    store.poison = "poison"
+    plain = feedbacks(6, seed=5)
+    keyed = [Feedback(1, n % 2, model="a", id=f"k{n}") for n in range(4)]
+    bad = Feedback(1, 1, model="a", id="poison")
+
+    async def main() -> list[Any]:
+        recorder = Recorder(ThreadedStore(store))
+        await recorder.start()
+        try:
+            store.gate.clear()
+            first = recorder.record(plain[0])  # in flight at the gate: the rest wait as one
+            assert await asyncio.to_thread(store.entered.wait, WAIT)
+            waiting = [recorder.record(f) for f in [*plain[1:], *keyed[:2], bad, *keyed[2:]]]
+            store.gate.set()
+            return await asyncio.gather(first, *waiting, return_exceptions=True)
+        finally:
+            await recorder.close()
+
+    outcomes = asyncio.run(main())
+    assert [type(o) for o in outcomes] == [Accepted] * 8 + [StoreBug] + [Accepted] * 2
+    assert reopened(tmp_path) == totals(BASE, [*plain, *keyed])
 
 
 def test_a_cancelled_caller_does_not_disturb_the_others(tmp_path: Path) -> None:

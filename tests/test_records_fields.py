@@ -3,6 +3,7 @@ whose message names it, while the seed's messages keep their meaning."""
 
 import itertools
 import json
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -47,6 +48,7 @@ def rfc3339(text: str) -> float:
 VALID_OPTIONAL = [
     ("model", "a" * 64, "a" * 64), ("model", "A-z_0.9:x", "A-z_0.9:x"), ("version", "", ""),
     ("version", "v" * 64, "v" * 64), ("id", "x", "x"), ("id", "é" * 128, "é" * 128),
+    ("id", "a b/ü 🙂", "a b/ü 🙂"),
     ("score", 0, 0.0), ("score", 1, 1.0), ("score", 0.25, 0.25), ("score", None, None),
     ("timestamp", "2024-01-01T00:00:00Z", rfc3339("2024-01-01T00:00:00Z")),
     ("timestamp", "2024-01-01T02:00:00+02:00", rfc3339("2024-01-01T00:00:00Z")),
@@ -84,7 +86,10 @@ INVALID_OPTIONAL = [
     ("timestamp", "yesterday"), ("timestamp", "1704067200"), ("timestamp", "2024-13-01T00:00:00Z"),
     ("timestamp", -1), ("timestamp", True), ("timestamp", [1]), ("timestamp", {}),
     ("timestamp", "1969-12-31T23:59:59Z"), ("timestamp", "1970-01-01T00:59:59+01:00"),
-    ("timestamp", "0001-01-01T00:00:00+01:00"),
+    ("timestamp", "0001-01-01T00:00:00+01:00"), ("id", "a\x00b"), ("id", "\t"), ("id", "a\n"),
+    ("id", "\x7f"), ("id", "\x85"),  # PostgreSQL's text cannot hold NUL; the rest garble logs
+    ("timestamp", 4e9), ("timestamp", "2099-01-01T00:00:00Z"),
+    ("timestamp", "9999-12-31T23:59:59Z"),  # years ahead: a wrong clock, or milliseconds
 ]  # fmt: skip
 
 
@@ -101,7 +106,13 @@ def test_a_bad_optional_field_is_named(parser: str, field: str, value: object) -
 
 @pytest.mark.parametrize("parser", list(PARSERS))
 @pytest.mark.parametrize(
-    ("field", "text"), [("score", b"1e400"), ("score", b"-0.0000001"), ("timestamp", b"-1e-9")]
+    ("field", "text"),
+    [
+        ("score", b"1e400"),
+        ("score", b"-0.0000001"),
+        ("timestamp", b"-1e-9"),
+        ("timestamp", b"1e400"),
+    ],
 )
 def test_numbers_just_out_of_range_are_refused(parser: str, field: str, text: bytes) -> None:
     parse, base = PARSERS[parser]
@@ -148,3 +159,14 @@ def test_a_prediction_needs_an_id_and_a_0_or_1(fields: dict[str, object], messag
 
 def test_a_prediction_ignores_actual() -> None:
     assert parse_prediction(body(**PREDICTION, actual=7)) == Prediction("p-1", 1)
+
+
+def test_a_timestamp_ahead_of_the_clock_counts_within_a_day() -> None:
+    """A client's clock a little fast is no error (the store counts such an outcome at its
+    arrival); a day ahead is, and milliseconds sent as seconds are named."""
+    soon = time.time() + 3600
+    assert parse_feedback(body(**FEEDBACK, timestamp=soon)).timestamp == soon
+    late = rejection(body(**FEEDBACK, timestamp=time.time() + 86_400 + 60))
+    assert late.message == "Invalid timestamp: more than a day ahead of the server's clock"
+    milliseconds = rejection(body(**FEEDBACK, timestamp=time.time() * 1000))
+    assert milliseconds.message.endswith("(Unix seconds, not milliseconds)")

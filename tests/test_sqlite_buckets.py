@@ -2,6 +2,7 @@
 chosen clocks, read back as windows and points in both views, expired, and reopened."""
 
 import random
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -275,3 +276,21 @@ def test_a_backfill_reads_its_histograms_a_few_statements_at_a_time(store: SQLit
     stream = [Outcome(FRAUD, now, f.timestamp or 0.0, f.prediction or 0, f.actual, f.score)
               for f in sent]  # fmt: skip
     assert_window(store, stream, Span(0, int(now) + DAY, MINUTE), sklearn=True)
+
+
+def test_a_backfill_over_thousands_of_days_is_stored_whole(store: SQLiteStore) -> None:
+    """7,000 outcomes a day apart add to 21,000 bucket rows of 13 values: they go in statements
+    of a bounded size, not in one past the database's limit (PostgreSQL takes 65,535 values a
+    statement, SQLite's own build 32,766), which failed the whole transaction."""
+    if isinstance(store, SQLiteStore):
+        store._db.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)
+    now = T0 + 0.5
+    sent = [
+        Feedback(index % 2, index // 2 % 2, *FRAUD, f"d{index}", None, now - index * DAY)
+        for index in range(7000)
+    ]
+    outcomes, _ = store.write([Entry({}, list(enumerate(sent)))], now)
+    assert outcomes == [Accepted(len(sent), 0, [FRAUD])]
+    stream = [Outcome(FRAUD, now, f.timestamp or 0.0, f.prediction or 0, f.actual, None)
+              for f in sent]  # fmt: skip
+    assert_window(store, stream, Span(0, int(now) + DAY, DAY))

@@ -9,6 +9,9 @@ returned, so reads never touch the disk and never see uncommitted state.
 With a store shared by several replicas, the totals of a commit are global, but a series this
 replica does not write to would stay as it was: ``refresh`` reloads every series that often.
 
+A write that fails on a bug (the store's transaction stored nothing of it) goes again, one
+request a write: the request that sets the bug off fails alone, not every other in its group.
+
 A store that does not answer a write within ``write_timeout`` (a disk or database that hangs)
 does not hold its requests, nor those queued behind it, for as long: a watchdog answers them 503,
 the first saying that their write may still be stored.
@@ -19,6 +22,7 @@ that certainly passes it is refused at once where the store's answer is known (`
 """
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -40,6 +44,7 @@ log = logging.getLogger(__name__)
 Record = Feedback | Prediction
 _Waiter = tuple[Entry, "asyncio.Future[Accepted]", bool]  # and whether it is a batch
 _Counted = tuple[Accepted, "asyncio.Future[Any]"]  # the outcome is known: all of it counted
+_Write = tuple[list[Entry], list[_Counted], list[_Waiter]]  # as ``Recorder._send`` takes it
 
 
 class RecorderClosed(Unavailable):
@@ -144,6 +149,8 @@ class Recorder:
         self._kept: list[_Waiter] = []
         self._in_flight: asyncio.Future[tuple[list[Accepted | Refused], Totals]] | None = None
         self._sending: tuple[list[_Counted], list[_Waiter]] = ([], [])  # the write in flight's
+        # The requests of a write that failed on a bug, each to go again in a write of its own.
+        self._alone: collections.deque[_Write] = collections.deque()
         self._sent_at = 0.0  # when it went, on the event loop's clock
         self._closing = False
         self._states: dict[Series, SeriesState] = {}
@@ -175,7 +182,9 @@ class Recorder:
                 continue
             sent, self._sending = _futures(*self._sending), ([], [])
             queued = _futures(self._counted, self._kept)
+            queued += [f for _, counted, kept in self._alone for f in _futures(counted, kept)]
             self._counted, self._kept, self._counts = [], [], {}
+            self._alone.clear()
             if sent:
                 log.error("the store has not answered a write for %g s", timeout)
             # Fresh errors each time: a raised one keeps the frames it passed through.
@@ -293,33 +302,50 @@ class Recorder:
         return loop.create_future()
 
     def _flush(self) -> None:
-        if self._in_flight is not None or not (self._counted or self._kept):
+        if self._in_flight is not None:
             return  # what waits goes when the write in flight is answered
-        counted, kept, counts = self._counted, self._kept, self._counts
-        self._counted, self._kept, self._counts = [], [], {}
-        deltas = {series: Counts(*cells) for series, cells in counts.items()}
-        entries = [Entry(deltas, [])] if counted else []
+        if self._alone:
+            self._send(*self._alone.popleft())
+        elif self._counted or self._kept:
+            counted, kept, counts = self._counted, self._kept, self._counts
+            self._counted, self._kept, self._counts = [], [], {}
+            deltas = {series: Counts(*cells) for series, cells in counts.items()}
+            self._send([Entry(deltas, [])] if counted else [], counted, kept)
+
+    def _send(self, counting: list[Entry], counted: list[_Counted], kept: list[_Waiter]) -> None:
+        """One write: the counts of ``counted`` in ``counting`` (one entry, or none), then each
+        entry kept whole."""
         write: asyncio.Future[tuple[list[Accepted | Refused], Totals]]
         try:
             write = asyncio.ensure_future(  # noqa: RUF006 - kept in self._in_flight below
-                self._store.write(entries + [e for e, _, _ in kept])
+                self._store.write(counting + [e for e, _, _ in kept])
             )
         except Exception as error:  # no request may be left waiting for an answer
             write = asyncio.get_running_loop().create_future()
             write.set_exception(error)
         self._in_flight = write
         self._sending, self._sent_at = (counted, kept), asyncio.get_running_loop().time()
-        write.add_done_callback(functools.partial(self._written, counted, kept))
+        write.add_done_callback(functools.partial(self._written, counting, counted, kept))
 
     def _written(
         self,
+        counting: list[Entry],
         counted: list[_Counted],
         kept: list[_Waiter],
         write: "asyncio.Future[tuple[list[Accepted | Refused], Totals]]",
     ) -> None:
         self._in_flight, self._sending = None, ([], [])
-        self._flush()  # what arrived meanwhile: the next transaction starts at once
         error = RecorderClosed() if write.cancelled() else write.exception()
+        if error is not None and not isinstance(error, Unavailable) and len(counting + kept) > 1:
+            # A bug, which stored nothing: each request again in a write of its own, so that
+            # one request that sets it off fails alone, not every other in its transaction.
+            log.warning("a write failed on a bug: its requests go again, each alone")
+            if any(not future.done() for _, future in counted):  # (the watchdog's are)
+                self._alone.append((counting, counted, []))
+            self._alone.extend(([], [], [w]) for w in kept if not w[1].done())
+            self._flush()
+            return
+        self._flush()  # what arrived meanwhile: the next transaction starts at once
         if error is not None:
             _fail(_futures(counted, kept), error)  # the requests report it; the recorder lives on
             return
@@ -328,7 +354,7 @@ class Recorder:
         for accepted, future in counted:
             if not future.done():
                 future.set_result(accepted)
-        self._answer(kept, outcomes[1 if counted else 0 :])
+        self._answer(kept, outcomes[len(counting) :])
 
     def _answer(self, kept: list[_Waiter], outcomes: list[Accepted | Refused]) -> None:
         """Each entry kept whole its outcome: accepted, or refused as a client error."""

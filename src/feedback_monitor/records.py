@@ -21,6 +21,7 @@ feedback_monitor.records.InvalidRecord: Invalid model: 1 to 64 characters, each 
 import collections
 import operator
 import re
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, NamedTuple, TypeVar
@@ -45,13 +46,19 @@ NAME_PATTERN = r"^(?!\.\.?\Z)[A-Za-z0-9_.:-]{1,64}\Z"
 VERSION_PATTERN = r"^[A-Za-z0-9_.:-]{0,64}\Z"
 _Name = Annotated[str, msgspec.Meta(pattern=NAME_PATTERN)]
 _Version = Annotated[str, msgspec.Meta(pattern=VERSION_PATTERN)]
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+# No control characters: PostgreSQL's text cannot hold NUL, and the rest garble logs.
+ID_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*\Z"
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=ID_PATTERN)]
 _Score = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 _Timestamp = Annotated[datetime, msgspec.Meta(tz=True)] | Annotated[float, msgspec.Meta(ge=0.0)]
 _NAME_RULES = {
     "model": "1 to 64 characters, each a letter, a digit or one of _ . : -, but not . or ..",
     "version": "at most 64 characters, each a letter, a digit or one of _ . : -",
+    "id": "1 to 128 characters, none of them a control character",
 }
+AHEAD = 86_400.0
+"""How far ahead of this server's clock a timestamp may be: a clock a little fast counts at
+arrival; a day ahead is a wrong clock, or milliseconds sent as seconds."""
 _ERROR_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>.*)`)?$", re.S)
 _ITEM_PATH = re.compile(r"^\.items\[(?P<index>\d+)\](?:\.(?P<field>\w+))?")
 
@@ -166,13 +173,15 @@ class _Presence(msgspec.Struct, gc=False):
         """Whether one of these 0/1 fields holds anything but the JSON integer 0 or 1."""
         return any(self.has(f) and bytes(getattr(self, f)) not in _BINARY_TEXTS for f in fields)
 
-    def early_timestamp(self) -> bool:
-        """Whether the timestamp is an RFC 3339 time before 1970 (see ``_seconds``)."""
+    def timestamp_error(self) -> "InvalidRecord | None":
+        """The error of a timestamp msgspec lets through (see ``_seconds``), if it has one."""
         try:
-            moment: datetime = _decode_moment(self.timestamp)
-        except msgspec.DecodeError:  # absent, a number, or no valid time: not this error
-            return False
-        return moment.timestamp() < 0
+            _seconds(_decode_time(self.timestamp))
+        except msgspec.DecodeError:  # absent, or msgspec's own error: not this one
+            return None
+        except InvalidRecord as error:
+            return error
+        return None
 
 
 class _Kind(NamedTuple):
@@ -198,7 +207,7 @@ _decode_prediction = msgspec.json.Decoder(_PredictionBody).decode
 _decode_prediction_batch = msgspec.json.Decoder(_PredictionBatch).decode
 _decode_presence = msgspec.json.Decoder(_Presence).decode
 _decode_presence_batch = msgspec.json.Decoder(_PresenceBatch).decode
-_decode_moment = msgspec.json.Decoder(Annotated[datetime, msgspec.Meta(tz=True)]).decode
+_decode_time = msgspec.json.Decoder(_Timestamp).decode
 
 
 def parse_time(text: str) -> datetime:
@@ -310,18 +319,17 @@ def _prediction(b: _PredictionBody) -> Prediction:
 
 
 def _seconds(timestamp: datetime | float | None) -> float | None:
-    if not isinstance(timestamp, datetime):
-        return timestamp  # a number: msgspec checked it is 0 or more
-    seconds = timestamp.timestamp()
+    if timestamp is None:
+        return None
+    seconds = timestamp.timestamp() if isinstance(timestamp, datetime) else timestamp
     if seconds < 0:  # what msgspec's ``ge`` does for a number, for a time
-        raise _early_timestamp()
+        raise InvalidRecord("Invalid timestamp: before 1970-01-01T00:00:00Z", "invalid_timestamp")
+    if seconds > time.time() + AHEAD:
+        message = "Invalid timestamp: more than a day ahead of the server's clock"
+        if seconds > 1e11 and not isinstance(timestamp, datetime):  # past the year 5138
+            message += " (Unix seconds, not milliseconds)"
+        raise InvalidRecord(message, "invalid_timestamp")
     return seconds
-
-
-def _early_timestamp(index: int | None = None) -> InvalidRecord:
-    return InvalidRecord(
-        "Invalid timestamp: before 1970-01-01T00:00:00Z", "invalid_timestamp", index
-    )
 
 
 def _at(index: int, build: Callable[[B], T], item: B) -> T:
@@ -370,8 +378,8 @@ def _first_error(body: bytes, invalid: InvalidRecord, kind: _Kind, batch: bool) 
             return InvalidRecord(MISSING_FIELDS, "missing_fields", at)
         if presence.bad_value(kind.binary):
             return InvalidRecord(BAD_VALUES, "invalid_value", at)
-        if index < last and presence.early_timestamp():  # (msgspec's own item: its error)
-            return _early_timestamp(at)
+        if index < last and (error := presence.timestamp_error()) is not None:
+            return InvalidRecord(error.message, error.reason, at)  # (msgspec's item: its own)
     return invalid
 
 

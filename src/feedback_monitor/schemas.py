@@ -237,11 +237,14 @@ _Binary = Annotated[
 ]
 _Model = Annotated[str, msgspec.Meta(pattern="^(?!\\.\\.?$)[A-Za-z0-9_.:-]{1,64}$")]
 _Version = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.:-]{0,64}$")]
-_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_Id = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")
+]
 _Score = Annotated[float, msgspec.Meta(ge=0, le=1)]
+_WHEN = "not before 1970, nor a day ahead of the server's clock (a time ahead counts at arrival)"
 _Timestamp = (
-    Annotated[str, msgspec.Meta(description="RFC 3339, with a time zone; not before 1970")]
-    | Annotated[float, msgspec.Meta(ge=0, description="Unix seconds")]
+    Annotated[str, msgspec.Meta(description="RFC 3339, with a time zone")]
+    | Annotated[float, msgspec.Meta(ge=0, description=f"or Unix seconds; either way {_WHEN}")]
 )
 
 

@@ -58,9 +58,11 @@ def add(
         for arrival, prediction in _slots(moment):
             _add_to(rows, arrival, 0, counts)
             _add_to(rows, prediction, 4, counts)
-    if rows:  # in one statement: a statement costs more than a row
-        values = [v for slot, row in rows.items() for v in (*series, *slot, shard, *row)]
-        db.execute(_add(len(rows)), values)
+    slots = list(rows.items())
+    for start in range(0, len(slots), _ADD_ROWS):  # few statements: one costs more than a row
+        chunk = slots[start : start + _ADD_ROWS]
+        values = [v for slot, row in chunk for v in (*series, *slot, shard, *row)]
+        db.execute(_add(len(chunk)), values)
     return Scores(db, (*series, shard), scored) if scored else None
 
 
@@ -105,6 +107,7 @@ class Scores:
 
 
 _READ_STARTS = 500
+_ADD_ROWS = 1000  # 13,000 parameters: PostgreSQL takes 65,535 a statement, SQLite 32,766
 
 
 @functools.cache

@@ -36,6 +36,8 @@ NETWORK_TIMEOUT = 10.0  # seconds unanswered on the connection before it counts 
 _MIGRATION_LOCK = 0x6664_6D6F_6E69  # pg_advisory_xact_lock key: "fdmoni"
 _SHARD_LOCKS = 0x7368  # the first key of the shards' advisory locks ("sh")
 _SERIES_LOCK = 0x6664_7365_7269  # pg_advisory_xact_lock key: "fdseri"
+_ID_LOCKS = 0x6964  # the first key of the ids' advisory locks ("id")
+_ID_LOCK_KEYS = 64  # the second: an id's hash, to this many (a power of two)
 SHARDS = 8  # more writers than this share shards: still exact, but they queue for rows
 
 MIGRATIONS = (
@@ -237,11 +239,14 @@ class PostgresConnector:
                 db.execute("INSERT INTO schema_version VALUES (?)", (len(MIGRATIONS),))
 
     def lock_ids(self, db: Database, ids: Sequence[str]) -> None:
-        # Transaction-level advisory locks, taken in the array's (sorted) order; a hash that two
-        # ids share only makes their writers take turns.
+        # Transaction-level advisory locks on the ids' hashes, in order. A hash that two ids
+        # share only makes their writers take turns; a lock per id would fill the server's lock
+        # table (64 a connection by default) with a few concurrent batches of 10,000 ids.
         db.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(id, 0)) FROM unnest(?::text[]) AS id",
-            (list(ids),),
+            "SELECT pg_advisory_xact_lock(?, key) FROM (SELECT DISTINCT"
+            f" (hashtextextended(id, 0) & {_ID_LOCK_KEYS - 1})::int AS key"
+            " FROM unnest(?::text[]) AS id ORDER BY key) AS keys",
+            (_ID_LOCKS, list(ids)),
         )
 
     def lock_series(self, db: Database) -> None:

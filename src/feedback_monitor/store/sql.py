@@ -94,8 +94,8 @@ class Connector(Protocol):
         """A connection inside a transaction: committed at the end, rolled back on error."""
 
     def lock_ids(self, db: Database, ids: Sequence[str]) -> None:
-        """Hold the ids (sorted) until the transaction ends: writers that share ids then take
-        their turns whole, instead of locking rows in each other's way (deadlocks)."""
+        """Hold the ids until the transaction ends: writers that share ids then take their
+        turns whole, instead of locking rows in each other's way (deadlocks)."""
 
     def lock_series(self, db: Database) -> None:
         """Hold the right to create series until the transaction ends (taken after the ids):
@@ -523,8 +523,8 @@ def _state(
 
 
 def _ids(entries: Sequence[Entry]) -> list[str]:
-    """Every id the entries name, sorted."""
-    return sorted({item.id for entry in entries for _, item in entry.keyed if item.id is not None})
+    """Every id the entries name."""
+    return list({item.id for entry in entries for _, item in entry.keyed if item.id is not None})
 
 
 def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]:
