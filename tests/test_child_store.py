@@ -1,8 +1,10 @@
 """ChildStore: a SQLiteStore in a child process, answering pipelined requests over pipes."""
 
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -17,7 +19,7 @@ from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, Entry, Refused, Series, Totals
 from feedback_monitor.store import child as child_store
-from feedback_monitor.store.child import ChildStore, StoreBug, from_rows, to_rows
+from feedback_monitor.store.child import ChildStore, StoreBug, from_rows, to_rows, unavailable
 from feedback_monitor.store.sqlite import SQLiteStore
 
 A: Series = ("default", "")
@@ -194,3 +196,31 @@ def test_a_bug_in_the_store_process_is_internal_and_its_trouble_unavailable(
 
     run(tmp_path, scenario)
     assert "Traceback" in capfd.readouterr().err  # the child logged the bug's traceback
+
+
+def test_sqlite_errors_are_told_apart_by_their_result_code(tmp_path: Path) -> None:
+    """A locked, read-only or unreadable database is the store's trouble (a 503 to retry); an
+    error of the SQL itself (a syntax error, too many parameters) is a bug (a 500)."""
+    path = tmp_path / "db.sqlite3"
+    with contextlib.closing(sqlite3.connect(path, timeout=0, isolation_level=None)) as db:
+        db.execute("CREATE TABLE t (x)")
+        db.execute("BEGIN IMMEDIATE")
+        with contextlib.closing(sqlite3.connect(path, timeout=0)) as other:
+            errors = [caught(other.execute, "INSERT INTO t VALUES (1)")]  # locked
+        db.execute("ROLLBACK")
+        uri = f"file:{path}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as read_only:
+            errors.append(caught(read_only.execute, "INSERT INTO t VALUES (1)"))
+        (tmp_path / "junk").write_bytes(b"not a database" * 100)
+        with contextlib.closing(sqlite3.connect(tmp_path / "junk")) as junk:
+            errors.append(caught(junk.execute, "SELECT * FROM t"))
+        assert [unavailable(e) for e in errors] == [True, True, True], errors
+        bugs = [caught(db.execute, "SELEC 1"), caught(db.execute, "SELECT * FROM missing")]
+        bugs.append(caught(db.execute, "SELECT ?", (1, 2)))
+        assert [unavailable(e) for e in bugs] == [False, False, False], bugs
+
+
+def caught(call: Callable[..., object], *args: object) -> Exception:
+    with pytest.raises(sqlite3.Error) as error:
+        call(*args)
+    return error.value

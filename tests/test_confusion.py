@@ -256,3 +256,12 @@ def test_undefined_metrics_are_those_sklearn_cannot_divide(stream: Stream) -> No
 def test_every_metric_is_undefined_without_outcomes() -> None:
     names = {*Counts().proportions(), "f1_score", "balanced_accuracy", "matthews"}
     assert Counts().undefined() == names
+
+
+@pytest.mark.parametrize("scale", [1, 10**4, 97_949_941, 10**12])
+def test_matthews_of_a_perfect_classifier_is_exactly_one_at_any_scale(scale: int) -> None:
+    """scikit-learn's answer for a perfect (or perfectly wrong) classifier, which rounding
+    passed by an ulp at about 10^8 outcomes."""
+    for tp, tn in [(scale, scale), (scale, 95_311_175), (3, scale)]:
+        assert Counts(tp=tp, tn=tn).matthews == 1.0
+        assert Counts(fp=tp, fn=tn).matthews == -1.0

@@ -5,6 +5,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -17,7 +18,7 @@ from starlette.routing import Route
 from feedback_monitor import dashboard, openapi
 from feedback_monitor.body import Deadlines, read_json_body
 from feedback_monitor.edge import Edge, FastRoute, internal_error, reject
-from feedback_monitor.errors import HTTPError
+from feedback_monitor.errors import HTTPError, StoreError
 from feedback_monitor.exposition import Exposition
 from feedback_monitor.gate import Gate
 from feedback_monitor.query import (
@@ -59,6 +60,7 @@ from feedback_monitor.windows import TimeView
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 READY_TIMEOUT = 2.0
 EXPIRY_INTERVAL = 60.0  # seconds between sweeps for expired predictions
 REFRESH = 1.0  # seconds between reloads of every series from a shared store
@@ -131,7 +133,7 @@ class Service:
             request.path_params["model"], request.query_params, time.time(), self.retention
         )
         self._check_known(query.series)
-        window = await self.store.window(query.series, query.view, window_spans(query))
+        window = await self._read(self.store.window(query.series, query.view, window_spans(query)))
         costs = self.settings.costs_of(*query.series)
         return json_response(window_answer(query, window, costs))
 
@@ -141,7 +143,9 @@ class Service:
             request.path_params["model"], request.query_params, time.time(), self.retention
         )
         self._check_known(query.series)
-        points = await self.store.points(query.series, query.view, query.span, query.step)
+        points = await self._read(
+            self.store.points(query.series, query.view, query.span, query.step)
+        )
         return json_response(series_answer(query, points))
 
     async def drift(self, request: Request) -> Response:
@@ -149,14 +153,24 @@ class Service:
         series, limit = drift_query(request.path_params["model"], request.query_params)
         self._check_known(series)
         now, events = time.time(), []
-        for event in await self.store.events(series, limit):
+        for event in await self._read(self.store.events(series, limit)):
             before, after = drift_spans(event.at, now, self.retention)
             accuracy = [
-                await self.store.window(series, TimeView.ARRIVAL, s) for s in (before, after)
+                await self._read(self.store.window(series, TimeView.ARRIVAL, s))
+                for s in (before, after)
             ]
             events.append((event, accuracy[0].counts, accuracy[1].counts))
         state = self.recorder.snapshot[series]
         return json_response(drift_answer(series, state, events))
+
+    async def _read(self, reading: Awaitable[T]) -> T:
+        """A read of the store, given up after ``write_timeout`` as a write is: a store that
+        hangs answers 503, and reads do not pile up behind it."""
+        timeout = self.settings.write_timeout
+        try:
+            return await asyncio.wait_for(reading, timeout)
+        except TimeoutError:
+            raise StoreError(f"no answer to a read within {timeout:g} s") from None
 
     def _check_known(self, series: Series) -> None:
         if series not in self.recorder.snapshot:

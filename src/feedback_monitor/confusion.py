@@ -96,8 +96,13 @@ class Counts:
     def matthews(self) -> float:
         """Matthews correlation coefficient; 0.0 when a row or column is empty, as scikit-learn."""
         predicted, actual = self.tp + self.fp, self.tp + self.fn
-        spread = predicted * actual * (self.total - predicted) * (self.total - actual)
-        return (self.tp * self.tn - self.fp * self.fn) / math.sqrt(spread) if spread else 0.0
+        spread = math.sqrt(predicted * actual) * math.sqrt(
+            (self.total - predicted) * (self.total - actual)
+        )  # two roots: one of the whole product overflows a float sooner
+        if not spread:
+            return 0.0
+        # Rounding may pass ±1 by an ulp (a perfect classifier of 10^8 outcomes gave 1 + 2e-16).
+        return max(-1.0, min(1.0, (self.tp * self.tn - self.fp * self.fn) / spread))
 
     @property
     def prevalence(self) -> float:

@@ -181,7 +181,8 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds a write may wait for the store's commit (a disk or database that "
         "hangs); then it gets a 503 that says it may still be stored, and writes queued behind "
-        "it a 503 too. A retry with the same ids is counted once.",
+        "it a 503 too. A retry with the same ids is counted once. Reads of windows, series and "
+        "drift get a 503 after as long.",
     )
     shutdown_timeout: int = Field(
         default=20,

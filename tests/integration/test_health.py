@@ -1,5 +1,7 @@
 """/health answers while the process runs; /ready only while the store answers."""
 
+import os
+import signal
 from pathlib import Path
 
 import httpx
@@ -7,7 +9,8 @@ import pytest
 
 from feedback_monitor.app import create_app
 from feedback_monitor.settings import Settings
-from tests.integration.helpers import InProcessServer, LocalStore
+from feedback_monitor.testing import ServiceProcess
+from tests.integration.helpers import InProcessServer, LocalStore, process_tree
 
 pytestmark = pytest.mark.integration
 
@@ -37,3 +40,28 @@ def test_ready_is_503_while_the_store_does_not_answer(data_dir: Path) -> None:
         assert ready.headers["content-type"].startswith("application/json")
         assert isinstance(ready.json()["error"], str)
         assert_json(client.get("/health"), 200, {"status": "ok"})
+
+
+def test_a_hung_store_answers_reads_and_writes_503_in_time(data_dir: Path) -> None:
+    """The store process stopped (a disk or database that hangs): writes, windows, series and
+    drift each get a 503 after ``--write-timeout`` instead of waiting for it; once it goes on,
+    they answer again."""
+    with (
+        ServiceProcess(data_dir, "--write-timeout", "0.5") as service,
+        httpx.Client(base_url=service.url, timeout=30.0) as client,
+    ):
+        assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 200
+        [store] = [pid for pid in process_tree(service.pid) if pid != service.pid]
+        reads = ["/metrics", "/series?step=60", "/drift"]
+        os.kill(store, signal.SIGSTOP)
+        try:
+            for path in reads:
+                answer = client.get("/api/v1/models/default" + path)
+                assert answer.status_code == 503, (path, answer.text)
+                assert answer.json() == {"error": "Store unavailable"}
+            written = client.post("/feedback", json={"prediction": 1, "actual": 0})
+            assert written.status_code == 503, written.text
+        finally:
+            os.kill(store, signal.SIGCONT)
+        for path in reads:
+            assert client.get("/api/v1/models/default" + path).status_code == 200, path

@@ -370,13 +370,26 @@ def _answer_one(store: Store, request: list[Any]) -> list[object]:
 def _failure(error: Exception) -> list[object]:
     """The answer for a failed request: the store's own trouble, or a bug (logged here)."""
     detail = f"{type(error).__name__}: {error}"
-    if isinstance(error, OSError | psycopg.OperationalError) or type(error) in (
-        sqlite3.OperationalError,
-        sqlite3.DatabaseError,
-    ):
+    if unavailable(error):
         return ["error", "unavailable", detail]
     traceback.print_exc()  # to stderr: the server's log
     return ["error", "internal", detail]
+
+
+# SQLite's result codes for trouble outside the program; its other errors (SQLITE_ERROR: a
+# syntax error, a missing table, too many parameters) are bugs, not a store to wait for.
+_SQLITE_TROUBLE = frozenset(
+    (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_NOMEM, sqlite3.SQLITE_READONLY,
+     sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_FULL, sqlite3.SQLITE_CANTOPEN,
+     sqlite3.SQLITE_PROTOCOL, sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_PERM)
+)  # fmt: skip
+
+
+def unavailable(error: Exception) -> bool:
+    """Whether the error is the store's own trouble (a 503 to retry), not a bug (a 500)."""
+    if isinstance(error, sqlite3.DatabaseError):
+        return getattr(error, "sqlite_errorcode", 0) & 0xFF in _SQLITE_TROUBLE
+    return isinstance(error, OSError | psycopg.OperationalError)
 
 
 def _answer(store: Store, requests: list[list[Any]]) -> list[list[object]]:

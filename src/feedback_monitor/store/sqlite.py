@@ -222,13 +222,18 @@ class SQLiteConnector:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        try:
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:  # SQLite leaves it open after some failures
+                self.db.execute("ROLLBACK")
+            raise
 
     def _check_files(self) -> None:
         """Fail unless the database and its WAL are still the files at their paths."""
         for path, known in self._files.items():
             if _identity(path) != known:
-                raise sqlite3.OperationalError(f"{path} was deleted or replaced while open")
+                raise OSError(f"{path} was deleted or replaced while open")
 
     def lock_ids(self, db: Database, ids: Sequence[str]) -> None:
         pass  # the only writer waits for nobody
