@@ -93,8 +93,9 @@ def configuration() -> str:
         "",
         "Every setting of `feedback-monitor serve` is a flag and an environment variable. A flag"
         " wins over the environment, which wins over the default. An invalid value prints one line"
-        " naming the setting and exits 2. Durations are seconds; `prediction_ttl` also takes"
-        " ISO 8601 (`P30D`, `PT1H`), and `retention` a number with a unit (`48h`, `90d`).",
+        " naming the setting and exits 2. Durations are seconds; `prediction_ttl` also takes a"
+        " number with a unit (`30d`) or ISO 8601 (`P30D`, `PT1H`), and `retention` a number with"
+        " a unit (`48h`, `90d`).",
         "`GET /api/v1/config` answers the settings in force, secrets left out.",
         "",
         *table(header, rows),

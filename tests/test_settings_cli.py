@@ -2,6 +2,7 @@
 
 import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -174,6 +175,9 @@ def test_flags_override_the_environment_field_by_field(
         (["--max-batch-items", "0"], "max_batch_items"),
         (["--max-batch-body-bytes", "100"], "max_batch_body_bytes"),
         (["--prediction-ttl", "PT0.5S"], "prediction_ttl"),  # the sweep would spin
+        (["--prediction-ttl", "1.5"], "prediction_ttl"),
+        (["--prediction-ttl", "0d"], "prediction_ttl"),
+        (["--prediction-ttl", "1x"], "prediction_ttl"),
         (["--body-timeout", "inf"], "body_timeout"),
         (["--header-timeout", "nan"], "header_timeout"),
         (["--rate-limit", "1e-320"], "rate_limit"),
@@ -256,15 +260,20 @@ def test_a_rule_across_settings_names_no_variable(
 
 
 @pytest.mark.parametrize("where", ["flag", "environment"])
-def test_prediction_ttl_in_seconds(
-    where: str, served: list[Settings], monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("text", "ttl"),
+    [("3600", timedelta(hours=1)), ("90m", timedelta(minutes=90)), ("2w", timedelta(weeks=2)),
+     ("30d", timedelta(days=30)), ("PT1H", timedelta(hours=1))],
+)  # fmt: skip
+def test_prediction_ttl_in_seconds_units_or_iso_8601(
+    where: str, text: str, ttl: timedelta, served: list[Settings], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if where == "flag":
-        cli.main(["serve", "--prediction-ttl", "3600"])
+        cli.main(["serve", "--prediction-ttl", text])
     else:
-        monkeypatch.setenv(PREFIX + "PREDICTION_TTL", "3600")
+        monkeypatch.setenv(PREFIX + "PREDICTION_TTL", text)
         cli.main(["serve"])
-    assert [settings.prediction_ttl for settings in served] == [timedelta(hours=1)]
+    assert [settings.prediction_ttl for settings in served] == [ttl]
 
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[str, str]:
@@ -277,11 +286,29 @@ def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[str, s
 
 
 def assert_one_line_naming(stderr: str, setting: str) -> None:
+    """One line that names the setting, and its flag or its environment variable."""
     lines = stderr.splitlines()
     assert len(lines) == 1, stderr
     assert setting in lines[0]
-    assert PREFIX + setting.upper() in lines[0]
+    named = {PREFIX + setting.upper(), "--" + setting.replace("_", "-")} & set(
+        re.split(r"[ (),]", lines[0])
+    )
+    assert named, lines[0]
     assert "Traceback" not in stderr
+
+
+def test_the_error_names_where_the_invalid_value_came_from(
+    served: list[Settings], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, err = refused(["serve", "--port", "70000"], capsys)
+    assert "(--port)" in err
+    monkeypatch.setenv(PREFIX + "PORT", "70000")
+    _, err = refused(["serve"], capsys)
+    assert f"({PREFIX}PORT)" in err
+    monkeypatch.delenv(PREFIX + "PORT")
+    _, err = refused(["serve", "--prediction-ttl", "1.5"], capsys)
+    assert err.endswith("(--prediction-ttl): not a duration: '1.5' (seconds, a number with s, m, h,"
+                        " d or w such as 30d, or ISO 8601 such as P30D)\n")  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """The feedback-monitor command: serve the service, replay history into it, report on a series."""
 
 import argparse
+import json
 import signal
 import socket
 import sqlite3
@@ -29,10 +30,18 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP service")
     # No defaults here: an absent flag leaves the value to the environment, then to Settings.
+    defaults = Settings.model_construct().model_dump(mode="json")  # no environment read
     for field, info in Settings.model_fields.items():
-        flag = "--" + field.replace("_", "-")
-        switch: dict[str, Any] = {"nargs": "?", "const": "true"} if info.annotation is bool else {}
-        serve.add_argument(flag, dest=field, default=None, help=info.description, **switch)
+        switch: dict[str, Any] = {}
+        if info.annotation is bool:  # a bare flag turns it on
+            switch = {"nargs": "?", "const": "true", "metavar": "true|false"}
+        default = defaults[field]
+        shown = "unset" if default is None else "empty" if default == "" else default
+        shown = shown if isinstance(shown, str) else json.dumps(shown)
+        described = f"{info.description} Default: {shown}; environment: {_variable(field)}."
+        serve.add_argument(
+            _flag(field), dest=field, default=None, help=described.replace("%", "%%"), **switch
+        )
     report.add_parser(commands)
     replay.add_parser(commands)
     return parser
@@ -51,8 +60,10 @@ def load_settings(overrides: dict[str, Any]) -> Settings:
         first = error.errors()[0]
         if not first["loc"]:  # a rule across settings
             _fail(f"invalid settings: {first['msg']}")
-        name = ".".join(str(part) for part in first["loc"])
-        _fail(f"invalid setting {name} ({_variable(str(first['loc'][0]))}): {first['msg']}")
+        name, field = ".".join(str(part) for part in first["loc"]), str(first["loc"][0])
+        given = _flag(field) if overrides.get(field) is not None else _variable(field)
+        message = str(first["msg"]).removeprefix("Value error, ")
+        _fail(f"invalid setting {name} ({given}): {message}")
 
 
 def server_stack(header_timeout: float) -> dict[str, Any]:
@@ -64,6 +75,10 @@ def server_stack(header_timeout: float) -> dict[str, Any]:
         "server_header": False,
         "proxy_headers": False,  # no client address is used; saves a middleware per request
     }
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def _variable(name: str) -> str:
@@ -87,7 +102,8 @@ def check_store(settings: Settings) -> None:
             reason = reason.replace(settings.store, "the store's URL")
             if password := _password(settings.store):  # as libpq quotes it
                 reason = reason.replace(f'"{password}"', '"(the password)"')
-        _fail(f"invalid setting {name} ({_variable(name)}): cannot open the store: {reason}")
+        given = f"{_flag(name)}, {_variable(name)}"
+        _fail(f"invalid setting {name} ({given}): cannot open the store: {reason}")
 
 
 def check_address(settings: Settings) -> None:

@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from feedback_monitor.auth import check_token, read_token_file
 from feedback_monitor.confusion import Costs
-from feedback_monitor.windows import Retention
+from feedback_monitor.windows import Retention, parse_duration
 
 
 class LogFormat(StrEnum):
@@ -34,9 +34,20 @@ class LogLevel(StrEnum):
     ERROR = "error"
 
 
-def _seconds_text(value: object) -> object:
-    """A duration given as digits (a flag, an environment variable) is seconds."""
-    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value
+def _duration_text(value: object) -> object:
+    """A duration given as text (a flag, an environment variable): digits are seconds, a number
+    with a unit is as in ``retention`` (``30d``), and ISO 8601 (``P30D``) is pydantic's."""
+    if not isinstance(value, str) or value.strip().upper().lstrip("-").startswith("P"):
+        return value
+    if value.isascii() and value.isdigit():
+        return int(value)
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(
+            f"not a duration: {value!r} (seconds, a number with s, m, h, d or w such as 30d,"
+            " or ISO 8601 such as P30D)"
+        ) from None
 
 
 def _retention(value: object) -> object:
@@ -110,11 +121,12 @@ class Settings(BaseSettings):
     max_series: int = Field(
         default=1000, ge=1, description="Most (model, version) series kept; more is refused (422)."
     )
-    prediction_ttl: Annotated[timedelta, BeforeValidator(_seconds_text)] = Field(
+    prediction_ttl: Annotated[timedelta, BeforeValidator(_duration_text)] = Field(
         default=timedelta(days=30),
         ge=timedelta(seconds=1),  # the expiry sweep runs every tenth of it
         description="How long a prediction waits for its label, and an id is remembered, from "
-        "when it was stored or labelled (seconds or ISO 8601, such as P30D; at least 1 s).",
+        "when it was stored or labelled (seconds, a number with a unit such as 30d, or ISO 8601 "
+        "such as P30D; at least 1 s).",
     )
     max_batch_items: int = Field(
         default=10_000, ge=1, description="Most items in one batch request (413 above)."
