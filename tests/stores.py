@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from feedback_monitor.confusion import Counts
+from feedback_monitor.errors import StoreLost
 from feedback_monitor.store import (
     Accepted,
     AsyncStore,
@@ -84,6 +85,7 @@ class GatedStore:
         self.inner = SQLiteStore(data_dir)
         self.failing = False
         self.poison: str | None = None  # an id whose every write fails, as on a bug
+        self.losing = False  # each write commits, then its answer is lost with the process
         self.entered = threading.Event()
         self.gate = threading.Event()
         self.gate.set()
@@ -98,7 +100,10 @@ class GatedStore:
             raise StoreDown("disk on fire")
         if any(item.id == self.poison for entry in entries for _, item in entry.keyed):
             raise StoreBug(f"a bug the id {self.poison!r} sets off")
-        return self.inner.write(entries, now)
+        answer = self.inner.write(entries, now)
+        if self.losing:
+            raise StoreLost("store process exited with -9")
+        return answer
 
     def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:
         return self.inner.expire(before, cutoffs)

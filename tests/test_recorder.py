@@ -13,7 +13,7 @@ from sklearn.metrics import confusion_matrix
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.errors import Unavailable
-from feedback_monitor.recorder import Recorder, RecorderClosed, StoreTimedOut
+from feedback_monitor.recorder import Recorder, RecorderClosed, StoreTimedOut, WriteLost
 from feedback_monitor.records import Feedback, parse_feedback_batch
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Series
@@ -235,6 +235,34 @@ def test_a_bug_one_request_sets_off_fails_that_request_alone(tmp_path: Path) -> 
     outcomes = asyncio.run(main())
     assert [type(o) for o in outcomes] == [Accepted] * 8 + [StoreBug] + [Accepted] * 2
     assert reopened(tmp_path) == totals(BASE, [*plain, *keyed])
+
+
+def test_a_write_whose_answer_is_lost_may_be_stored_and_shows_once_the_store_is_back(
+    tmp_path: Path,
+) -> None:
+    """The store process died between its COMMIT and its answer: the request hears that its
+    write may be stored, and the snapshot takes the committed series from the store again
+    (it stayed without them until that series was written again)."""
+    seed_store(tmp_path)
+    store = GatedStore(tmp_path)
+
+    async def main() -> None:
+        recorder = Recorder(ThreadedStore(store))
+        await recorder.start()
+        try:
+            store.losing = True
+            with pytest.raises(WriteLost, match="may still be stored"):
+                await recorder.write([Feedback(1, 1, model="new")])
+            store.losing = False
+            deadline = asyncio.get_running_loop().time() + WAIT
+            while ("new", "") not in recorder.snapshot:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.01)
+            assert counts_of(recorder.snapshot) == {**BASE, ("new", ""): Counts(tp=1)}
+        finally:
+            await recorder.close()
+
+    asyncio.run(main())
 
 
 def test_a_cancelled_caller_does_not_disturb_the_others(tmp_path: Path) -> None:

@@ -57,3 +57,7 @@ class StoreError(Unavailable):
 
     def __str__(self) -> str:
         return f"Store unavailable: {self.detail}"
+
+
+class StoreLost(StoreError):
+    """The store process ended with the request in hand: a write may have been committed."""

@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Any
 
 from feedback_monitor.confusion import CELL, Counts, cells
-from feedback_monitor.errors import ClientError, StoreError, Unavailable
+from feedback_monitor.errors import ClientError, StoreError, StoreLost, Unavailable
 from feedback_monitor.records import Feedback, FeedbackBatch, Prediction, plain
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Series, Totals
@@ -60,6 +60,14 @@ class StoreTimedOut(Unavailable):
     def __init__(self, seconds: float) -> None:
         message = f"Store did not answer within {seconds:g} s: the write may still be stored"
         super().__init__(message, "store_timeout")
+
+
+class WriteLost(Unavailable):
+    """A write whose store process ended before answering: it may have been committed."""
+
+    def __init__(self) -> None:
+        message = "Store process stopped during the write: the write may still be stored"
+        super().__init__(message, "store_lost")
 
 
 class Refusal(ClientError):
@@ -141,6 +149,7 @@ class Recorder:
         self._refresh = refresh
         self._write_timeout = write_timeout
         self._refreshing: asyncio.Task[None] | None = None
+        self._reloading: asyncio.Task[None] | None = None  # after a store process was lost
         self._watching: asyncio.Task[None] | None = None
         # Waiting for the next write: the counts of what is only counted, summed as it arrives
         # (one entry will carry them all), and the entries with items kept whole.
@@ -178,18 +187,22 @@ class Recorder:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(min(1.0, timeout / 2))
-            if self._in_flight is None or loop.time() - self._sent_at <= timeout:
-                continue
-            sent, self._sending = _futures(*self._sending), ([], [])
-            queued = _futures(self._counted, self._kept)
-            queued += [f for _, counted, kept in self._alone for f in _futures(counted, kept)]
-            self._counted, self._kept, self._counts = [], [], {}
-            self._alone.clear()
-            if sent:
-                log.error("the store has not answered a write for %g s", timeout)
-            # Fresh errors each time: a raised one keeps the frames it passed through.
-            _fail(sent, StoreTimedOut(timeout))
-            _fail(queued, StoreError(f"queued behind a write unanswered for {timeout:g} s"))
+            if self._in_flight is not None and loop.time() - self._sent_at > timeout:
+                self._give_up(timeout)
+
+    def _give_up(self, timeout: float) -> None:
+        """503 for the requests of the write in flight, which may still be stored, and for
+        those queued behind it, which are not."""
+        sent, self._sending = _futures(*self._sending), ([], [])
+        queued = _futures(self._counted, self._kept)
+        queued += [f for _, counted, kept in self._alone for f in _futures(counted, kept)]
+        self._counted, self._kept, self._counts = [], [], {}
+        self._alone.clear()
+        if sent:
+            log.error("the store has not answered a write for %g s", timeout)
+        # Fresh errors each time: a raised one keeps the frames it passed through.
+        _fail(sent, StoreTimedOut(timeout))
+        _fail(queued, StoreError(f"queued behind a write unanswered for {timeout:g} s"))
 
     async def _reload(self, every: float) -> None:
         """What other replicas committed, into the snapshot; the store answers in order, so a
@@ -200,6 +213,20 @@ class Recorder:
                 self._states.update(await self._store.load())
             except Unavailable:  # the store is down: the requests report it, not this loop
                 log.debug("reloading the series failed", exc_info=True)
+
+    def _load_again(self) -> None:
+        """Every series from the store, into the snapshot, as soon as it answers again."""
+        if not self._closing and (self._reloading is None or self._reloading.done()):
+            self._reloading = asyncio.create_task(self._load_when_up())
+
+    async def _load_when_up(self) -> None:
+        while True:
+            try:
+                self._states.update(await self._store.load())
+                return
+            except Unavailable:
+                log.debug("reloading the series failed", exc_info=True)
+                await asyncio.sleep(1.0)
 
     def record(self, feedback: Feedback) -> Awaitable[Accepted]:
         """Commit one feedback; its outcome once committed (``snapshot`` has its series)."""
@@ -263,14 +290,17 @@ class Recorder:
     async def close(self) -> None:
         """Commit and answer everything already handed in, then release the store."""
         self._closing = True
-        for task in (self._refreshing, self._watching):
+        for task in (self._refreshing, self._watching, self._reloading):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self._flush()
         while self._in_flight is not None:  # each answer sends what waited for it
-            await asyncio.wait([self._in_flight])
+            done, _ = await asyncio.wait([self._in_flight], timeout=self._write_timeout)
+            if not done and self._write_timeout is not None:  # a store that hangs: no wait
+                self._give_up(self._write_timeout)  # for ever (the watchdog is gone)
+                break
         await self._store.close()
 
     def _refusal(self, refused: Refused, batch: bool) -> ClientError:
@@ -346,6 +376,9 @@ class Recorder:
             self._flush()
             return
         self._flush()  # what arrived meanwhile: the next transaction starts at once
+        if isinstance(error, StoreLost):  # its totals, if committed, are not in the snapshot
+            self._load_again()
+            error = WriteLost()
         if error is not None:
             _fail(_futures(counted, kept), error)  # the requests report it; the recorder lives on
             return

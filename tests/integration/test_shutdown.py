@@ -1,5 +1,6 @@
 """SIGTERM: stop accepting, commit and answer what is in flight, exit 0."""
 
+import contextlib
 import json
 import os
 import signal
@@ -158,3 +159,31 @@ def test_sigterm_cutting_off_a_write_in_its_commit_says_it_may_be_stored(
     assert "may be stored" in json.loads(body)["error"]
     with serving(data_dir, log_path=log_path) as service:
         assert stored(service.url) == {"tp": 1, "tn": 0, "fp": 0, "fn": 0}
+
+
+def test_sigterm_with_a_hung_store_exits_in_time(data_dir: Path, log_path: Path) -> None:
+    """The store stopped (a disk that hangs) with a write in hand: a graceful shutdown gives up
+    on it after --write-timeout, kills the store process once it has waited for it, and exits,
+    within Kubernetes' grace period; it used to wait until the store went on."""
+    with (
+        serving(
+            data_dir, "--write-timeout", "1", "--shutdown-timeout", "2", log_path=log_path
+        ) as service,  # fmt: skip
+        httpx.Client(base_url=service.url, timeout=30.0) as client,
+    ):
+        assert service.process is not None
+        assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 200
+        [store] = [pid for pid in process_tree(service.pid) if pid != service.pid]
+        os.kill(store, signal.SIGSTOP)
+        try:
+            answer = client.post("/feedback", json={"prediction": 0, "actual": 1})
+            assert answer.status_code == 503
+            assert "may still be stored" in answer.json()["error"]
+            service.process.send_signal(signal.SIGTERM)
+            assert service.process.wait(timeout=25) in TERMINATED
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(store, signal.SIGCONT)
+    assert "did not exit" in log_path.read_text()
+    with serving(data_dir, log_path=log_path) as service:
+        assert stored(service.url)["tp"] == 1

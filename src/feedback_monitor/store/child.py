@@ -30,6 +30,7 @@ Protocol: one JSON array per line each way; answers come in the order of the req
 
 import asyncio
 import collections
+import logging
 import os
 import select
 import signal
@@ -45,7 +46,7 @@ import msgspec
 import psycopg
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.errors import StoreError
+from feedback_monitor.errors import StoreError, StoreLost
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.scores import ScoreHistogram
 from feedback_monitor.series import DriftStatus, Series, SeriesState
@@ -69,8 +70,10 @@ OnCommit = Callable[[int, float], None]
 
 STORE_VARIABLE = "FEEDBACK_MONITOR_STORE"
 """The store process's PostgreSQL URL (empty for SQLite), as the setting's own variable."""
+EXIT_WAIT = 10.0  # seconds the store process has to finish its work and exit when closed
 _READ_SIZE = 1 << 16  # a pipe holds 64 KiB: a larger read only maps and unmaps more memory
 
+log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[Any]).decode
 
@@ -277,17 +280,15 @@ class _Pipe(asyncio.SubprocessProtocol):
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 1:  # its stdout is closed: every answer it will ever give has arrived
-            self._fail_all(
-                StoreError(f"store process stopped answering ({exc or 'end of output'})")
-            )
+            self._fail_all(StoreLost(f"store process stopped answering ({exc or 'end of output'})"))
 
     def process_exited(self) -> None:
         assert self._transport is not None
-        self._fail_all(StoreError(f"store process exited with {self._transport.get_returncode()}"))
+        self._fail_all(StoreLost(f"store process exited with {self._transport.get_returncode()}"))
         self._transport.close()  # releases the pipes of the dead process
         self._exited.set_result(None)
 
-    def _fail_all(self, error: StoreError) -> None:
+    def _fail_all(self, error: StoreLost) -> None:
         self.gone = self.gone or error
         while self._waiting:
             answer, _ = self._waiting.popleft()
@@ -295,12 +296,19 @@ class _Pipe(asyncio.SubprocessProtocol):
                 answer.set_exception(self.gone)
 
     async def close(self) -> None:
-        """Close the child's stdin: it finishes what it has, then exits."""
+        """Close the child's stdin: it finishes what it has, then exits; one that hangs (a disk
+        or database that does not answer) is killed after ``EXIT_WAIT``, its transaction then
+        rolled back by the database."""
         assert self._transport is not None
         stdin = self._transport.get_pipe_transport(0)
         assert stdin is not None
         stdin.close()
-        await self._exited
+        try:
+            await asyncio.wait_for(asyncio.shield(self._exited), EXIT_WAIT)
+        except TimeoutError:
+            log.error("the store process did not exit within %g s: killed", EXIT_WAIT)
+            self._transport.kill()
+            await self._exited
 
 
 # The child's side.
