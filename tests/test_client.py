@@ -1,16 +1,22 @@
-"""The client's retry and batching rules, against a scripted transport (no server)."""
+"""The client's retry and batching rules, against a scripted transport (no server), and against
+a tiny HTTP server on loopback for what a proxy in front of the service answers."""
 
 import asyncio
+import contextlib
 import json
 import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
 import pytest
 
 from feedback_monitor import InvalidRecord
@@ -19,9 +25,11 @@ from feedback_monitor.client import (
     Failure,
     Feedback,
     FeedbackClient,
+    Prediction,
     QueueFull,
     Refused,
     Retry,
+    UnexpectedAnswer,
     Unreachable,
 )
 from tests.integration.helpers import wait_until
@@ -209,6 +217,74 @@ def test_a_number_json_cannot_carry_never_leaves_the_client(field: str, value: f
         monitor.send_feedback(prediction=1, actual=1, **{field: value})  # type: ignore[arg-type]
     with pytest.raises(InvalidRecord, match=f"Invalid {field}"):
         monitor.enqueue(Feedback(1, 1, **{field: value}))  # type: ignore[arg-type]
+    monitor.close()
+    assert script.bodies == []
+
+
+MAY_1 = 1714521600.0  # 2024-05-01T00:00:00Z
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def test_numpy_and_pandas_values_are_sent_as_python_values() -> None:
+    """What a DataFrame's row gives: numpy scalars, numpy strings, pandas' Timestamps; the same
+    in immediate calls and in records."""
+    script = Script()
+    monitor = script.client()
+    utc, paris = pd.Timestamp("2024-05-01", tz="UTC"), datetime(2024, 5, 1, 2, tzinfo=PARIS)
+    row: dict[str, Any] = {"model": np.str_("m"), "version": np.str_("v1"), "score": np.array(0.5)}
+    one: Any = np.array(1)  # a 0-d array, as indexing with () gives
+    monitor.send_feedback(prediction=one, actual=np.int8(0), id=np.str_("a"), **row)  # type: ignore[arg-type]
+    monitor.log_prediction(id=np.str_("b"), prediction=np.uint64(1), timestamp=utc)  # type: ignore[arg-type]
+    monitor.send_feedback_batch([Feedback(one, np.int64(1), id="c", timestamp=utc)])  # type: ignore[arg-type]
+    monitor.enqueue(Prediction("d", np.array(0), timestamp=paris))  # type: ignore[arg-type]
+    monitor.close()
+    first, second, third, fourth = script.bodies
+    assert first == {
+        "prediction": 1,
+        "actual": 0,
+        "id": "a",
+        "model": "m",
+        "version": "v1",
+        "score": 0.5,
+    }
+    assert second == {
+        "id": "b",
+        "prediction": 1,
+        "model": "default",
+        "version": "",
+        "timestamp": MAY_1,
+    }
+    assert third["items"] == [{**second, "id": "c", "actual": 1}]
+    assert fourth["items"] == [{**second, "id": "d", "prediction": 0}]
+    assert monitor.failures == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("prediction", np.bool_(True), "Values must be 0 or 1"),  # as for Python's True
+        ("prediction", True, "Values must be 0 or 1"),
+        ("score", pd.NA, "Invalid score: cannot send a pandas"),
+        ("score", np.array([0.5]), "Invalid score: cannot send a numpy.ndarray"),
+        ("timestamp", np.datetime64("2024-05-01T00:00"), "Invalid timestamp: a numpy datetime64"),
+        ("timestamp", pd.NaT, "Invalid timestamp: not a time"),
+        ("timestamp", pd.Timestamp("2024-05-01"), "Invalid timestamp: a datetime needs its time"),
+        ("model", pd.NA, "Invalid model: cannot send a pandas"),
+    ],
+)
+def test_a_value_json_cannot_carry_is_refused_naming_its_field(
+    field: str, value: Any, message: str
+) -> None:
+    script = Script()
+    monitor = script.client()
+    record = Feedback(1, 1)._replace(**{field: value})
+    with pytest.raises(InvalidRecord, match=f"^{message}"):
+        monitor.send_feedback(**{**record._asdict(), "id": None})
+    with pytest.raises(InvalidRecord, match=f"^{message}"):
+        monitor.enqueue(record)
+    with pytest.raises(InvalidRecord, match=f"^{message}") as batch:
+        monitor.send_feedback_batch([Feedback(0, 0), record])
+    assert batch.value.index == 1
     monitor.close()
     assert script.bodies == []
 
@@ -408,7 +484,9 @@ def test_aclose_waits_for_an_enqueue_waiting_for_room() -> None:
             items = json.loads(request.content)["items"]
             await gate.wait()
             sent.extend(item["id"] for item in items)
-            return httpx.Response(200, json={"accepted": len(items), "duplicates": 0})
+            return httpx.Response(
+                200, json={"success": True, "accepted": len(items), "duplicates": 0}
+            )
 
         client = AsyncFeedbackClient(
             transport=httpx.MockTransport(handler), max_queue=1, batch_size=1, flush_interval=0.0
@@ -484,6 +562,89 @@ def test_the_async_worker_lives_on_after_an_answer_of_the_wrong_shape() -> None:
     monitor = asyncio.run(run())
     assert [f.record.id for f in monitor.failures] == ["first"]
     assert (script.batches(), monitor.stats.accepted) == ([["first"], ["second"]], 1)
+
+
+@contextlib.contextmanager
+def answering(status: int, content_type: str, body: bytes) -> Iterator[str]:
+    """A real HTTP server on a loopback port that answers every POST the same (as a proxy's
+    login page does); its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"]))
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass  # not on the test's stderr
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    serving = threading.Thread(target=server.serve_forever)
+    serving.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        serving.join()
+        server.server_close()
+
+
+LOGIN_PAGE = (200, "text/html", b"<html>login</html>")
+OTHER_JSON = (200, "application/json", b'{"status": "ok"}')
+MISCOUNTED = (200, "application/json", b'{"success": true, "accepted": 0, "duplicates": 0}')
+
+
+@pytest.mark.parametrize("answer", [LOGIN_PAGE, OTHER_JSON, MISCOUNTED])
+def test_a_success_of_the_wrong_shape_fails_the_batch_not_silently(
+    answer: tuple[int, str, bytes],
+) -> None:
+    reported: list[Failure] = []
+    records: list[Feedback | Prediction] = [Prediction("p", 1), Feedback(None, 1, id="p")]
+    records.append(Feedback(1, 0, id="f"))
+    with (
+        answering(*answer) as url,
+        FeedbackClient(url, retry=FAST, batch_size=3, on_error=reported.append) as monitor,
+    ):
+        for record in records:
+            monitor.enqueue(record)
+        assert monitor.flush(timeout=WAIT)
+        with pytest.raises(UnexpectedAnswer, match=r"^200 "):
+            monitor.send_feedback_batch([Feedback(1, 1)])
+        with pytest.raises(UnexpectedAnswer):
+            monitor.log_predictions([Prediction("q", 0)])
+    assert [failure.record for failure in reported] == records  # predictions go first
+    assert {failure.status for failure in reported} == {None}  # may be sent again, safely
+    assert (monitor.failures, monitor.stats.accepted, monitor.stats.failed) == (reported, 0, 3)
+
+
+@pytest.mark.parametrize("answer", [LOGIN_PAGE, OTHER_JSON])
+def test_an_immediate_call_answered_by_something_else_raises(
+    answer: tuple[int, str, bytes],
+) -> None:
+    async def use(url: str) -> None:
+        async with AsyncFeedbackClient(url, retry=FAST) as monitor:
+            with pytest.raises(UnexpectedAnswer):
+                await monitor.send_feedback(prediction=1, actual=1)
+            with pytest.raises(UnexpectedAnswer):
+                await monitor.log_prediction(id="p", prediction=1)
+            with pytest.raises(UnexpectedAnswer):
+                await monitor.send_feedback_batch([Feedback(1, 1)])
+            await monitor.enqueue(Feedback(1, 0, id="queued"))
+            await monitor.flush()
+            assert [failure.record.id for failure in monitor.failures] == ["queued"]
+
+    with answering(*answer) as url:
+        with FeedbackClient(url, retry=FAST) as monitor:
+            with pytest.raises(UnexpectedAnswer):
+                monitor.send_feedback(prediction=1, actual=1)
+            with pytest.raises(UnexpectedAnswer):
+                monitor.send_feedback(id="p", actual=1)
+            with pytest.raises(UnexpectedAnswer):
+                monitor.log_prediction(id="p", prediction=1)
+        asyncio.run(use(url))
 
 
 def slowly(request: httpx.Request) -> httpx.Response:
@@ -580,12 +741,13 @@ def test_a_flush_whose_mark_comes_after_the_worker_ends_is_settled_by_close() ->
 
 
 def test_a_broken_delivery_reports_each_record_once_and_only_those_unsettled() -> None:
-    wrong = httpx.Response(200, json={"success": True, "accepted": "three"})
-    script = Script(refuse(422, index=1), wrong)
+    bug = RuntimeError("what nothing foresaw")  # not a transport's error: no retry
+    script = Script(refuse(422, index=1), bug)
     with script.client(batch_size=3) as monitor:
         for n in range(3):
             monitor.enqueue(Feedback(1, 1, id=f"id{n}"))
         assert monitor.flush(timeout=WAIT)
     reported = [(f.record.id, f.status) for f in monitor.failures]
     assert reported == [("id1", 422), ("id0", None), ("id2", None)]
+    assert monitor.failures[1].message.startswith("not delivered: RuntimeError")
     assert monitor.stats.failed == 3

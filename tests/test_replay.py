@@ -3,6 +3,8 @@
 import argparse
 import io
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -10,7 +12,7 @@ import pytest
 
 from feedback_monitor import replay
 from feedback_monitor.client import FeedbackClient
-from feedback_monitor.records import Feedback
+from feedback_monitor.records import Feedback, InvalidRecord, parse_feedback
 from feedback_monitor.replay import BadRow, FileError, Progress, Row
 
 
@@ -109,17 +111,39 @@ def test_json_lines_rows(tmp_path: Path) -> None:
     assert [(row.line, row.message[:25]) for row in bad if isinstance(row, BadRow)] == [
         (3, "Values must be 0 or 1"),
         (4, "not a JSON object"),
-        (5, "not JSON: Expecting prope"),
+        (5, "not JSON: Input data was "),
     ]
     assert last == Row(6, Feedback(None, 1, "default", "", "p-1", None, 1704063600.0))
 
 
-@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
-def test_json_lines_refuse_nan_and_infinity(tmp_path: Path, constant: str) -> None:
-    """Python's json reads them; sent on, they would become null (a score or time dropped)."""
-    path = write(tmp_path, "h.jsonl", f'{{"prediction": 1, "actual": 0, "score": {constant}}}\n')
-    (row,) = read(path)
-    assert row == BadRow(1, f"not JSON: {constant} is not JSON")
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"prediction": 1, "actual": 0, "score": NaN}',
+        '{"prediction": 1, "actual": 0, "score": -Infinity}',
+        '{"prediction": 1, "actual": 1, "score": 1e400, "id": "inf1"}',  # infinity, to Python
+        '{"prediction": 1, "actual": 1, "timestamp": -1e400}',
+        '{"prediction": 1, "actual": 1, "id": "\\ud800x"}',  # a lone surrogate: no UTF-8 has it
+    ],
+)
+def test_json_lines_the_api_refuses_are_bad_rows(tmp_path: Path, line: str) -> None:
+    """Python's json reads them; sent on, a score or time would become null, and a lone
+    surrogate a UnicodeEncodeError: each is a bad row, by line, and nothing is sent."""
+    with pytest.raises(InvalidRecord):  # the oracle: the server refuses the line as it is
+        parse_feedback(line.encode())
+    path = write(tmp_path, "h.jsonl", '{"prediction": 0, "actual": 0}\n' + line + "\n")
+    first, second = read(path)
+    assert isinstance(first, Row)
+    assert isinstance(second, BadRow)
+    assert second.line == 2
+    assert second.message.startswith("not JSON: ")
+    out, err = io.StringIO(), io.StringIO()
+    # Nothing listens on port 9: a send would fail, not pass unnoticed.
+    assert replay.run(arguments(str(path), "--url", "http://127.0.0.1:9"), out, err) == 1
+    assert err.getvalue().splitlines() == [
+        f"h.jsonl:2: {second.message}",
+        "replay: 1 of 2 rows are invalid; nothing was sent",
+    ]
 
 
 @pytest.mark.parametrize("name", ["h.csv", "h.jsonl"])
@@ -206,6 +230,16 @@ def test_a_batch_too_large_for_the_server_says_what_to_change() -> None:
     )
 
 
+def test_a_proxys_page_stops_the_run_as_not_counted() -> None:
+    login = httpx.Response(200, html="<html>login</html>")
+    rows: list[Row | BadRow] = [Row(n, Feedback(1, 1, id=f"r-{n}")) for n in range(1, 5)]
+    with FeedbackClient(transport=httpx.MockTransport(lambda request: login)) as client:
+        summary = replay.send(client, iter(rows), 2, Progress(4, io.StringIO(), enabled=False))
+    assert (summary.sent, summary.accepted) == (0, 0)
+    assert summary.error is not None
+    assert summary.error.startswith("not the service's answer: 200 ")
+
+
 def test_an_interrupt_while_checking_the_file_sends_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -236,3 +270,51 @@ def test_the_progress_line() -> None:
     assert stream.getvalue().startswith("\r[" + "#" * 30 + "] 200/200 rows 100% ")
     assert stream.getvalue().endswith(" rows/s\n")
     assert Progress(10, stream, enabled=False).line(0.0).startswith("[" + " " * 30 + "] 0/10")
+
+
+def repeats_then_interrupt(batches: int) -> Callable[[httpx.Request], httpx.Response]:
+    """A server that had counted every row before; Ctrl-C while the batch after ``batches``
+    is sent."""
+    answered = 0
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        nonlocal answered
+        if answered == batches:
+            raise KeyboardInterrupt
+        answered += 1
+        items = len(json.loads(request.content)["items"])
+        return httpx.Response(200, json={"success": True, "accepted": 0, "duplicates": items})
+
+    return answer
+
+
+@pytest.mark.parametrize(("batches", "hinted"), [(2, True), (1, False)])
+def test_the_hint_to_count_again_is_only_for_a_whole_file_of_repeats(
+    tmp_path: Path, batches: int, hinted: bool
+) -> None:
+    """A resumed run interrupted while it resends the rows counted before it: the rows it did
+    not reach may be uncounted, and another --id-prefix would count the first ones twice."""
+    path = write(tmp_path, "h.csv", "prediction,actual\n" + "1,1\n" * 4)  # two batches of 2
+    out, err = io.StringIO(), io.StringIO()
+    transport = httpx.MockTransport(repeats_then_interrupt(batches))
+    with FeedbackClient(transport=transport) as client:
+        where = replay.mapping(arguments(str(path)))
+        status = replay._replay(client, 2, path, replay.rows(path, "csv", where), 4, out, err)
+    assert status == (0 if hinted else 1)
+    assert ("--id-prefix" in err.getvalue()) is hinted
+    assert (replay.ALL_DUPLICATES in err.getvalue()) is hinted
+
+
+def test_a_server_down_is_retried_for_about_a_minute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the flag's help says a restarting server is waited for; the waits are recorded, not
+    slept."""
+    waits: list[float] = []
+    monkeypatch.setattr(time, "sleep", waits.append)
+    path = write(tmp_path, "h.csv", "prediction,actual\n1,1\n")
+    out, err = io.StringIO(), io.StringIO()
+    # Nothing listens on port 9: each attempt is refused at once.
+    assert replay.run(arguments(str(path), "--url", "http://127.0.0.1:9"), out, err) == 1
+    assert "the server did not answer" in err.getvalue()
+    assert 40 <= sum(waits) <= 90

@@ -12,7 +12,16 @@ import msgspec
 import pytest
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.report import FORMATS, ReportError, markdown, output_format, page, write
+from feedback_monitor.query import MAX_POINTS, BadParameter, points_query
+from feedback_monitor.report import (
+    FORMATS,
+    ReportError,
+    markdown,
+    output_format,
+    page,
+    steps,
+    write,
+)
 from feedback_monitor.report.dates import moment, period
 from feedback_monitor.report.document import DAY_STEP, Drift, Report, to_json
 from feedback_monitor.report.gather import EVENT_LIMIT, Api, _retry_after, client, gather
@@ -35,6 +44,7 @@ from feedback_monitor.schemas import (
     model_summary,
 )
 from feedback_monitor.series import SeriesState
+from feedback_monitor.windows import Retention
 
 MAY_1 = 1714521600.0  # 2024-05-01T00:00:00Z
 HOSTILE = '<script>alert("x")</script> & | _*'
@@ -258,6 +268,77 @@ def test_a_period_without_feedback_has_no_chart() -> None:
     assert svgs(html) == []
     assert "No drift found in the period." in html
     assert "No drift found in the period." in markdown.render(empty)
+
+
+def test_a_period_without_feedback_says_so_under_each_heading() -> None:
+    """No heading and sentence with nothing under them: the per-day section says there is
+    nothing, the per-day matrices are left out, and the detectors say they have not started."""
+    empty = msgspec.structs.replace(report(days=[], events=[]), drift=Drift([], [], complete=True))
+    text = markdown.render(empty)
+    assert "## Per day\n\nNo labelled outcomes in the period.\n\n## Drift events" in text
+    assert "Confusion matrices" not in text
+    assert "## Drift detectors\n\nNone yet: the detectors start with" in text
+    html = page.render(empty)
+    assert '<section id="day-confusion">' not in html
+    assert "<p>No labelled outcomes in the period.</p>\n</section>" in html
+
+
+def test_the_bar_of_a_part_day_stays_within_the_plot() -> None:
+    """A period that ends at noon has half of its last day: half as wide a bar, not one that
+    overruns the plot's right edge."""
+    days = [point(MAY_1 + n * DAY_STEP, (1, 1, 1, 1)) for n in range(3)]
+    chart = ET.fromstring(volume_chart(days, MAY_1, MAY_1 + 2.5 * DAY_STEP, DAY_STEP))
+    bars = [r for r in chart.findall("rect") if r.find("title") is not None]
+    lefts = sorted({float(r.get("x", "")) for r in bars})
+    widths = [float(r.get("width", "")) for r in bars[::4]]  # each day's first cell
+    assert len(lefts) == 3
+    assert min(lefts) >= 48
+    assert all(float(r.get("x", "")) + float(r.get("width", "")) <= 760 - 40 for r in bars)
+    assert widths[2] == pytest.approx(widths[0] / 2, abs=0.02)
+
+
+@pytest.mark.parametrize("days", [1, 31, MAX_POINTS, MAX_POINTS + 1, 12_000, 7 * MAX_POINTS + 1])
+def test_the_step_is_a_day_or_the_fewest_weeks_the_api_takes(days: int) -> None:
+    """The oracle is the API's own check of a series' query, here over days from 1970 on,
+    each step's edges some hours from midnight (the API rounds the period out)."""
+    start = 0.3 * DAY_STEP
+    end = start + days * DAY_STEP
+
+    def takes(step: int) -> bool:
+        params = {"start": str(start), "end": str(end), "step": str(step)}
+        try:
+            points_query("fraud", params, end, Retention())
+        except BadParameter:
+            return False
+        return True
+
+    chosen = steps.step(start, end)
+    assert takes(chosen)
+    if chosen != DAY_STEP:
+        assert chosen % (7 * DAY_STEP) == 0
+        assert not takes(chosen - 7 * DAY_STEP)
+        assert not takes(DAY_STEP)
+
+
+def test_a_period_longer_than_the_api_gives_days_is_reported_by_weeks() -> None:
+    asked: list[str] = []
+    served = answers([])
+
+    def recording(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/series"):
+            asked.append(request.url.params["step"])
+        return served(request)
+
+    start = MAY_1 - 12_000 * DAY_STEP  # 1991: more days than the API gives points
+    with service(recording) as http:
+        gathered = gather(http, "fraud", "v1", "prediction", start, MAY_1 + DAY_STEP)
+    assert asked == ["604800"]
+    assert gathered.step == 604800
+    text = markdown.render(gathered)
+    assert "## Per week\n\nEach step of 7 days from the period's start" in text
+    assert "| From | n | Accuracy |" in text
+    assert "## Confusion matrices per week" in text
+    assert "Accuracy per week" in page.render(gathered)
 
 
 def test_events_missing_beyond_the_limit_are_said_to_be() -> None:

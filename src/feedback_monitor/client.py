@@ -16,12 +16,13 @@ default), so a request whose answer was lost can safely be sent again. Connectio
 408, 429 and 5xx are retried with exponential backoff and jitter (``Retry``); a 4xx is not. A
 retry after an attempt that may have been committed (its answer lost) may find its own ids counted:
 its repeats then count as accepted, not as duplicates, as an idempotent Kafka producer reads them.
-An immediate call raises ``Refused`` for a 4xx and ``Unreachable`` when its attempts run out. The
-background worker retries without limit while the client is open and until ``close``'s timeout
-after; for a 4xx it takes the item the server names out of the batch, reports it as a ``Failure``
-(in ``failures``, and to ``on_error``) and sends the rest again (a 413 halves the batch instead).
-Whatever has no answer at the close timeout is reported as failures too: nothing is dropped
-silently, nothing is counted twice.
+An immediate call raises ``Refused`` for a 4xx, ``Unreachable`` when its attempts run out, and
+``UnexpectedAnswer`` for a success whose body is not the service's (a proxy's login page, say).
+The background worker retries without limit while the client is open and until ``close``'s
+timeout after; for a 4xx it takes the item the server names out of the batch, reports it as a
+``Failure`` (in ``failures``, and to ``on_error``) and sends the rest again (a 413 halves the batch
+instead). Whatever has no answer at the close timeout, or an answer of the wrong shape, is reported
+as failures too: nothing is dropped silently, nothing is counted twice.
 
 Example, with a server on the default address:
 
@@ -69,6 +70,12 @@ from feedback_monitor.records import (
     parse_feedback,
     parse_prediction,
 )
+from feedback_monitor.schemas import (
+    BatchAccepted,
+    FeedbackAccepted,
+    PredictionAccepted,
+    PredictionBatchAccepted,
+)
 
 __all__ = [
     "DEFAULT_URL",
@@ -80,6 +87,7 @@ __all__ = [
     "FeedbackMonitorError",
     "FeedbackResult",
     "Fields",
+    "InvalidRecord",
     "Metrics",
     "Options",
     "Prediction",
@@ -89,6 +97,7 @@ __all__ = [
     "Refused",
     "Retry",
     "Stats",
+    "UnexpectedAnswer",
     "Unreachable",
     "new_id",
 ]
@@ -119,6 +128,11 @@ class Refused(FeedbackMonitorError):
 
 class Unreachable(FeedbackMonitorError):
     """No answer worth having (connection error, timeout, 5xx) by the last attempt."""
+
+
+class UnexpectedAnswer(FeedbackMonitorError):
+    """A success status whose body is not the service's answer (a proxy's login page, say): what
+    was sent may or may not have been committed; sending it again is safe (it keeps its ids)."""
 
 
 class QueueFull(FeedbackMonitorError):
@@ -245,14 +259,6 @@ class _Flush(NamedTuple):
 _Queued = _Item | _Signal | _Flush
 
 
-def _seconds(timestamp: float | datetime | None) -> float | None:
-    if isinstance(timestamp, datetime):
-        if timestamp.tzinfo is None:
-            raise ValueError("a timestamp datetime needs its time zone")
-        return timestamp.timestamp()
-    return timestamp
-
-
 def new_id() -> str:
     """A UUIDv7 (RFC 9562, Python 3.14's ``uuid.uuid7``) in hex: the milliseconds since 1970,
     then 74 random bits. Ids that grow with time are stored at the end of the server's index of
@@ -268,26 +274,57 @@ def _encode(record: Record) -> bytes:
     return msgspec.json.encode({k: v for k, v in record._asdict().items() if v is not None})
 
 
-_PLAIN = (int, float, type(None))
+_PLAIN = (int, float, str, bool, type(None))  # what msgspec encodes as the API reads it
+_GIVE_TIME = "give a datetime with its time zone, or Unix seconds"
 
 
-def _number(value: Any) -> Any:
-    """A number of numpy's (``predict_proba`` gives numpy.float64, ``predict`` numpy.int64) as
-    Python's own, which msgspec encodes; anything else as it is (a bool stays one)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+def _plain(field: str, value: Any) -> Any:
+    """A field's value as one of ``_PLAIN``: a scalar of numpy's or pandas' (``predict`` gives
+    numpy.int64, ``predict_proba`` numpy.float64, a DataFrame's column numpy.str_) as Python's
+    own (a numpy.bool_ a bool, refused as True is), and a timestamp's datetime (pandas'
+    Timestamp too) as Unix seconds. InvalidRecord, naming the field, for anything else."""
+    if type(value) in _PLAIN:
         return value
-    return int(value) if isinstance(value, numbers.Integral) else float(value)
+    value = _unwrapped(field, value)
+    if isinstance(value, datetime) and field == "timestamp":
+        return _seconds(value)
+    if type(value) in _PLAIN:
+        return value
+    if isinstance(value, str):  # numpy.str_, whose type msgspec does not encode
+        return str(value)
+    if isinstance(value, numbers.Real):
+        return int(value) if isinstance(value, numbers.Integral) else float(value)
+    kind = type(value)
+    raise _invalid(field, f"cannot send a {kind.__module__}.{kind.__name__} ({value!r:.40})")
+
+
+def _unwrapped(field: str, value: Any) -> Any:
+    """A numpy scalar or 0-d array as Python's value (``item``), without importing numpy."""
+    if getattr(getattr(value, "dtype", None), "kind", None) in ("M", "m"):
+        # numpy's datetime64 has no time zone, and its item() is nanoseconds at some units.
+        raise _invalid(field, f"a numpy {value.dtype} has no time zone: {_GIVE_TIME}")
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        return value.item()
+    return value
+
+
+def _seconds(timestamp: datetime) -> float:
+    if timestamp != timestamp:  # pandas' NaT, a datetime that is none
+        raise _invalid("timestamp", f"not a time: {_GIVE_TIME}")
+    if timestamp.tzinfo is None:
+        raise _invalid("timestamp", "a datetime needs its time zone")
+    return timestamp.timestamp()
+
+
+def _invalid(field: str, why: str) -> InvalidRecord:
+    return InvalidRecord(f"Invalid {field}: {why}", f"invalid_{field}")
 
 
 def _item(record: Record) -> _Item:
     """The record with an id (a new one if it has none), checked as the server checks it."""
-    numpy = {
-        field: _number(value)
-        for field in ("prediction", "actual", "score", "timestamp")
-        if type(value := getattr(record, field, None)) not in _PLAIN
-    }
-    if numpy:
-        record = record._replace(**numpy)
+    fields = record._asdict()
+    if not all(type(value) in _PLAIN for value in fields.values()):  # (the common case)
+        record = record._replace(**{k: _plain(k, v) for k, v in fields.items()})
     for field in ("score", "timestamp"):  # JSON has no NaN: msgspec would send null
         value = getattr(record, field)
         if isinstance(value, float) and not math.isfinite(value):
@@ -312,6 +349,18 @@ def _items(records: Iterable[Record]) -> list[_Item]:
 
 def _batch_body(items: list[_Item]) -> bytes:
     return b'{"items":[' + b",".join(item.body for item in items) + b"]}"
+
+
+def _decoded(response: httpx.Response, shape: type[T]) -> T:
+    """A success's body, which must be the service's answer: a 200 from a proxy's login page
+    is not a commit."""
+    try:
+        return msgspec.json.decode(response.content, type=shape)
+    except msgspec.DecodeError as error:  # a ValidationError too
+        raise UnexpectedAnswer(
+            f"{response.status_code} answer of an unexpected shape ({error}):"
+            f" {response.text[:200]!r}"
+        ) from None
 
 
 def _json(response: httpx.Response) -> dict[str, Any]:
@@ -381,30 +430,39 @@ def _retry_after(answer: _Answer) -> float:
     return min(float(value), 60.0) if value.isascii() and value.isdigit() else 0.0
 
 
-def _call(post: _Post, retry: Retry) -> _Plan[tuple[dict[str, Any], bool]]:
-    """One immediate request: its JSON answer and whether its repeats may be its own earlier
-    attempt's (``_Answered``); or ``Refused`` or ``Unreachable``."""
-    response, retried_unknown = yield from _attempts(post, retry, retry.exhausted, Stats())
-    if response.is_success:
-        return _json(response), retried_unknown
-    raise _refusal(response)
+def _call(post: _Post, retry: Retry) -> _Plan[_Answered]:
+    """One immediate request: its success (``_Answered``); or ``Refused`` or ``Unreachable``."""
+    answered = yield from _attempts(post, retry, retry.exhausted, Stats())
+    if answered.response.is_success:
+        return answered
+    raise _refusal(answered.response)
 
 
-def _counted(answer: dict[str, Any], retried_unknown: bool) -> BatchResult:
-    """A batch's answer; repeats that may be an earlier attempt's count as accepted."""
-    result = BatchResult(int(answer.get("accepted", 0)), int(answer.get("duplicates", 0)))
+_BATCH_ANSWERS: dict[str, type[BatchAccepted | PredictionBatchAccepted]] = {
+    "/feedback/batch": BatchAccepted,
+    "/predictions/batch": PredictionBatchAccepted,
+}
+
+
+def _counted(path: str, response: httpx.Response, sent: int, retried_unknown: bool) -> BatchResult:
+    """A batch's answer, which accounts for each item sent; repeats that may be an earlier
+    attempt's count as accepted."""
+    answer = _decoded(response, _BATCH_ANSWERS[path])
+    result = BatchResult(answer.accepted, answer.duplicates)
+    if min(result) < 0 or sum(result) != sent:
+        raise UnexpectedAnswer(
+            f"{response.status_code} counting {result.accepted} accepted and"
+            f" {result.duplicates} duplicates of {sent} items sent"
+        )
     return BatchResult(sum(result), 0) if retried_unknown else result
-
-
-def _duplicate(answer: dict[str, Any], retried_unknown: bool) -> bool:
-    return bool(answer.get("duplicate", False)) and not retried_unknown
 
 
 def _batch_call(path: str, records: Iterable[Record], retry: Retry) -> _Plan[BatchResult]:
     items = _items(records)
     if not items:
         return BatchResult(0, 0)
-    return _counted(*(yield from _call(_Post(path, _batch_body(items)), retry)))
+    response, retried_unknown = yield from _call(_Post(path, _batch_body(items)), retry)
+    return _counted(path, response, len(items), retried_unknown)
 
 
 class _Stepper(Generic[T]):
@@ -503,13 +561,17 @@ class _Delivery:
             except Unreachable as error:
                 self.fail([item for rest in (*todo, chunk) for item in rest], None, str(error))
                 return
-            todo.extend(self._settle(chunk, answered))
+            todo.extend(self._settle(path, chunk, answered))
 
-    def _settle(self, chunk: list[_Item], answered: _Answered) -> list[list[_Item]]:
+    def _settle(self, path: str, chunk: list[_Item], answered: _Answered) -> list[list[_Item]]:
         """Count an answer; the parts of ``chunk`` to send again (last first)."""
         response = answered.response
         if response.is_success:
-            result = _counted(_json(response), answered.retried_unknown)
+            try:
+                result = _counted(path, response, len(chunk), answered.retried_unknown)
+            except UnexpectedAnswer as error:
+                self.fail(chunk, None, str(error))
+                return []
             self._settled.update(map(id, chunk))
             self.stats.accepted += result.accepted
             self.stats.duplicates += result.duplicates
@@ -527,8 +589,8 @@ class _Delivery:
         return []
 
     def broke(self, items: list[_Item], error: Exception) -> None:
-        """Delivering the items failed on what nothing here foresaw (a bug, an answer of the
-        wrong shape): report them all, rather than lose them with the worker."""
+        """Delivering the items failed on what nothing here foresaw (a bug): report them all,
+        rather than lose them with the worker."""
         unsettled = [item for item in items if id(item) not in self._settled]
         log.error("delivering %d queued record(s) failed", len(unsettled), exc_info=error)
         self.fail(unsettled, None, f"not delivered: {error!r}")
@@ -640,17 +702,19 @@ class _Client:
 
     def _prediction(self, id: str, prediction: int, fields: Fields) -> _Plan[PredictionResult]:
         item = _item(_record(Prediction, fields, id=id, prediction=prediction))
-        answer, retried_unknown = yield from _call(_Post("/predictions", item.body), self.retry)
-        return PredictionResult(str(item.record.id), _duplicate(answer, retried_unknown))
+        response, retried_unknown = yield from _call(_Post("/predictions", item.body), self.retry)
+        answer = _decoded(response, PredictionAccepted)
+        return PredictionResult(str(item.record.id), answer.duplicate and not retried_unknown)
 
     def _feedback(
         self, actual: int, prediction: int | None, id: str | None, fields: Fields
     ) -> _Plan[FeedbackResult]:
-        record = _record(Feedback, fields, prediction=prediction, actual=actual, id=id)
-        item = _item(record)
-        answer, retried_unknown = yield from _call(_Post("/feedback", item.body), self.retry)
-        metrics = Metrics(**answer["metrics"])
-        duplicate = _duplicate(answer, retried_unknown)
+        item = _item(_record(Feedback, fields, prediction=prediction, actual=actual, id=id))
+        response, retried_unknown = yield from _call(_Post("/feedback", item.body), self.retry)
+        answer = _decoded(response, FeedbackAccepted)
+        m = answer.metrics
+        metrics = Metrics(m.accuracy, m.precision, m.recall, m.f1_score)
+        duplicate = answer.duplicate and not retried_unknown
         return FeedbackResult(str(item.record.id), metrics, duplicate)
 
 
@@ -658,8 +722,9 @@ R = TypeVar("R", Feedback, Prediction)
 
 
 def _record(kind: type[R], fields: Fields, **given: Any) -> R:
-    timestamp = _seconds(fields.get("timestamp"))
-    return kind(**{**given, **fields, "timestamp": timestamp})
+    """An immediate call's record (``_item`` makes its datetime seconds, as any record's)."""
+    arguments: dict[str, Any] = {**given, **fields}  # a datetime where the record has a float
+    return kind(**arguments)
 
 
 class FeedbackClient(_Client):

@@ -270,6 +270,18 @@ def test_an_empty_service_waits_then_fills_in_live(page: Page, tmp_path: Path) -
         assert_shows(page, answer(fresh, CHURN, "metrics"))
 
 
+def test_a_model_without_a_version_shows_none_chosen(fresh: ServiceProcess, page: Page) -> None:
+    """The README's first curl: one feedback, of the empty version, the only one there is."""
+    with client_of_service(fresh) as http:
+        assert http.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 200
+    page.goto(f"{fresh.url}/")
+    expect(page.locator("#tile-n .value")).to_have_text("1", timeout=WAIT)
+    options = page.locator("#version option")
+    expect(options).to_have_text(["(none)"])
+    expect(options.first).to_have_js_property("selected", True)
+    expect(page.locator("#version")).to_have_value("")
+
+
 def test_with_protected_reads_the_page_asks_for_a_read_token(
     browser: Browser, tmp_path: Path
 ) -> None:

@@ -369,3 +369,36 @@ def test_the_report_names_the_service_without_its_password(
         assert str(client.base_url).rstrip("/") in text
         assert "s3cret" not in text
         assert "alice" not in text
+
+
+def test_a_period_of_more_days_than_the_api_gives_points_is_reported_by_weeks(
+    client: httpx.Client, tmp_path: Path
+) -> None:
+    """Since 1990, more days than the API gives points (it answered 400 to a step of a day)."""
+    flags = ("--since", "1990-01-01", "--time", "prediction")
+    document = json.loads(report(client, tmp_path / "r.json", *flags).read_text())
+    assert document["step"] == 7 * DAY
+    assert sum(p["n"] for p in document["days"]) == document["summary"]["n"] > 0
+    starts = [p["start"] for p in document["days"]]
+    assert all((start - starts[0]) % (7 * DAY) == 0 for start in starts)
+    text = report(client, tmp_path / "r.md", *flags).read_text()
+    assert "## Per week\n" in text
+
+
+def test_the_html_report_fits_a_phone_in_chromium(
+    client: httpx.Client, today: float, tmp_path: Path
+) -> None:
+    """No sideways scroll of the page at 420 px: a wide table scrolls in its own box."""
+    if not CHROMIUM.exists():
+        missing(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    html = report(client, tmp_path / "report.html", *period(today))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        page = browser.new_page(viewport={"width": 420, "height": 900})
+        page.goto(html.as_uri(), wait_until="load")
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        table = page.locator("#days table").bounding_box()
+        browser.close()
+    assert page_width <= 420
+    assert table is not None
+    assert table["width"] > 420  # the per-day table is wider than the screen, and scrolls

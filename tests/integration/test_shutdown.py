@@ -168,7 +168,7 @@ def test_sigterm_with_a_hung_store_exits_in_time(data_dir: Path, log_path: Path)
     with (
         serving(
             data_dir, "--write-timeout", "1", "--shutdown-timeout", "2", log_path=log_path
-        ) as service,  # fmt: skip
+        ) as service,
         httpx.Client(base_url=service.url, timeout=30.0) as client,
     ):
         assert service.process is not None

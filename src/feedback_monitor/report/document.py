@@ -34,9 +34,10 @@ class Drift(msgspec.Struct):
 class Report(msgspec.Struct):
     """An audit report of one series over ``[summary.start, summary.end)``.
 
-    ``summary`` is the whole period, ``days`` its points of ``DAY_STEP`` seconds from the
-    period's start (days without feedback absent), ``predictions`` the series' predictions
-    since it began, and ``config`` the settings in force.
+    ``summary`` is the whole period, ``days`` its points of ``step`` seconds from the period's
+    start (steps without feedback absent): a day (``DAY_STEP``), or whole weeks for a period
+    of more days than the API gives points. ``predictions`` are the series' predictions since
+    it began, and ``config`` the settings in force.
     """
 
     generated: float
@@ -49,6 +50,7 @@ class Report(msgspec.Struct):
     predictions: PredictionStats
     drift: Drift
     config: dict[str, Any]
+    step: int = DAY_STEP
 
 
 def to_json(report: Report) -> str:

@@ -9,7 +9,8 @@ import httpx
 import msgspec
 
 from feedback_monitor.auth import bearer_headers
-from feedback_monitor.report.document import DAY_STEP, Drift, Report
+from feedback_monitor.report import steps
+from feedback_monitor.report.document import Drift, Report
 from feedback_monitor.report.errors import ReportError
 from feedback_monitor.schemas import (
     DriftAnswer,
@@ -103,7 +104,8 @@ def gather(
     series = f"/api/v1/models/{urllib.parse.quote(model, safe='')}"  # never . or ..: refused
     query: dict[str, str | float] = {"version": version, "start": start, "end": end, "time": view}
     summary = api.get(f"{series}/metrics", WindowAnswer, query)
-    days = api.get(f"{series}/series", SeriesAnswer, {**query, "step": DAY_STEP})
+    step = steps.step(start, end)
+    days = api.get(f"{series}/series", SeriesAnswer, {**query, "step": step})
     drift = api.get(f"{series}/drift", DriftAnswer, {"version": version, "limit": EVENT_LIMIT})
     models = api.get("/api/v1/models", Models)
     config = api.get("/api/v1/config", dict[str, Any])
@@ -118,6 +120,7 @@ def gather(
         _predictions(models, model, version),
         _drift_within(drift, summary.start, summary.end),
         config,
+        step,
     )
 
 

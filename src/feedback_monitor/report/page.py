@@ -7,16 +7,17 @@ from html import escape
 from string import Template
 
 from feedback_monitor import __version__
-from feedback_monitor.report.document import DAY_STEP, Report
+from feedback_monitor.report import steps
+from feedback_monitor.report.document import Report
 from feedback_monitor.report.numbers import moment
 from feedback_monitor.report.svg import accuracy_chart, volume_chart
 from feedback_monitor.report.tables import Section, Table, sections, title
 
 ACCURACY = (
-    "Accuracy per day: the line, and its Wilson 95% interval as the band (a bar for a day "
+    "Accuracy per {step}: the line, and its Wilson 95% interval as the band (a bar for a step "
     "alone); dashed red lines mark drift events, when they were found (by label arrival)."
 )
-VOLUME = "Labelled outcomes per day, by confusion cell."
+VOLUME = "Labelled outcomes per {step}, by confusion cell."
 
 
 @functools.cache
@@ -41,23 +42,24 @@ def _section(section: Section, report: Report) -> str:
         f"<h2>{escape(section.title)}</h2>",
         f"<p>{escape(section.text)}</p>",
     ]
-    if section.key == "days":
-        parts.append(charts(report))
+    if section.key == "days" and (drawn := charts(report)):
+        parts.append(drawn)
     if section.table is not None:
         parts.append(table(section.table))
     return "\n".join([*parts, "</section>"])
 
 
 def charts(report: Report) -> str:
-    """The accuracy and the volume of each day, when there are days with feedback."""
+    """The accuracy and the volume of each step, when there are steps with feedback."""
     if not report.days:
         return ""
     s = report.summary
-    window = (report.days, s.start, s.end, DAY_STEP)
+    window = (report.days, s.start, s.end, report.step)
+    step = steps.name(report.step)
     return "\n".join(
         [
-            figure(accuracy_chart(*window, report.drift.events), ACCURACY),
-            figure(volume_chart(*window), VOLUME),
+            figure(accuracy_chart(*window, report.drift.events), ACCURACY.format(step=step)),
+            figure(volume_chart(*window), VOLUME.format(step=step)),
         ]
     )
 
@@ -71,6 +73,14 @@ def table(table: Table) -> str:
     rows = [
         "<tr>" + "".join(f"<td>{escape(cell)}</td>" for cell in row) + "</tr>" for row in table.rows
     ]
+    # In a box that scrolls sideways: on a phone, a wide table does not widen the page.
     return "\n".join(
-        ["<table>", f"<thead><tr>{head}</tr></thead>", "<tbody>", *rows, "</tbody>", "</table>"]
+        [
+            '<div class="scroll"><table>',
+            f"<thead><tr>{head}</tr></thead>",
+            "<tbody>",
+            *rows,
+            "</tbody>",
+            "</table></div>",
+        ]
     )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
+from feedback_monitor.report import steps
 from feedback_monitor.report.numbers import count, day, estimate, moment, ratio
 from feedback_monitor.schemas import DriftEventAnswer, PointAnswer
 
@@ -48,8 +49,13 @@ class Frame:
         share = value / self.top if self.top else 0.0
         return round(HEIGHT - BOTTOM - share * (HEIGHT - TOP - BOTTOM), 2)
 
+    def edges(self, point: PointAnswer, step: int) -> tuple[float, float]:
+        """Where a point's step starts and ends, cut to the period: its first and last step may
+        be parts of one (a period that ends at 10:00 has 10 hours of its last day)."""
+        return self.x(max(point.start, self.start)), self.x(min(point.start + step, self.end))
+
     def middle(self, point: PointAnswer, step: int) -> float:
-        return self.x((point.start + min(point.start + step, self.end)) / 2)
+        return sum(self.edges(point, step)) / 2
 
 
 def _svg(label: str, content: str) -> str:
@@ -115,7 +121,7 @@ def accuracy_chart(
         parts.append(_drift_line(frame, event))
     for point in points:
         parts.append(_dot(frame, point, step))
-    return _svg("Accuracy per day with its 95% interval", "".join(parts))
+    return _svg(f"Accuracy per {steps.name(step)} with its 95% interval", "".join(parts))
 
 
 def _band(frame: Frame, run: Sequence[PointAnswer], step: int) -> str:
@@ -165,15 +171,18 @@ def volume_chart(points: Sequence[PointAnswer], start: float, end: float, step: 
     frame = Frame(start, end, top)
     ticks = sorted({0, top // 2, top})
     parts = [_axes(frame, step, ticks, [count(t) for t in ticks])]
-    width = max(1.0, (frame.x(start + step) - frame.x(start)) * 0.7)
     for point in points:
-        parts.append(_stack(frame, point, step, width))
+        parts.append(_stack(frame, point, step))
     parts.append(_legend())
-    return _svg("Labelled outcomes per day by confusion cell", "".join(parts))
+    return _svg(f"Labelled outcomes per {steps.name(step)} by confusion cell", "".join(parts))
 
 
-def _stack(frame: Frame, point: PointAnswer, step: int, width: float) -> str:
-    x, below, bars = frame.middle(point, step) - width / 2, 0, []
+def _stack(frame: Frame, point: PointAnswer, step: int) -> str:
+    """The point's bars: 70% as wide as its step within the period, centred on it."""
+    left, right = frame.edges(point, step)
+    width = max(1.0, (right - left) * 0.7)  # seen, however short its part of the period
+    x = min(max((left + right - width) / 2, LEFT), WIDTH - RIGHT - width)
+    below, bars = 0, []
     for name, label, colour in CELLS:
         value = getattr(point.counts, name)
         if value:

@@ -5,7 +5,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.report.document import Report
+from feedback_monitor.report import steps
+from feedback_monitor.report.document import DAY_STEP, Report
 from feedback_monitor.report.numbers import NONE, amount, count, day, estimate, moment, ratio
 from feedback_monitor.schemas import CountsBody, Estimate, PointAnswer, ScoreMetrics
 
@@ -24,6 +25,7 @@ NAMES = {
     "baseline_accuracy": "Baseline accuracy",
 }
 DAILY = ("accuracy", "precision", "recall", "f1_score", "baseline_accuracy")
+NO_OUTCOMES = "No labelled outcomes in the period."
 
 Row = tuple[str, ...]
 
@@ -51,7 +53,7 @@ def sections(report: Report) -> list[Section]:
         confusion(report),
         *scores(report.summary.scores),
         days(report),
-        day_confusions(report),
+        *day_confusions(report),
         drift_events(report),
         detectors(report),
         coverage(report),
@@ -143,13 +145,22 @@ def scores(metrics: ScoreMetrics | None) -> list[Section]:
 
 
 def days(report: Report) -> Section:
-    header = ("Day", "n", *(NAMES[name] for name in DAILY))
+    header = (_start(report.step), "n", *(NAMES[name] for name in DAILY))
     rows = [(day(p.start), count(p.n), *_daily(p)) for p in report.days]
     text = (
-        "Each step of 24 hours from the period's start (days without feedback are absent); "
-        "each metric with its Wilson 95% interval (low, high) where it has one."
+        f"Each step of {steps.span(report.step)} from the period's start (steps without "
+        "feedback are absent); each metric with its Wilson 95% interval (low, high) where it "
+        "has one."
     )
-    return Section("days", "Per day", text, Table(header, rows) if rows else None)
+    if not rows:
+        text = NO_OUTCOMES
+    title = f"Per {steps.name(report.step)}"
+    return Section("days", title, text, Table(header, rows) if rows else None)
+
+
+def _start(step: int) -> str:
+    """The heading of the column of the steps' starts."""
+    return "Day" if step == DAY_STEP else "From"
 
 
 def _daily(point: PointAnswer) -> Row:
@@ -159,13 +170,16 @@ def _daily(point: PointAnswer) -> Row:
     )
 
 
-def day_confusions(report: Report) -> Section:
-    header = ("Day", "TP", "FP", "FN", "TN", "n")
+def day_confusions(report: Report) -> list[Section]:
+    """The confusion matrix of each step, when there are steps with feedback (the section
+    before says when there are none)."""
+    if not report.days:
+        return []
+    header = (_start(report.step), "TP", "FP", "FN", "TN", "n")
     rows = [(day(p.start), *_cells(p)) for p in report.days]
-    text = "True and false positives and negatives of each day."
-    return Section(
-        "day-confusion", "Confusion matrices per day", text, Table(header, rows) if rows else None
-    )
+    step = steps.name(report.step)
+    text = f"True and false positives and negatives per {step}."
+    return [Section("day-confusion", f"Confusion matrices per {step}", text, Table(header, rows))]
 
 
 def _cells(point: PointAnswer) -> Row:
@@ -211,10 +225,13 @@ def detectors(report: Report) -> Section:
         (d.detector, STATUS.get(d.status, str(d.status)), count(d.detections))
         for d in report.drift.detectors
     ]
+    text = "Their status when the report was made."
+    if not rows:
+        text = "None yet: the detectors start with the series' first labelled outcome."
     return Section(
         "detectors",
         "Drift detectors",
-        "Their status when the report was made.",
+        text,
         Table(("Detector", "Status", "Detections"), rows) if rows else None,
     )
 

@@ -231,7 +231,8 @@ function choose(models) {
 
 function setOptions(select, values, label, chosen) {
   const current = [...select.options].map((o) => o.value);
-  if (current.join("\n") !== values.join("\n")) {
+  // As JSON: joined, no options and one empty version ("") would read the same.
+  if (JSON.stringify(current) !== JSON.stringify(values)) {
     select.replaceChildren(...values.map((v) => new Option(label(v), v)));
   }
   select.value = chosen;
