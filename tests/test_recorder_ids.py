@@ -126,7 +126,10 @@ def test_a_join_repeating_its_prediction_does_not_count_against_the_cap(
         with pytest.raises(SeriesCapReached) as capped:
             await recorder.write([Feedback(0, 0, id="p-2"), Feedback(1, 0, *M1, id="new")])
         assert (capped.value.status, capped.value.index) == (422, 1)
-        assert capped.value.message == "Too many series: at most 1 (model, version) pairs"
+        assert (
+            capped.value.message
+            == "Too many series: at most 1 (model, version) pairs (--max-series)"
+        )
         with pytest.raises(SeriesCapReached) as alone:
             await recorder.record(Feedback(1, 0, *M1, id="new"))
         assert alone.value.index is None

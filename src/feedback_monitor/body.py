@@ -123,5 +123,5 @@ def _too_large(limit: int) -> ClientError:
 
 def _timed_out(timeout: float) -> ClientError:
     # The rest of the body may still come: the connection cannot carry another request.
-    message = f"Body not received: no data for {timeout:g} seconds"
+    message = f"Body not received: no data for {timeout:g} s"
     return ClientError(408, message, "body_timeout", headers={"Connection": "close"})

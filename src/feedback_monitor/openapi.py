@@ -142,12 +142,21 @@ _READ_ERRORS = {
 }
 
 
-def _read(operation: str, summary: str, extra: dict[str, Any], ok: str) -> dict[str, Any]:
+_WINDOW = _parameter(
+    "window",
+    "query",
+    "Length of the window ending now, such as 5m, 1h, 24h or 7d (default 1h); or give start "
+    "and end.",
+    _DURATION,
+)
+
+
+def _read(operation: str, summary: str, extras: list[Any], ok: str) -> dict[str, Any]:
     return {
         "get": {
             "summary": summary,
             "operationId": operation,
-            "parameters": [*_SERIES_PARAMETERS, extra],
+            "parameters": [*_SERIES_PARAMETERS, _WINDOW, *extras],
             "responses": {
                 "200": _json(ok, "Read from the committed time buckets."),
                 **_READ_ERRORS,
@@ -168,25 +177,21 @@ _PATHS: dict[str, Any] = {
     "/api/v1/models/{model}/metrics": _read(
         "getWindowMetrics",
         "A window's metrics with Wilson 95% intervals, baseline, value and score metrics",
-        _parameter(
-            "window",
-            "query",
-            "Length of the window ending now, such as 5m, 1h, 24h or 7d "
-            "(default 1h); or give start and end.",
-            _DURATION,
-        ),
+        [],
         "WindowAnswer",
     ),
     "/api/v1/models/{model}/series": _read(
         "getMetricSeries",
         "Metrics per step over a window (default: the last hour), for charts",
-        _parameter(
-            "step",
-            "query",
-            "Seconds or a duration; a multiple of the buckets kept at "
-            "start (default: about 60 points).",
-            {"type": "string"},
-        ),
+        [
+            _parameter(
+                "step",
+                "query",
+                "Seconds or a duration; a multiple of the buckets kept at "
+                "start (default: about 60 points).",
+                {"type": "string"},
+            )
+        ],
         "SeriesAnswer",
     ),
     "/api/v1/models/{model}/drift": {

@@ -48,10 +48,10 @@ _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")  # AS
 
 
 class BadParameter(ClientError):
-    """A query parameter that cannot be used; the message names it."""
+    """A query parameter (or the path's model) that cannot be used; the message names it."""
 
-    def __init__(self, name: str, problem: str) -> None:
-        super().__init__(400, f"Invalid query parameter {name!r}: {problem}", "bad_parameter")
+    def __init__(self, name: str, problem: str, where: str = "query") -> None:
+        super().__init__(400, f"Invalid {where} parameter {name!r}: {problem}", "bad_parameter")
 
 
 class UnknownSeries(ClientError):
@@ -71,7 +71,7 @@ class Query:
 
 def series_of(model: str, params: Mapping[str, str]) -> Series:
     if not _MODEL.match(model):
-        raise BadParameter("model", "names are 1 to 64 of A-Z a-z 0-9 _ . : -")
+        raise BadParameter("model", "names are 1 to 64 of A-Z a-z 0-9 _ . : -", "path")
     version = params.get("version", "")
     if not _VERSION.match(version):
         raise BadParameter("version", "versions are 0 to 64 of A-Z a-z 0-9 _ . : -")
@@ -120,7 +120,8 @@ def _duration(params: Mapping[str, str], name: str, default: str) -> float:
 
 def _range(params: Mapping[str, str], now: float, default: str) -> tuple[float, float]:
     if "window" in params and ("start" in params or "end" in params):
-        raise BadParameter("window", "give either window or start and end, not both")
+        given = " and ".join(name for name in ("start", "end") if name in params)
+        raise BadParameter("window", f"give either window or start and end, not window and {given}")
     end = _moment(params, "end", now)
     # A window reaching back past 1970 holds all there is: it starts there.
     start = _moment(params, "start", max(0.0, end - _duration(params, "window", default)))
@@ -136,8 +137,9 @@ def window_query(model: str, params: Mapping[str, str], now: float, retention: R
 
 
 def points_query(model: str, params: Mapping[str, str], now: float, retention: Retention) -> Query:
-    """``?version=&start=&end=&step=&time=``; an hour to now by default."""
-    allowed = {"version", "start", "end", "step", "time"}
+    """``?version=&window=1h&step=&time=`` or ``?start=&end=`` instead of ``window``; an hour
+    to now by default."""
+    allowed = {"version", "window", "start", "end", "step", "time"}
     query, asked = _query(model, params, now, retention, allowed)
     span = query.span
     step = _step(params, span, asked)

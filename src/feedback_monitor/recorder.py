@@ -436,5 +436,5 @@ def _past_the_cap(
 
 class SeriesCapReached(ClientError):
     def __init__(self, cap: int, index: int | None) -> None:
-        message = f"Too many series: at most {cap} (model, version) pairs"
+        message = f"Too many series: at most {cap} (model, version) pairs (--max-series)"
         super().__init__(422, message, "series_cap", index)

@@ -252,6 +252,8 @@ class FeedbackRequest(msgspec.Struct):
     """The body of POST /feedback; other fields are ignored (parsing is in records.py).
 
     Without ``prediction`` it must carry the ``id`` of a stored prediction, which it labels.
+    An ``id`` already stored keeps the model and version it was stored under: a repeat naming
+    another series answers with the stored series' metrics.
     """
 
     actual: _Binary

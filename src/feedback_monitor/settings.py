@@ -119,7 +119,10 @@ class Settings(BaseSettings):
         default=1024 * 1024, ge=1024, description="Largest request body accepted (413 above)."
     )
     max_series: int = Field(
-        default=1000, ge=1, description="Most (model, version) series kept; more is refused (422)."
+        default=1000,
+        ge=1,
+        description="Most (model, version) series kept; more is refused (422). Series are kept "
+        "for good, their counts being the truth: raise the cap for new versions.",
     )
     prediction_ttl: Annotated[timedelta, BeforeValidator(_duration_text)] = Field(
         default=timedelta(days=30),
@@ -172,7 +175,9 @@ class Settings(BaseSettings):
         ge=0.001,
         allow_inf_nan=False,
         description="Requests a second allowed per client (per token when authenticated, else "
-        "per address, an IPv6 /64), in bursts of one second's worth; 429 beyond. Off by default.",
+        "per address, an IPv6 /64: behind a proxy, its clients share its address), in bursts of "
+        "one second's worth; 429 beyond. /health, /ready, /openapi.json and the dashboard's "
+        "files are not limited. Off by default.",
     )
     header_timeout: float = Field(
         default=10.0,

@@ -70,7 +70,7 @@ def test_a_body_that_stops_is_answered_408_and_closed(service: ServiceProcess) -
         received, closed = read_until_closed(sock)
     assert received.startswith(b"HTTP/1.1 408 ")
     assert b"connection: close" in received.lower()
-    assert received.endswith(b'{"error":"Body not received: no data for 1 seconds"}')
+    assert received.endswith(b'{"error":"Body not received: no data for 1 s"}')
     assert TIMEOUT * 0.9 <= closed - start < TIMEOUT * 5
 
 

@@ -34,7 +34,8 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
     (WINDOW, "fraud", {**KNOWN, "end": "-5"}, "end"),
     (WINDOW, "fraud", {**KNOWN, "end": "nan"}, "end"),
     (WINDOW, "fraud", {**KNOWN, "step": "1m"}, "step"),  # a series' parameter, not a window's
-    (POINTS, "fraud", {**KNOWN, "window": "1h"}, "window"),
+    (POINTS, "fraud", {**KNOWN, "window": "5x"}, "window"),
+    (POINTS, "fraud", {**KNOWN, "start": "1000", "window": "1h"}, "window"),
     (WINDOW, "fraud", {**KNOWN, "colour": "blue"}, "colour"),
     (WINDOW, "fraud", {"version": "v 1"}, "version"),
     (POINTS, "fraud", {"version": "v" * 65}, "version"),
@@ -87,7 +88,8 @@ def test_a_bad_parameter_is_a_400_that_names_it(
     before = state(client)
     answer = read(client, path, model, params, status=400)
     assert list(answer) == ["error"]
-    assert answer["error"].startswith(f"Invalid query parameter {named!r}: ")
+    where = "path" if named == "model" else "query"
+    assert answer["error"].startswith(f"Invalid {where} parameter {named!r}: ")
     assert state(client) == before
 
 
@@ -102,6 +104,14 @@ def test_a_window_reaching_back_past_1970_starts_there(client: httpx.Client) -> 
     answer = read(client, WINDOW, "fraud", {**KNOWN, "window": "100000w"})  # about 1,900 years
     assert answer["start"] == 0
     assert answer["counts"] == {"tp": 2, "tn": 0, "fp": 1, "fn": 0}
+
+
+@pytest.mark.parametrize("path", [WINDOW, POINTS])
+def test_a_window_ending_now_is_as_long_as_asked(client: httpx.Client, path: str) -> None:
+    answer = read(client, path, "fraud", {**KNOWN, "window": "7d"})
+    assert 7 * 86400 <= answer["end"] - answer["start"] <= 7 * 86400 + 2 * 3600  # to the hour
+    parts = [answer] if path == WINDOW else answer["points"]
+    assert sum(sum(part["counts"].values()) for part in parts) == 3
 
 
 @pytest.mark.parametrize("path", [WINDOW, POINTS])
