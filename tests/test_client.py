@@ -304,6 +304,13 @@ def test_a_retry_that_cannot_work_is_refused(options: dict[str, float]) -> None:
         Retry(**options)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("make", [FeedbackClient, AsyncFeedbackClient])
+def test_a_misspelt_option_is_refused(make: type[FeedbackClient | AsyncFeedbackClient]) -> None:
+    """A misspelt token= would otherwise send no token at all, silently."""
+    with pytest.raises(TypeError, match=r"unknown option.* tokn"):
+        make("http://127.0.0.1:1", tokn="secret")  # type: ignore[call-arg]
+
+
 def test_a_queue_of_no_room_is_refused() -> None:
     with pytest.raises(ValueError, match="max_queue"):
         Script().client(max_queue=0)

@@ -361,3 +361,16 @@ def test_only_the_password_as_libpq_quotes_it_is_left_out(
     _, err = refused(flags, capsys)
     assert "127.0.0.1" in err
     assert "(the password)" not in err
+
+
+def test_a_misspelt_environment_variable_is_warned_of(
+    served: list[Settings], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flag misspelt is refused by argparse; its variable would be ignored without a word."""
+    monkeypatch.setenv(PREFIX + "MAX_SERIE", "3")
+    monkeypatch.setenv(PREFIX + "TOKEN", "the clients' token")  # report's and replay's: known
+    cli.main(["serve"])
+    assert served[0].max_series == 1000
+    assert capsys.readouterr().err == (
+        f"feedback-monitor: warning: {PREFIX}MAX_SERIE is no setting: ignored (a misspelling?)\n"
+    )

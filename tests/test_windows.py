@@ -143,6 +143,7 @@ def test_retention_parse(text: str, expected: Retention) -> None:
     ("text", "problem"),
     [
         ("second=1h", "unknown resolution 'second'"),
+        ("minute=2d,minute=3d", "minute given twice"),
         ("minute", "not a duration"),
         ("minute=5x", "not a duration"),
         ("minute=0h", "not a duration"),

@@ -21,6 +21,8 @@ from pathlib import Path
 TOKEN_PATTERN = r"^[A-Za-z0-9\-._~+/]+=*$"
 _TOKEN = re.compile(TOKEN_PATTERN)
 
+TOKEN_VARIABLE = "FEEDBACK_MONITOR_TOKEN"  # the token of the command-line clients (report, replay)
+
 
 class Scope(StrEnum):
     WRITE = "write"

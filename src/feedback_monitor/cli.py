@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import signal
 import socket
 import sqlite3
@@ -16,6 +17,7 @@ import uvicorn
 
 from feedback_monitor import __version__, logs, replay, report
 from feedback_monitor.app import create_app
+from feedback_monitor.auth import TOKEN_VARIABLE
 from feedback_monitor.protocol import with_header_timeout
 from feedback_monitor.settings import Settings
 from feedback_monitor.store.sql import NewerSchema
@@ -54,6 +56,10 @@ def _fail(message: str) -> NoReturn:
 
 def load_settings(overrides: dict[str, Any]) -> Settings:
     """Settings from the flags given, then ``FEEDBACK_MONITOR_*``, then defaults; or exit 2."""
+    known = {_variable(field) for field in Settings.model_fields} | {TOKEN_VARIABLE}
+    prefix = _variable("")
+    for name in sorted(n for n in os.environ if n.startswith(prefix) and n not in known):
+        sys.stderr.write(f"{PROG}: warning: {name} is no setting: ignored (a misspelling?)\n")
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except pydantic.ValidationError as error:

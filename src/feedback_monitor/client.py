@@ -648,6 +648,8 @@ class _Client:
     """What both clients share: settings, validation and the background delivery's state."""
 
     def __init__(self, url: str, options: Options) -> None:
+        if unknown := sorted(options.keys() - Options.__annotations__.keys()):
+            raise TypeError(f"unknown option(s) {', '.join(unknown)}; see Options")  # a typo
         batch_size, flush_interval = (
             options.get("batch_size", 500),
             options.get("flush_interval", 1.0),

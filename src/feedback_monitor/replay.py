@@ -34,6 +34,7 @@ from typing import IO, NamedTuple
 import httpx
 import msgspec
 
+from feedback_monitor.auth import TOKEN_VARIABLE
 from feedback_monitor.client import (
     DEFAULT_URL,
     BatchResult,
@@ -49,7 +50,6 @@ FIELDS = ("prediction", "actual", "id", "model", "version", "score", "timestamp"
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 MAX_REPORTED = 20  # bad rows listed; the rest are counted
 MAX_ID = 128
-TOKEN_VARIABLE = "FEEDBACK_MONITOR_TOKEN"
 # A restarting server is waited for rather than given up on at once: 21 waits of up to 0.1,
 # 0.2, ... 3.2, then 5 s, each between half and all of that, are 41 to 81 s, about a minute.
 PATIENCE = Retry(attempts=22, base=0.1, cap=5.0)

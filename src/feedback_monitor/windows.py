@@ -82,6 +82,8 @@ class Retention:
             name, _, value = part.partition("=")
             if name.strip() not in _NAMES:
                 raise ValueError(f"unknown resolution {name.strip()!r} (minute, hour or day)")
+            if name.strip() in kept:  # which one was meant?
+                raise ValueError(f"{name.strip()} given twice")
             value = value.strip()
             kept[name.strip()] = None if value == "forever" else parse_duration(value)
         retention = cls(**kept)

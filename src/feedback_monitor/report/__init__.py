@@ -9,11 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from feedback_monitor.auth import TOKEN_VARIABLE
+from feedback_monitor.client import DEFAULT_URL
 from feedback_monitor.report import markdown, page
 from feedback_monitor.report.dates import period
 from feedback_monitor.report.document import Report, to_json
 from feedback_monitor.report.errors import ReportError
-from feedback_monitor.report.gather import TOKEN_VARIABLE, client, gather
+from feedback_monitor.report.gather import client, gather
 
 __all__ = ["FORMATS", "ReportError", "add_parser", "run"]
 
@@ -23,7 +25,6 @@ FORMATS: dict[str, Callable[[Report], str]] = {
     "json": to_json,
 }
 EXTENSIONS = {".html": "html", ".htm": "html", ".md": "md", ".markdown": "md", ".json": "json"}
-DEFAULT_URL = "http://127.0.0.1:5000"
 
 
 def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> argparse.ArgumentParser:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import httpx
 import msgspec
 
-from feedback_monitor.auth import bearer_headers
+from feedback_monitor.auth import TOKEN_VARIABLE, bearer_headers
 from feedback_monitor.report import steps
 from feedback_monitor.report.document import Drift, Report
 from feedback_monitor.report.errors import ReportError
@@ -23,7 +23,6 @@ from feedback_monitor.schemas import (
 TIMEOUT = 30.0
 BUSY_FOR = 60.0  # the longest the report waits out 429s and 503s, in seconds
 EVENT_LIMIT = 100  # the most the drift API gives
-TOKEN_VARIABLE = "FEEDBACK_MONITOR_TOKEN"  # a bearer token, when the service protects reads
 T = TypeVar("T")
 
 
@@ -89,7 +88,7 @@ def client(url: str, token: str | None = None) -> httpx.Client:
     try:
         headers = bearer_headers(token or None)
     except ValueError as error:
-        raise ReportError(f"FEEDBACK_MONITOR_TOKEN: {error}") from None
+        raise ReportError(f"{TOKEN_VARIABLE}: {error}") from None
     try:
         return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT)
     except httpx.InvalidURL as error:
