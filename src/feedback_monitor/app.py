@@ -66,6 +66,10 @@ EXPIRY_INTERVAL = 60.0  # seconds between sweeps for expired predictions
 REFRESH = 1.0  # seconds between reloads of every series from a shared store
 
 
+# Starlette's own refusals (no such route, a method the route lacks), by a reason of ours.
+_ROUTING_REASONS = {404: "not_found", 405: "method_not_allowed"}
+
+
 def json_response(body: object, status: int = 200) -> Response:
     return Response(encode(body), status, media_type="application/json")
 
@@ -227,7 +231,11 @@ class Service:
 
     async def http_error(self, request: Request, error: Exception) -> Response:
         assert isinstance(error, HTTPException)
-        log.info("rejected %s %s: %d", request.method, request.url.path, error.status_code)
+        reason = _ROUTING_REASONS.get(error.status_code, "http_error")
+        self.telemetry.validation_errors.labels(reason).inc()
+        log.info(
+            "rejected %s %s: %d %s", request.method, request.url.path, error.status_code, reason
+        )
         response = json_response(Error(error.detail), error.status_code)
         response.headers.update(error.headers or {})  # the Allow header of a 405
         return response

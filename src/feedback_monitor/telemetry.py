@@ -75,7 +75,7 @@ class Telemetry:
         self.observe_request = self.requests.observe  # every request: no call in between
         self.validation_errors = Counter(
             "feedback_validation_errors",
-            "Rejected request bodies by reason.",
+            "Requests refused with a 4xx, by a short stable reason.",
             ("reason",),
             registry=registry,
         )

@@ -298,6 +298,9 @@ def test_unknown_route_and_method_as_json(
     before = scrape(http)
     response = http.request(method, path, json={"prediction": 1, "actual": 1})
     assert_rejected(http, before, response, status, route)
+    reason = {404: "not_found", 405: "method_not_allowed"}[status]
+    name = "feedback_validation_errors_total"
+    assert total(scrape(http), name, reason=reason) == total(before, name, reason=reason) + 1
 
 
 def test_rejections_change_nothing_across_a_restart(tmp_path: Path) -> None:
