@@ -88,6 +88,17 @@ def test_nothing_else_is_served(tmp_path: Path, path: str) -> None:
     assert response.json() == {"error": "Not Found"}
 
 
+@pytest.mark.parametrize("url", ["/", "/static/dashboard.js"])
+@pytest.mark.parametrize("asked", ["bytes=5-1", "garbage", "bytes=99999999-", "bytes=0-3"])
+def test_a_range_is_ignored_for_the_whole_file(tmp_path: Path, url: str, asked: str) -> None:
+    """RFC 9110: a server may ignore Range, and must a Range it cannot read (Starlette's own
+    answer to one was a 400 in plain text, or an empty 416)."""
+    (response,) = served(tmp_path, get(url, {"range": asked}))
+    assert response.status_code == 200
+    name = "index.html" if url == "/" else url.removeprefix("/static/")
+    assert response.content == (STATIC / name).read_bytes()
+
+
 def test_static_files_are_read_only(tmp_path: Path) -> None:
     request = httpx.Request("POST", "http://test/static/dashboard.js")
     (response,) = served(tmp_path, request)

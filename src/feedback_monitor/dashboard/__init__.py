@@ -10,9 +10,9 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
 from starlette.staticfiles import StaticFiles
-from starlette.types import Scope
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["STATIC", "routes"]
 
@@ -26,6 +26,19 @@ POLICY = (
     "img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; "
     "frame-ancestors 'none'"
 )
+
+
+class _Whole:
+    """An ASGI app asked for whole files only: a Range request header is dropped. The files
+    are small, and Starlette answers a Range it cannot read with a 400 in plain text, where
+    RFC 9110 says to ignore it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"range", b"if-range")]
+        await self.app({**scope, "headers": headers}, receive, send)
 
 
 class StaticAssets(StaticFiles):
@@ -56,6 +69,6 @@ def routes() -> list[Route]:
     the API, so the OpenAPI document leaves them out."""
     assets = StaticAssets(directory=STATIC)
     return [
-        Route("/", page, methods=["GET"], include_in_schema=False),
-        Route("/static/{path:path}", assets, methods=["GET"], include_in_schema=False),
+        Route("/", _Whole(request_response(page)), methods=["GET"], include_in_schema=False),
+        Route("/static/{path:path}", _Whole(assets), methods=["GET"], include_in_schema=False),
     ]
