@@ -102,13 +102,26 @@ def check_whole_body(scope: Scope, body: bytes, limit: int) -> None:
 
 def _check_headers(scope: Scope, limit: int) -> None:
     content_type, content_length, content_encoding = _headers(scope)
-    if content_type.partition(b";")[0].strip().lower() != JSON:
+    media, _, parameters = content_type.partition(b";")
+    if media.strip().lower() != JSON:
         raise ClientError(415, "Content-Type must be application/json", "unsupported_media_type")
+    if parameters and not _utf8(parameters):  # a body in UTF-16 would be read as UTF-8
+        message = "Content-Type charset must be utf-8, JSON's"
+        raise ClientError(415, message, "unsupported_charset")
     if content_encoding.strip().lower() not in (b"", b"identity"):  # a gzip body, say
         message = "Content-Encoding is not supported: send the body uncompressed"
         raise ClientError(415, message, "unsupported_content_encoding")
     if content_length.isascii() and content_length.isdigit() and int(content_length) > limit:
         raise _too_large(limit)  # refused before reading a byte of it
+
+
+def _utf8(parameters: bytes) -> bool:
+    """Whether a media type's parameters name no charset but UTF-8."""
+    for parameter in parameters.split(b";"):
+        name, _, value = parameter.partition(b"=")
+        if name.strip().lower() == b"charset":
+            return value.strip().strip(b'"').lower() in (b"utf-8", b"utf8")
+    return True
 
 
 def _chunk(message: Message) -> tuple[bytes, bool]:

@@ -131,8 +131,9 @@ def test_every_answer_matches_sklearn_over_everything_sent(client: httpx.Client)
 
 @pytest.mark.parametrize(
     "content_type",
-    ["application/json; charset=utf-8", "application/json;charset=UTF-8", "Application/JSON"],
-)
+    ["application/json; charset=utf-8", "application/json;charset=UTF-8", "Application/JSON",
+     'application/json; charset="utf-8"', "application/json; v=1"],
+)  # fmt: skip
 def test_json_media_type_with_parameters_is_accepted(http: httpx.Client, content_type: str) -> None:
     response = http.post(
         "/feedback",
@@ -211,8 +212,10 @@ def test_body_that_is_not_a_json_object(http: httpx.Client, body: bytes) -> None
         {"content-type": "application/jsonx"},
         {"content-type": "application/json-patch+json"},
         {"content-type": "multipart/form-data; boundary=x"},
+        {"content-type": "application/json; charset=utf-16"},
+        {"content-type": "application/json; charset=latin-1"},
     ],
-    ids=["none", "text", "form", "jsonx", "json-patch", "multipart"],
+    ids=["none", "text", "form", "jsonx", "json-patch", "multipart", "utf-16", "latin-1"],
 )
 def test_other_media_types_are_415(http: httpx.Client, headers: dict[str, str]) -> None:
     post_rejected(http, b'{"prediction": 1, "actual": 1}', 415, headers)
