@@ -374,3 +374,14 @@ def test_a_misspelt_environment_variable_is_warned_of(
     assert capsys.readouterr().err == (
         f"feedback-monitor: warning: {PREFIX}MAX_SERIE is no setting: ignored (a misspelling?)\n"
     )
+
+
+@pytest.mark.parametrize("command", [["report", "--model", "m"], ["replay", "history.csv"]])
+def test_the_clients_find_the_service_in_the_environment(
+    command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After FEEDBACK_MONITOR_PORT=5001 make run, the report need not be told the port."""
+    assert cli._parser().parse_args(command).url == "http://127.0.0.1:5000"
+    monkeypatch.setenv(PREFIX + "URL", "http://127.0.0.1:5001")
+    assert cli._parser().parse_args(command).url == "http://127.0.0.1:5001"
+    assert cli._parser().parse_args([*command, "--url", "http://h:1"]).url == "http://h:1"

@@ -21,7 +21,9 @@ from pathlib import Path
 TOKEN_PATTERN = r"^[A-Za-z0-9\-._~+/]+=*$"
 _TOKEN = re.compile(TOKEN_PATTERN)
 
-TOKEN_VARIABLE = "FEEDBACK_MONITOR_TOKEN"  # the token of the command-line clients (report, replay)
+# The command-line clients' (report, replay) token, and the service's URL when not --url.
+TOKEN_VARIABLE = "FEEDBACK_MONITOR_TOKEN"
+URL_VARIABLE = "FEEDBACK_MONITOR_URL"
 
 
 class Scope(StrEnum):

@@ -17,7 +17,7 @@ import uvicorn
 
 from feedback_monitor import __version__, logs, replay, report
 from feedback_monitor.app import create_app
-from feedback_monitor.auth import TOKEN_VARIABLE
+from feedback_monitor.auth import TOKEN_VARIABLE, URL_VARIABLE
 from feedback_monitor.protocol import with_header_timeout
 from feedback_monitor.settings import Settings
 from feedback_monitor.store.sql import NewerSchema
@@ -56,7 +56,7 @@ def _fail(message: str) -> NoReturn:
 
 def load_settings(overrides: dict[str, Any]) -> Settings:
     """Settings from the flags given, then ``FEEDBACK_MONITOR_*``, then defaults; or exit 2."""
-    known = {_variable(field) for field in Settings.model_fields} | {TOKEN_VARIABLE}
+    known = {_variable(field) for field in Settings.model_fields} | {TOKEN_VARIABLE, URL_VARIABLE}
     prefix = _variable("")
     for name in sorted(n for n in os.environ if n.startswith(prefix) and n not in known):
         sys.stderr.write(f"{PROG}: warning: {name} is no setting: ignored (a misspelling?)\n")

@@ -34,7 +34,7 @@ from typing import IO, NamedTuple
 import httpx
 import msgspec
 
-from feedback_monitor.auth import TOKEN_VARIABLE
+from feedback_monitor.auth import TOKEN_VARIABLE, URL_VARIABLE
 from feedback_monitor.client import (
     DEFAULT_URL,
     BatchResult,
@@ -334,7 +334,11 @@ def add_parser(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]"
     parser.add_argument("--model", help="the model of every row, instead of a column")
     parser.add_argument("--version", help="the version of every row, instead of a column")
     parser.add_argument("--id-prefix", help="ids of rows without one: PREFIX:<line>")
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"the service (default: {DEFAULT_URL})")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get(URL_VARIABLE, DEFAULT_URL),
+        help=f"the service (default: ${URL_VARIABLE}, else {DEFAULT_URL})",
+    )
     parser.add_argument(
         "--token",
         default=os.environ.get(TOKEN_VARIABLE),

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from feedback_monitor.auth import TOKEN_VARIABLE
+from feedback_monitor.auth import TOKEN_VARIABLE, URL_VARIABLE
 from feedback_monitor.client import DEFAULT_URL
 from feedback_monitor.report import markdown, page
 from feedback_monitor.report.dates import period
@@ -53,7 +53,11 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> argparse.Argume
         choices=sorted(FORMATS),
         help="Default: from --out's extension (.html, .md, .json); html for -.",
     )
-    parser.add_argument("--url", default=DEFAULT_URL, help=f"The service (default {DEFAULT_URL}).")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get(URL_VARIABLE, DEFAULT_URL),
+        help=f"The service (default ${URL_VARIABLE}, else {DEFAULT_URL}).",
+    )
     parser.add_argument(
         "--time",
         choices=("arrival", "prediction"),
