@@ -376,7 +376,9 @@ def test_a_misspelt_environment_variable_is_warned_of(
     )
 
 
-@pytest.mark.parametrize("command", [["report", "--model", "m"], ["replay", "history.csv"]])
+@pytest.mark.parametrize(
+    "command", [["report", "--model", "m", "--out", "r.html"], ["replay", "history.csv"]]
+)
 def test_the_clients_find_the_service_in_the_environment(
     command: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
