@@ -121,6 +121,8 @@ def slug(heading: str) -> str:
 
 def bounds(node: dict[str, Any]) -> str:
     found = [f"{symbol} {node[key]}" for key, symbol in _SCHEMA_BOUNDS if key in node]
+    if "format" in node:
+        found.append(node["format"])
     if "pattern" in node:
         found.append(f"matching `{node['pattern']}`")
     return f" ({', '.join(found)})" if found else ""

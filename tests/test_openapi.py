@@ -172,14 +172,8 @@ REQUEST_BODIES = [
     {"prediction": 1, "actual": 0},
     {"prediction": 0, "actual": 0, "extra": "ignored"},
     {"prediction": 1},
-    pytest.param(
-        {"prediction": None, "actual": 1},
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="openapi: FeedbackRequest makes prediction and id each optional; it does not "
-            "say that one of the two is required, so the schema admits what the parser refuses",
-        ),
-    ),
+    {"prediction": None, "actual": 1},
+    {"prediction": None, "actual": 1, "id": None},
     {"id": "p-1", "actual": 1},
     {"id": "p-1", "actual": 1, "prediction": 0, "model": "m", "score": 1, "timestamp": 0},
     {"prediction": 1, "actual": 0, "model": "a b"},

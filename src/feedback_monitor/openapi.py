@@ -125,11 +125,18 @@ def _parameter(name: str, where: str, description: str, schema: dict[str, Any]) 
             "schema": schema}  # fmt: skip
 
 
-_TIME = {"type": "string", "description": "RFC 3339 with a zone, or Unix seconds"}
+_TIME = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"},
+    ],
+    "description": "RFC 3339 with a zone, or Unix seconds",
+}
 _DURATION = {"type": "string", "pattern": "^[0-9]+[smhdw]$"}
 _SERIES_PARAMETERS = [
     _parameter("model", "path", "The model's name.", {"type": "string"}),
-    _parameter("version", "query", "The version (default: the empty version).", {"type": "string"}),
+    _parameter("version", "query", "The version (default: the empty version).",
+               {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{0,64}$"}),
     _parameter("time", "query", "Which clock places an outcome: when its label arrived, or "
                "when it was predicted.", {"enum": ["arrival", "prediction"], "default": "arrival"}),
     _parameter("start", "query", "Start of the window (default: end minus window).", _TIME),
@@ -325,6 +332,11 @@ def document() -> dict[str, Any]:
         ),
         ref_template=_REF,
     )
+    # What no field's own schema says: a feedback has its prediction, or the id of a stored one.
+    components["FeedbackRequest"]["anyOf"] = [
+        {"required": ["prediction"], "properties": {"prediction": {"enum": [0, 1]}}},
+        {"required": ["id"], "properties": {"id": {"type": "string"}}},
+    ]
     return {
         "openapi": "3.1.0",
         "info": {"title": "Feedback Monitor", "version": __version__},

@@ -243,7 +243,12 @@ _Id = Annotated[
 _Score = Annotated[float, msgspec.Meta(ge=0, le=1)]
 _WHEN = "not before 1970, nor a day ahead of the server's clock (a time ahead counts at arrival)"
 _Timestamp = (
-    Annotated[str, msgspec.Meta(description="RFC 3339, with a time zone")]
+    Annotated[
+        str,
+        msgspec.Meta(
+            description="RFC 3339, with a time zone", extra_json_schema={"format": "date-time"}
+        ),
+    ]
     | Annotated[float, msgspec.Meta(ge=0, description=f"or Unix seconds; either way {_WHEN}")]
 )
 
