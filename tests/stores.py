@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.errors import StoreLost
+from feedback_monitor.errors import StoreBug, StoreLost
 from feedback_monitor.store import (
     Accepted,
     AsyncStore,
@@ -22,7 +22,6 @@ from feedback_monitor.store import (
     Totals,
     Window,
 )
-from feedback_monitor.store.child import StoreBug
 from feedback_monitor.store.sql import SQLStore
 from feedback_monitor.store.sqlite import SQLiteStore
 from feedback_monitor.windows import HOUR, MINUTE, Span, TimeView
@@ -86,6 +85,7 @@ class GatedStore:
         self.failing = False
         self.poison: str | None = None  # an id whose every write fails, as on a bug
         self.losing = False  # each write commits, then its answer is lost with the process
+        self.misread = False  # each write commits, then reading its answer fails on a bug
         self.entered = threading.Event()
         self.gate = threading.Event()
         self.gate.set()
@@ -98,11 +98,14 @@ class GatedStore:
         assert self.gate.wait(WAIT)
         if self.failing:
             raise StoreDown("disk on fire")
-        if any(item.id == self.poison for entry in entries for _, item in entry.keyed):
+        named = {item.id for entry in entries for _, item in entry.keyed}
+        if self.poison is not None and self.poison in named:
             raise StoreBug(f"a bug the id {self.poison!r} sets off")
         answer = self.inner.write(entries, now)
         if self.losing:
             raise StoreLost("store process exited with -9")
+        if self.misread:
+            raise KeyError("a bug reading the answer")
         return answer
 
     def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:

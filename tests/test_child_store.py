@@ -14,12 +14,12 @@ import msgspec
 import pytest
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.errors import StoreError
+from feedback_monitor.errors import StoreBug, StoreError
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, Entry, Refused, Series, Totals
 from feedback_monitor.store import child as child_store
-from feedback_monitor.store.child import ChildStore, StoreBug, from_rows, to_rows, unavailable
+from feedback_monitor.store.child import ChildStore, from_rows, to_rows, unavailable
 from feedback_monitor.store.sqlite import SQLiteStore
 
 A: Series = ("default", "")
@@ -224,3 +224,23 @@ def caught(call: Callable[..., object], *args: object) -> Exception:
     with pytest.raises(sqlite3.Error) as error:
         call(*args)
     return error.value
+
+
+def test_a_bug_reading_one_answer_leaves_the_next_in_step(tmp_path: Path) -> None:
+    """An answer that fails to convert fails its own request; the answers after it still go to
+    their requests (they were left waiting for ever, the pipe out of step)."""
+
+    def misread(answer: object) -> object:
+        raise KeyError("a bug reading the answer")
+
+    async def scenario(store: ChildStore) -> None:
+        await store.load()
+        pipe = store._pipe
+        assert pipe is not None
+        broken, fine = pipe.send(["ping"], misread), pipe.send(["load"])
+        with pytest.raises(KeyError):
+            await asyncio.wait_for(broken, 10)
+        assert await asyncio.wait_for(fine, 10) == []
+        await asyncio.wait_for(store.ping(), 10)
+
+    run(tmp_path, scenario)

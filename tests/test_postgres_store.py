@@ -207,8 +207,8 @@ def test_writers_racing_on_the_same_ids_count_each_once(fresh: str) -> None:
 
 
 def test_concurrent_batches_of_many_ids_fit_the_lock_table(fresh: str) -> None:
-    """Each transaction locks the hashes of its ids, at most 64: three batches of 5,000 ids at
-    once took a lock per id, past the server's lock table ("out of shared memory"), a 503."""
+    """Each transaction locks the hashes of its ids, at most 1,024: three batches of 5,000 ids
+    at once took a lock per id, past the server's lock table ("out of shared memory"), a 503."""
     work = [[entry(*(Feedback(1, n % 2, *A, id=f"w{w}-{n}") for n in range(5000)))]
             for w in range(3)]  # fmt: skip
     outcomes = [o for mine in race(fresh, 3, work) for o in mine]

@@ -12,12 +12,12 @@ import pytest
 from sklearn.metrics import confusion_matrix
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.errors import Unavailable
+from feedback_monitor.errors import StoreBug, Unavailable
 from feedback_monitor.recorder import Recorder, RecorderClosed, StoreTimedOut, WriteLost
 from feedback_monitor.records import Feedback, parse_feedback_batch
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Series
-from feedback_monitor.store.child import ChildStore, StoreBug
+from feedback_monitor.store.child import ChildStore
 from feedback_monitor.store.sqlite import SQLiteStore
 from tests.stores import WAIT, GatedStore, Sized, StoreDown, ThreadedStore
 
@@ -263,6 +263,42 @@ def test_a_write_whose_answer_is_lost_may_be_stored_and_shows_once_the_store_is_
             await recorder.close()
 
     asyncio.run(main())
+
+
+def test_a_bug_after_the_commit_sends_nothing_again_and_reloads_the_snapshot(
+    tmp_path: Path,
+) -> None:
+    """Reading a committed write's answer failed: its requests get the error (a 500), and are
+    not sent again (counted twice); the snapshot takes their totals from the store."""
+    seed_store(tmp_path)
+    store = GatedStore(tmp_path)
+    records = [Feedback(1, 1, model="a"), Feedback(0, 1, model="a", score=0.5)]
+
+    async def main() -> list[Any]:
+        recorder = Recorder(ThreadedStore(store))
+        await recorder.start()
+        try:
+            store.gate.clear()
+            store.misread = True
+            first = recorder.record(records[0])
+            assert await asyncio.to_thread(store.entered.wait, WAIT)
+            second = recorder.record(records[1])
+            third = recorder.record(Feedback(0, 0, model="a", id="x"))
+            store.gate.set()
+            outcomes = await asyncio.gather(first, second, third, return_exceptions=True)
+            store.misread = False
+            expected = BASE["a", ""].add(1, 1).add(0, 1).add(0, 0)
+            deadline = asyncio.get_running_loop().time() + WAIT
+            while recorder.snapshot["a", ""].counts != expected:
+                assert asyncio.get_running_loop().time() < deadline, recorder.snapshot
+                await asyncio.sleep(0.01)
+            return list(outcomes)
+        finally:
+            await recorder.close()
+
+    outcomes = asyncio.run(main())
+    assert [type(o) for o in outcomes] == [KeyError] * 3  # two writes, each answer misread
+    assert reopened(tmp_path) == {("a", ""): BASE["a", ""].add(1, 1).add(0, 1).add(0, 0)}
 
 
 def test_a_cancelled_caller_does_not_disturb_the_others(tmp_path: Path) -> None:

@@ -223,6 +223,25 @@ def test_a_failing_commit_rolls_back_every_series(store: SQLiteStore) -> None:
     assert store.commit({A: Counts(tn=1)}) == states({A: Counts(1, 2, 1, 1)})  # none left open
 
 
+def test_a_transaction_sqlite_rolled_back_itself_fails_with_its_own_error(
+    store: SQLiteStore,
+) -> None:
+    """On a full disk SQLite may roll the whole transaction back itself: a ROLLBACK after it
+    failed ("no transaction is active"), an error that hid the full disk's, read as a bug."""
+    full = sqlite3.OperationalError("database or disk is full")
+
+    def rolled_back_by_sqlite() -> None:
+        with store._connector.transaction() as db:
+            db.execute("INSERT INTO probe VALUES (1, 0)")
+            db.execute("ROLLBACK")  # as SQLite does before the error reaches us
+            raise full
+
+    with pytest.raises(sqlite3.OperationalError) as raised:
+        rolled_back_by_sqlite()
+    assert raised.value is full
+    store.commit({A: Counts(tn=1)})  # and the next transaction starts
+
+
 def test_calls_after_close_are_errors(data_dir: Path) -> None:
     closed = SQLiteStore(data_dir)
     closed.close()

@@ -61,3 +61,8 @@ class StoreError(Unavailable):
 
 class StoreLost(StoreError):
     """The store process ended with the request in hand: a write may have been committed."""
+
+
+class StoreBug(RuntimeError):
+    """A write or read the store failed on a bug, having stored nothing (its transaction rolled
+    back, or the request never left): a 500, with its traceback in the log."""

@@ -9,8 +9,8 @@ returned, so reads never touch the disk and never see uncommitted state.
 With a store shared by several replicas, the totals of a commit are global, but a series this
 replica does not write to would stay as it was: ``refresh`` reloads every series that often.
 
-A write that fails on a bug (the store's transaction stored nothing of it) goes again, one
-request a write: the request that sets the bug off fails alone, not every other in its group.
+A write that fails on a bug (the store's transaction stored nothing of it) goes again in
+halves, and so on: the request that sets the bug off fails alone, not every other in its group.
 
 A store that does not answer a write within ``write_timeout`` (a disk or database that hangs)
 does not hold its requests, nor those queued behind it, for as long: a watchdog answers them 503,
@@ -33,7 +33,7 @@ from types import MappingProxyType
 from typing import Any
 
 from feedback_monitor.confusion import CELL, Counts, cells
-from feedback_monitor.errors import ClientError, StoreError, StoreLost, Unavailable
+from feedback_monitor.errors import ClientError, StoreBug, StoreError, StoreLost, Unavailable
 from feedback_monitor.records import Feedback, FeedbackBatch, Prediction, plain
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Entry, Refused, Series, Totals
@@ -224,8 +224,8 @@ class Recorder:
             try:
                 self._states.update(await self._store.load())
                 return
-            except Unavailable:
-                log.debug("reloading the series failed", exc_info=True)
+            except Exception:  # the store still down, or a bug: try again in a second
+                log.warning("reloading the series failed", exc_info=True)
                 await asyncio.sleep(1.0)
 
     def record(self, feedback: Feedback) -> Awaitable[Accepted]:
@@ -282,7 +282,11 @@ class Recorder:
     async def expire(self, ttl: float, retention: Retention) -> None:
         """Drop what is older than the prediction TTL, and the time buckets past retention."""
         now = time.time()
-        self._states.update(await self._store.expire(now - ttl, retention.cutoffs(now)))
+        try:
+            self._states.update(await self._store.expire(now - ttl, retention.cutoffs(now)))
+        except StoreLost:  # it may have committed: what it expired, the snapshot takes again
+            self._load_again()
+            raise
 
     async def ping(self) -> None:
         await self._store.ping()
@@ -352,7 +356,9 @@ class Recorder:
             )
         except Exception as error:  # no request may be left waiting for an answer
             write = asyncio.get_running_loop().create_future()
-            write.set_exception(error)
+            unsent = StoreBug(f"the write was not sent: {error!r}")  # so nothing is stored
+            unsent.__cause__ = error
+            write.set_exception(unsent)
         self._in_flight = write
         self._sending, self._sent_at = (counted, kept), asyncio.get_running_loop().time()
         write.add_done_callback(functools.partial(self._written, counting, counted, kept))
@@ -366,19 +372,14 @@ class Recorder:
     ) -> None:
         self._in_flight, self._sending = None, ([], [])
         error = RecorderClosed() if write.cancelled() else write.exception()
-        if error is not None and not isinstance(error, Unavailable) and len(counting + kept) > 1:
-            # A bug, which stored nothing: each request again in a write of its own, so that
-            # one request that sets it off fails alone, not every other in its transaction.
-            log.warning("a write failed on a bug: its requests go again, each alone")
-            if any(not future.done() for _, future in counted):  # (the watchdog's are)
-                self._alone.append((counting, counted, []))
-            self._alone.extend(([], [], [w]) for w in kept if not w[1].done())
-            self._flush()
+        if isinstance(error, StoreBug) and self._split(counting, counted, kept):
             return
         self._flush()  # what arrived meanwhile: the next transaction starts at once
         if isinstance(error, StoreLost):  # its totals, if committed, are not in the snapshot
             self._load_again()
             error = WriteLost()
+        elif error is not None and not isinstance(error, Unavailable | StoreBug):
+            self._load_again()  # a bug after the commit, reading its answer, say
         if error is not None:
             _fail(_futures(counted, kept), error)  # the requests report it; the recorder lives on
             return
@@ -388,6 +389,26 @@ class Recorder:
             if not future.done():
                 future.set_result(accepted)
         self._answer(kept, outcomes[len(counting) :])
+
+    def _split(self, counting: list[Entry], counted: list[_Counted], kept: list[_Waiter]) -> bool:
+        """A write that failed on a bug, which stored nothing, again in two halves, each of
+        which splits again if it fails: the request that sets the bug off ends up failing
+        alone, after some 2 log2(n) writes, not every other request of its transaction. False
+        for a write of one request (or one whose requests have all been answered)."""
+        units: list[_Write] = [(counting, counted, [])] if counting else []
+        if not any(not future.done() for _, future in counted):  # (the watchdog answered them)
+            units = []
+        units += [([], [], [waiter]) for waiter in kept if not waiter[1].done()]
+        if len(units) < 2:
+            return False
+        log.warning("a write of %d requests failed on a bug: sent again in halves", len(units))
+        half = len(units) // 2
+        for part in (units[half:], units[:half]):  # to the front, in order
+            self._alone.appendleft(([e for c, _, _ in part for e in c],
+                                    [f for _, c, _ in part for f in c],
+                                    [w for _, _, k in part for w in k]))  # fmt: skip
+        self._flush()
+        return True
 
     def _answer(self, kept: list[_Waiter], outcomes: list[Accepted | Refused]) -> None:
         """Each entry kept whole its outcome: accepted, or refused as a client error."""

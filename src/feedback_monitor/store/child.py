@@ -46,7 +46,7 @@ import msgspec
 import psycopg
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.errors import StoreError, StoreLost
+from feedback_monitor.errors import StoreBug, StoreError, StoreLost
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.scores import ScoreHistogram
 from feedback_monitor.series import DriftStatus, Series, SeriesState
@@ -76,10 +76,6 @@ _READ_SIZE = 1 << 16  # a pipe holds 64 KiB: a larger read only maps and unmaps 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(list[Any]).decode
-
-
-class StoreBug(RuntimeError):
-    """The store process failed on a bug: a 500, with its traceback in the log."""
 
 
 def to_rows(counts: Mapping[Series, Counts]) -> list[Row]:
@@ -265,7 +261,10 @@ class _Pipe(asyncio.SubprocessProtocol):
         for line in lines:
             answer, convert = self._waiting.popleft()
             if not answer.done():  # its caller may have been cancelled
-                self._resolve(answer, convert, _decode(line))
+                try:
+                    self._resolve(answer, convert, _decode(line))
+                except Exception as error:  # a bug reading this answer: the next are in step
+                    answer.set_exception(error)
 
     def _resolve(
         self, answer: asyncio.Future[Any], convert: Callable[[Any], Any], message: list[Any]

@@ -214,18 +214,15 @@ class SQLiteConnector:
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
-        """``BEGIN`` ... ``COMMIT``, rolled back if the body raises."""
+        """``BEGIN`` ... ``COMMIT``, rolled back if the body or the COMMIT raises (unless SQLite
+        did so itself, as it does on a full disk: a ROLLBACK then would fail and hide why)."""
         self.db.execute("BEGIN")  # deferred: the only writer never waits for a lock
         try:
             yield self.db
             self._check_files()
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        try:
             self.db.execute("COMMIT")
         except BaseException:
-            if self.db.in_transaction:  # SQLite leaves it open after some failures
+            if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
             raise
 
