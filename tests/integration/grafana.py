@@ -22,6 +22,7 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 _VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 _LABEL_VALUES = re.compile(r"label_values\((?:(.+),\s*)?(\w+)\)")
 _THRESHOLD = re.compile(r"^([\w:]+:ratio_\w+) [<>] ([0-9.]+)$", re.MULTILINE)
+_RATE_OF = re.compile(r"\b(?:rate|irate|increase)\(\s*([A-Za-z_:][\w:]*)")
 
 
 class Query(NamedTuple):
@@ -67,6 +68,11 @@ def label_values(query: str, values: Mapping[str, str]) -> tuple[str, dict[str, 
     selector, label = match.groups()
     params = {"match[]": substitute(selector, values)} if selector else {}
     return f"/api/v1/label/{label}/values", params
+
+
+def rated(expr: str) -> list[str]:
+    """The metrics ``expr`` takes a ``rate()``, ``irate()`` or ``increase()`` of."""
+    return _RATE_OF.findall(expr)
 
 
 def finite_values(result: list[dict[str, Any]]) -> list[float]:

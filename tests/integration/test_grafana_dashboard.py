@@ -27,6 +27,7 @@ from tests.integration.grafana import (
     load_json,
     load_yaml,
     queries,
+    rated,
     substitute,
     variables,
 )
@@ -50,6 +51,8 @@ DROP_COMMITS = blocks([(WORST, 2_000)], 100, seed=12)
 CELL_OF = {pair: cell for cell, pair in CELLS.items()}
 STEP = 1.0  # the range queries' step, as Grafana's $__interval; Prometheus scrapes every second
 RATE_INTERVAL = "4s"  # Grafana's $__rate_interval: max($__interval + scrape, 4 * scrape)
+PER_PROCESS = ("feedback_http_", "feedback_validation_errors_total", "feedback_commit_")
+"""The service's own metrics (docs/metrics.md): each process counts its own, so they are summed."""
 VERSIONS = pytest.mark.parametrize("version", ["1", ".*"], ids=["one-version", "all-versions"])
 """The version variable set to one version, and to All (its allValue)."""
 
@@ -130,6 +133,20 @@ def test_each_alert_threshold_is_drawn_on_the_panels_plotting_its_ratio(dashboar
         assert plotting, record
         for panel in plotting:
             assert drawn_thresholds(panel) == values, (panel["title"], record)
+
+
+def test_rates_are_of_recorded_series_the_replicas_merged(dashboard: Any) -> None:
+    """A global metric's rate or increase is taken of the rules' series that merges the replicas
+    first: taken per pod and merged after, it undercounts across a rollout (each pod saw part of
+    the window) and can put one histogram together from the buckets of different pods."""
+    recorded = {
+        rule.get("record") for group in load_yaml(RULES)["groups"] for rule in group["rules"]
+    }
+    taken = [(query.where, name) for query in queries(dashboard) for name in rated(query.expr)]
+    assert len(taken) >= 15
+    of_global = [(where, name) for where, name in taken if not name.startswith(PER_PROCESS)]
+    assert 0 < len(of_global) < len(taken)
+    assert [(where, name) for where, name in of_global if name not in recorded] == []
 
 
 def test_provisioning_files_parse_and_match_the_dashboard(dashboard: Any) -> None:
