@@ -98,5 +98,5 @@ def test_a_path_cannot_forge_a_log_line_nor_send_escape_codes(
     wait_until(lambda: len(logged()) == 1, what="the rejection in the log")
     (line,) = logged()  # one line, the rejection's
     assert "rejected GET /x" in line
-    assert line.endswith("FAKE\\x1b[2J: 404")
+    assert line.endswith("FAKE\\x1b[2J: 404 not_found")
     assert "\x1b" not in log_path.read_text()
