@@ -109,7 +109,10 @@ class GatedStore:
         return answer
 
     def expire(self, before: float, cutoffs: Mapping[int, float] | None = None) -> Totals:
-        return self.inner.expire(before, cutoffs)
+        totals = self.inner.expire(before, cutoffs)
+        if self.misread:
+            raise KeyError("a bug reading the answer")
+        return totals
 
     def window(self, series: Series, view: TimeView, spans: Sequence[Span]) -> Window:
         return self.inner.window(series, view, spans)

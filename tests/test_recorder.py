@@ -14,11 +14,12 @@ from sklearn.metrics import confusion_matrix
 from feedback_monitor.confusion import Counts
 from feedback_monitor.errors import StoreBug, Unavailable
 from feedback_monitor.recorder import Recorder, RecorderClosed, StoreTimedOut, WriteLost
-from feedback_monitor.records import Feedback, parse_feedback_batch
+from feedback_monitor.records import Feedback, Prediction, parse_feedback_batch
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, AsyncStore, Series
 from feedback_monitor.store.child import ChildStore
 from feedback_monitor.store.sqlite import SQLiteStore
+from feedback_monitor.windows import Retention
 from tests.stores import WAIT, GatedStore, Sized, StoreDown, ThreadedStore
 
 BASE = {("a", ""): Counts(5, 6, 7, 8)}
@@ -299,6 +300,28 @@ def test_a_bug_after_the_commit_sends_nothing_again_and_reloads_the_snapshot(
     outcomes = asyncio.run(main())
     assert [type(o) for o in outcomes] == [KeyError] * 3  # two writes, each answer misread
     assert reopened(tmp_path) == {("a", ""): BASE["a", ""].add(1, 1).add(0, 1).add(0, 0)}
+
+
+def test_an_expiry_misread_after_its_commit_reloads_the_snapshot(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path)
+
+    async def main() -> None:
+        recorder = Recorder(ThreadedStore(store))
+        await recorder.start()
+        try:
+            await recorder.write([Prediction("p-1", 1, "a")], batch=False)
+            store.misread = True
+            with pytest.raises(KeyError):
+                await recorder.expire(-60.0, Retention())  # stored before a minute from now
+            store.misread = False
+            deadline = asyncio.get_running_loop().time() + WAIT
+            while recorder.snapshot["a", ""].expired != 1:
+                assert asyncio.get_running_loop().time() < deadline, recorder.snapshot
+                await asyncio.sleep(0.01)
+        finally:
+            await recorder.close()
+
+    asyncio.run(main())
 
 
 def test_a_cancelled_caller_does_not_disturb_the_others(tmp_path: Path) -> None:

@@ -161,6 +161,11 @@ def test_a_prediction_ignores_actual() -> None:
     assert parse_prediction(body(**PREDICTION, actual=7)) == Prediction("p-1", 1)
 
 
+def test_an_id_with_a_control_character_is_named_before_another_bad_field() -> None:
+    for order in itertools.permutations({"id": "a\x01", "score": 5}.items()):
+        assert rejection(body(**FEEDBACK, **dict(order))).reason == "invalid_id"
+
+
 def test_a_timestamp_ahead_of_the_clock_counts_within_a_day() -> None:
     """A client's clock a little fast is no error (the store counts such an outcome at its
     arrival); a day ahead is, and milliseconds sent as seconds are named."""

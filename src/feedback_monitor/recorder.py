@@ -287,6 +287,10 @@ class Recorder:
         except StoreLost:  # it may have committed: what it expired, the snapshot takes again
             self._load_again()
             raise
+        except Exception as error:
+            if not isinstance(error, Unavailable | StoreBug):  # a bug after its commit
+                self._load_again()
+            raise
 
     async def ping(self) -> None:
         await self._store.ping()

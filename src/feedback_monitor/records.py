@@ -397,8 +397,8 @@ def _first_error(body: bytes, invalid: InvalidRecord, kind: _Kind, batch: bool) 
             return InvalidRecord(MISSING_FIELDS, "missing_fields", at)
         if presence.bad_value(kind.binary):
             return InvalidRecord(BAD_VALUES, "invalid_value", at)
-        if index < last and (error := presence.later_error()) is not None:
-            return InvalidRecord(error.message, error.reason, at)  # (msgspec's item: its own)
+        if (error := presence.later_error()) is not None:  # (in msgspec's item too: an id
+            return InvalidRecord(error.message, error.reason, at)  # was named before a score)
     return invalid
 
 
