@@ -47,35 +47,29 @@ import contextlib
 import enum
 import logging
 import math
-import numbers
 import queue
-import random
-import secrets
 import threading
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Generator, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, Generic, NamedTuple, Protocol, Self, TypedDict, TypeVar, Unpack
+from typing import Any, NamedTuple, Protocol, Self, TypedDict, TypeVar, Unpack
 
 import httpx
-import msgspec
 
+from feedback_monitor import outgoing, retrying
 from feedback_monitor.auth import bearer_headers
-from feedback_monitor.records import (
-    Feedback,
-    InvalidRecord,
-    Prediction,
-    parse_feedback,
-    parse_prediction,
+from feedback_monitor.outgoing import Record, new_id
+from feedback_monitor.records import Feedback, InvalidRecord, Prediction
+from feedback_monitor.retrying import (
+    BatchResult,
+    FeedbackMonitorError,
+    Refused,
+    Retry,
+    Stats,
+    UnexpectedAnswer,
+    Unreachable,
 )
-from feedback_monitor.schemas import (
-    BatchAccepted,
-    FeedbackAccepted,
-    PredictionAccepted,
-    PredictionBatchAccepted,
-)
+from feedback_monitor.schemas import FeedbackAccepted, PredictionAccepted
 
 __all__ = [
     "DEFAULT_URL",
@@ -104,35 +98,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
-Record = Feedback | Prediction
 DEFAULT_URL = "http://127.0.0.1:5000"
-_HEADERS = {"content-type": "application/json"}
-_RETRIED_4XX = (408, 429)
-
-
-class FeedbackMonitorError(Exception):
-    """What the client raises about the service's answers."""
-
-
-class Refused(FeedbackMonitorError):
-    """A 4xx: the service refused the request as sent; ``index`` names a batch's item at fault."""
-
-    def __init__(self, status: int, message: str, index: int | None = None) -> None:
-        at = "" if index is None else f" (item {index})"
-        super().__init__(f"{status}: {message}{at}")
-        self.status = status
-        self.message = message
-        self.index = index
-
-
-class Unreachable(FeedbackMonitorError):
-    """No answer worth having (connection error, timeout, 5xx) by the last attempt."""
-
-
-class UnexpectedAnswer(FeedbackMonitorError):
-    """A success status whose body is not the service's answer (a proxy's login page, say): what
-    was sent may or may not have been committed; sending it again is safe (it keeps its ids)."""
 
 
 class QueueFull(FeedbackMonitorError):
@@ -163,13 +129,6 @@ class PredictionResult(NamedTuple):
     duplicate: bool
 
 
-class BatchResult(NamedTuple):
-    """A committed batch: items counted, and repeats of ids counted before."""
-
-    accepted: int
-    duplicates: int
-
-
 class Failure(NamedTuple):
     """A queued record not known to be delivered: refused by the server (``status``), or with
     no answer by the time the client closed (``status`` None; it may have been committed with
@@ -178,37 +137,6 @@ class Failure(NamedTuple):
     record: Record
     status: int | None
     message: str
-
-
-@dataclass
-class Stats:
-    """What the background worker has done so far."""
-
-    accepted: int = 0
-    duplicates: int = 0
-    failed: int = 0
-    retries: int = 0
-
-
-@dataclass(frozen=True)
-class Retry:
-    """How often and how patiently to retry: the n-th wait is drawn between half and all of
-    ``min(cap, base * 2 ** (n - 1))`` seconds. ``attempts`` bounds immediate calls only."""
-
-    attempts: int = 5
-    base: float = 0.1
-    cap: float = 5.0
-
-    def __post_init__(self) -> None:
-        if self.attempts < 1 or not 0 < self.base <= self.cap:
-            raise ValueError("a Retry needs attempts of 1 or more and 0 < base <= cap")
-
-    def delay(self, attempt: int) -> float:
-        ceiling = min(self.cap, self.base * 2.0 ** (attempt - 1))
-        return ceiling / 2 + random.uniform(0.0, ceiling / 2)
-
-    def exhausted(self, attempts: int) -> bool:
-        return attempts >= self.attempts
 
 
 class Fields(TypedDict, total=False):
@@ -241,11 +169,6 @@ class Options(TypedDict, total=False):
     token: str | None
 
 
-class _Item(NamedTuple):
-    record: Record
-    body: bytes  # the JSON object as sent
-
-
 class _Signal(enum.Enum):
     CLOSE = "close"
 
@@ -256,272 +179,7 @@ class _Flush(NamedTuple):
     settled: threading.Event | asyncio.Event
 
 
-_Queued = _Item | _Signal | _Flush
-
-
-def new_id() -> str:
-    """A UUIDv7 (RFC 9562, Python 3.14's ``uuid.uuid7``) in hex: the milliseconds since 1970,
-    then 74 random bits. Ids that grow with time are stored at the end of the server's index of
-    ids; random ones (uuid4) each rewrite a page of it somewhere, and the server takes a quarter
-    to a third fewer of them a second (``bench.batch_ingestion``)."""
-    milliseconds = time.time_ns() // 1_000_000
-    value = milliseconds << 80 | 0x7 << 76 | secrets.randbits(12) << 64  # version 7
-    value |= 0b10 << 62 | secrets.randbits(62)  # the RFC's variant
-    return uuid.UUID(int=value).hex
-
-
-def _encode(record: Record) -> bytes:
-    return msgspec.json.encode({k: v for k, v in record._asdict().items() if v is not None})
-
-
-_PLAIN = (int, float, str, bool, type(None))  # what msgspec encodes as the API reads it
-_GIVE_TIME = "give a datetime with its time zone, or Unix seconds"
-
-
-def _plain(field: str, value: Any) -> Any:
-    """A field's value as one of ``_PLAIN``: a scalar of numpy's or pandas' (``predict`` gives
-    numpy.int64, ``predict_proba`` numpy.float64, a DataFrame's column numpy.str_) as Python's
-    own (a numpy.bool_ a bool, refused as True is), and a timestamp's datetime (pandas'
-    Timestamp too) as Unix seconds. InvalidRecord, naming the field, for anything else."""
-    if type(value) in _PLAIN:
-        return value
-    value = _unwrapped(field, value)
-    if isinstance(value, datetime) and field == "timestamp":
-        return _seconds(value)
-    if type(value) in _PLAIN:
-        return value
-    if isinstance(value, str):  # numpy.str_, whose type msgspec does not encode
-        return str(value)
-    if isinstance(value, numbers.Real):
-        return int(value) if isinstance(value, numbers.Integral) else float(value)
-    kind = type(value)
-    raise _invalid(field, f"cannot send a {kind.__module__}.{kind.__name__} ({value!r:.40})")
-
-
-def _unwrapped(field: str, value: Any) -> Any:
-    """A numpy scalar or 0-d array as Python's value (``item``), without importing numpy."""
-    if getattr(getattr(value, "dtype", None), "kind", None) in ("M", "m"):
-        # numpy's datetime64 has no time zone, and its item() is nanoseconds at some units.
-        raise _invalid(field, f"a numpy {value.dtype} has no time zone: {_GIVE_TIME}")
-    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
-        return value.item()
-    return value
-
-
-def _seconds(timestamp: datetime) -> float:
-    if timestamp != timestamp:  # pandas' NaT, a datetime that is none
-        raise _invalid("timestamp", f"not a time: {_GIVE_TIME}")
-    if timestamp.tzinfo is None:
-        raise _invalid("timestamp", "a datetime needs its time zone")
-    return timestamp.timestamp()
-
-
-def _invalid(field: str, why: str) -> InvalidRecord:
-    return InvalidRecord(f"Invalid {field}: {why}", f"invalid_{field}")
-
-
-def _item(record: Record) -> _Item:
-    """The record with an id (a new one if it has none), checked as the server checks it."""
-    fields = record._asdict()
-    if not all(type(value) in _PLAIN for value in fields.values()):  # (the common case)
-        record = record._replace(**{k: _plain(k, v) for k, v in fields.items()})
-    for field in ("score", "timestamp"):  # JSON has no NaN: msgspec would send null
-        value = getattr(record, field)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise InvalidRecord(f"Invalid {field}: not a finite number", f"invalid_{field}")
-    if record.id is None and record.prediction is not None:
-        record = record._replace(id=new_id())
-    body = _encode(record)
-    parse = parse_prediction if isinstance(record, Prediction) else parse_feedback
-    parse(body)  # raises InvalidRecord, a ValueError, with the server's message
-    return _Item(record, body)
-
-
-def _items(records: Iterable[Record]) -> list[_Item]:
-    items = []
-    for index, record in enumerate(records):
-        try:
-            items.append(_item(record))
-        except InvalidRecord as error:
-            raise InvalidRecord(error.message, error.reason, index) from None
-    return items
-
-
-def _batch_body(items: list[_Item]) -> bytes:
-    return b'{"items":[' + b",".join(item.body for item in items) + b"]}"
-
-
-def _decoded(response: httpx.Response, shape: type[T]) -> T:
-    """A success's body, which must be the service's answer: a 200 from a proxy's login page
-    is not a commit."""
-    try:
-        return msgspec.json.decode(response.content, type=shape)
-    except msgspec.DecodeError as error:  # a ValidationError too
-        raise UnexpectedAnswer(
-            f"{response.status_code} answer of an unexpected shape ({error}):"
-            f" {response.text[:200]!r}"
-        ) from None
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    try:
-        body = response.json()
-    except ValueError:
-        return {}
-    return body if isinstance(body, dict) else {}
-
-
-def _refusal(response: httpx.Response) -> Refused:
-    body = _json(response)
-    message = str(body.get("error", response.text[:200]))
-    index = body.get("index")
-    return Refused(response.status_code, message, index if isinstance(index, int) else None)
-
-
-# Requests are planned as generators that yield what to do (post, wait) and receive the answers,
-# so that the retry and batching logic is written once for the sync and the async client.
-class _Post(NamedTuple):
-    path: str
-    body: bytes
-
-
-class _Wait(NamedTuple):
-    seconds: float
-
-
-_Answer = httpx.Response | httpx.RequestError | None
-_Plan = Generator[_Post | _Wait, _Answer, T]
-_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)  # never reached it
-
-
-class _Answered(NamedTuple):
-    """The answer worth having, and whether an earlier attempt may have been committed (its
-    answer lost: a 5xx, or an error once sent), which the repeats it finds may then be."""
-
-    response: httpx.Response
-    retried_unknown: bool
-
-
-def _attempts(
-    post: _Post, retry: Retry, give_up: Callable[[int], bool], stats: Stats
-) -> _Plan[_Answered]:
-    """Post until an answer not worth retrying; ``Unreachable`` once ``give_up(attempts)``."""
-    attempts, problem, unknown = 0, "not sent: the client closed", False
-    while not give_up(attempts):
-        answer = yield post
-        attempts += 1
-        if isinstance(answer, httpx.Response):
-            if answer.status_code < 500 and answer.status_code not in _RETRIED_4XX:
-                return _Answered(answer, unknown)
-            problem = f"{answer.status_code} {answer.text[:200]}"
-            unknown |= answer.status_code >= 500
-        else:
-            problem = repr(answer)
-            unknown |= not isinstance(answer, _UNSENT)
-        if not give_up(attempts):
-            stats.retries += 1
-            yield _Wait(max(retry.delay(attempts), _retry_after(answer)))
-    raise Unreachable(f"POST {post.path}: {problem} ({attempts} attempts)")
-
-
-def _retry_after(answer: _Answer) -> float:
-    """The wait a 429 or 503 asks for in whole seconds (Retry-After), at most a minute."""
-    value = answer.headers.get("retry-after", "") if isinstance(answer, httpx.Response) else ""
-    return min(float(value), 60.0) if value.isascii() and value.isdigit() else 0.0
-
-
-def _call(post: _Post, retry: Retry) -> _Plan[_Answered]:
-    """One immediate request: its success (``_Answered``); or ``Refused`` or ``Unreachable``."""
-    answered = yield from _attempts(post, retry, retry.exhausted, Stats())
-    if answered.response.is_success:
-        return answered
-    raise _refusal(answered.response)
-
-
-_BATCH_ANSWERS: dict[str, type[BatchAccepted | PredictionBatchAccepted]] = {
-    "/feedback/batch": BatchAccepted,
-    "/predictions/batch": PredictionBatchAccepted,
-}
-
-
-def _counted(path: str, response: httpx.Response, sent: int, retried_unknown: bool) -> BatchResult:
-    """A batch's answer, which accounts for each item sent; repeats that may be an earlier
-    attempt's count as accepted."""
-    answer = _decoded(response, _BATCH_ANSWERS[path])
-    result = BatchResult(answer.accepted, answer.duplicates)
-    if min(result) < 0 or sum(result) != sent:
-        raise UnexpectedAnswer(
-            f"{response.status_code} counting {result.accepted} accepted and"
-            f" {result.duplicates} duplicates of {sent} items sent"
-        )
-    return BatchResult(sum(result), 0) if retried_unknown else result
-
-
-def _batch_call(path: str, records: Iterable[Record], retry: Retry) -> _Plan[BatchResult]:
-    items = _items(records)
-    if not items:
-        return BatchResult(0, 0)
-    response, retried_unknown = yield from _call(_Post(path, _batch_body(items)), retry)
-    return _counted(path, response, len(items), retried_unknown)
-
-
-class _Stepper(Generic[T]):
-    """Runs a plan one step at a time: ``step`` is what it asks for, ``result`` its value."""
-
-    result: T
-
-    def __init__(self, plan: _Plan[T]) -> None:
-        self._plan = plan
-        self.step: _Post | _Wait | None = None
-        self.answer(None)
-
-    def answer(self, answer: _Answer) -> None:
-        try:
-            self.step = self._plan.send(answer)
-        except StopIteration as done:
-            self.step, self.result = None, done.value
-
-
-def _post(http: httpx.Client, post: _Post) -> _Answer:
-    try:
-        return http.post(post.path, content=post.body, headers=_HEADERS)
-    except httpx.RequestError as error:  # a transport's, or an answer that does not decode
-        return error
-
-
-def _sleep(wait: _Wait) -> _Answer:
-    time.sleep(wait.seconds)
-    return None
-
-
-def _run(plan: _Plan[T], http: httpx.Client, sleep: Callable[[_Wait], _Answer] = _sleep) -> T:
-    stepper = _Stepper(plan)
-    while (step := stepper.step) is not None:
-        stepper.answer(_post(http, step) if isinstance(step, _Post) else sleep(step))
-    return stepper.result
-
-
-async def _apost(http: httpx.AsyncClient, post: _Post) -> _Answer:
-    try:
-        return await http.post(post.path, content=post.body, headers=_HEADERS)
-    except httpx.RequestError as error:
-        return error
-
-
-async def _asleep(wait: _Wait) -> _Answer:
-    await asyncio.sleep(wait.seconds)
-    return None
-
-
-async def _arun(
-    plan: _Plan[T],
-    http: httpx.AsyncClient,
-    asleep: Callable[[_Wait], Awaitable[_Answer]] = _asleep,
-) -> T:
-    stepper = _Stepper(plan)
-    while (step := stepper.step) is not None:
-        stepper.answer(await (_apost(http, step) if isinstance(step, _Post) else asleep(step)))
-    return stepper.result
+_Queued = outgoing.Item | _Signal | _Flush
 
 
 class _Delivery:
@@ -543,7 +201,7 @@ class _Delivery:
         """The seconds from now to ``end``, or to the deadline if that comes first."""
         return max(0.0, min(end, self.deadline) - time.monotonic())
 
-    def deliver(self, items: list[_Item]) -> _Plan[None]:
+    def deliver(self, items: list[outgoing.Item]) -> retrying.Plan[None]:
         self._settled = set()
         predictions = [item for item in items if isinstance(item.record, Prediction)]
         feedback = [item for item in items if isinstance(item.record, Feedback)]
@@ -551,24 +209,26 @@ class _Delivery:
             if chunk:
                 yield from self._batch(path, chunk)
 
-    def _batch(self, path: str, items: list[_Item]) -> _Plan[None]:
+    def _batch(self, path: str, items: list[outgoing.Item]) -> retrying.Plan[None]:
         todo = [items]
         while todo:
             chunk = todo.pop()
-            post = _Post(path, _batch_body(chunk))
+            post = retrying.Post(path, outgoing.batch_body(chunk))
             try:
-                answered = yield from _attempts(post, self.retry, self.give_up, self.stats)
+                answered = yield from retrying.attempts(post, self.retry, self.give_up, self.stats)
             except Unreachable as error:
                 self.fail([item for rest in (*todo, chunk) for item in rest], None, str(error))
                 return
             todo.extend(self._settle(path, chunk, answered))
 
-    def _settle(self, path: str, chunk: list[_Item], answered: _Answered) -> list[list[_Item]]:
+    def _settle(
+        self, path: str, chunk: list[outgoing.Item], answered: retrying.Answered
+    ) -> list[list[outgoing.Item]]:
         """Count an answer; the parts of ``chunk`` to send again (last first)."""
         response = answered.response
         if response.is_success:
             try:
-                result = _counted(path, response, len(chunk), answered.retried_unknown)
+                result = retrying.counted(path, response, len(chunk), answered.retried_unknown)
             except UnexpectedAnswer as error:
                 self.fail(chunk, None, str(error))
                 return []
@@ -576,7 +236,7 @@ class _Delivery:
             self.stats.accepted += result.accepted
             self.stats.duplicates += result.duplicates
             return []
-        refused = _refusal(response)
+        refused = retrying.refusal(response)
         index = refused.index
         if index is not None and 0 <= index < len(chunk):
             self.fail([chunk[index]], refused.status, refused.message)
@@ -588,14 +248,14 @@ class _Delivery:
         self.fail(chunk, refused.status, refused.message)
         return []
 
-    def broke(self, items: list[_Item], error: Exception) -> None:
+    def broke(self, items: list[outgoing.Item], error: Exception) -> None:
         """Delivering the items failed on what nothing here foresaw (a bug): report them all,
         rather than lose them with the worker."""
         unsettled = [item for item in items if id(item) not in self._settled]
         log.error("delivering %d queued record(s) failed", len(unsettled), exc_info=error)
         self.fail(unsettled, None, f"not delivered: {error!r}")
 
-    def fail(self, items: list[_Item], status: int | None, message: str) -> None:
+    def fail(self, items: list[outgoing.Item], status: int | None, message: str) -> None:
         log.warning("%d queued record(s) not delivered: %s", len(items), message)
         self._settled.update(map(id, items))
         for item in items:
@@ -615,16 +275,16 @@ class _Batch:
     def __init__(self, size: int, interval: float) -> None:
         self.size = size
         self.interval = interval
-        self.items: list[_Item] = []
+        self.items: list[outgoing.Item] = []
         self.due = math.inf
 
     def timeout(self) -> float | None:
         """How long the worker may wait for more (None: until something comes)."""
         return max(0.0, self.due - time.monotonic()) if self.items else None
 
-    def add(self, got: _Queued | None) -> list[_Item]:
+    def add(self, got: _Queued | None) -> list[outgoing.Item]:
         """Take what the queue gave (None: the interval passed); the items to send now."""
-        if isinstance(got, _Item):
+        if isinstance(got, outgoing.Item):
             if not self.items:
                 self.due = time.monotonic() + self.interval
             self.items.append(got)
@@ -638,7 +298,7 @@ class _Tasks(Protocol):
     def task_done(self) -> None: ...
 
 
-def _done(tasks: _Tasks, sent: list[_Item], got: _Queued | None) -> None:
+def _done(tasks: _Tasks, sent: list[outgoing.Item], got: _Queued | None) -> None:
     """Mark the items sent, and a signal taken from the queue, as done."""
     for _ in range(len(sent) + isinstance(got, _Signal | _Flush)):
         tasks.task_done()
@@ -697,23 +357,29 @@ class _Client:
         """Every queued record not delivered, in the order found."""
         return list(self.delivery.failures)
 
-    def _queued(self, record: Record) -> _Item:
+    def _queued(self, record: Record) -> outgoing.Item:
         if self.closed:
             raise RuntimeError("the client is closed")
-        return _item(record)
+        return outgoing.item(record)
 
-    def _prediction(self, id: str, prediction: int, fields: Fields) -> _Plan[PredictionResult]:
-        item = _item(_record(Prediction, fields, id=id, prediction=prediction))
-        response, retried_unknown = yield from _call(_Post("/predictions", item.body), self.retry)
-        answer = _decoded(response, PredictionAccepted)
+    def _prediction(
+        self, id: str, prediction: int, fields: Fields
+    ) -> retrying.Plan[PredictionResult]:
+        item = outgoing.item(_record(Prediction, fields, id=id, prediction=prediction))
+        response, retried_unknown = yield from retrying.call(
+            retrying.Post("/predictions", item.body), self.retry
+        )
+        answer = retrying.decoded(response, PredictionAccepted)
         return PredictionResult(str(item.record.id), answer.duplicate and not retried_unknown)
 
     def _feedback(
         self, actual: int, prediction: int | None, id: str | None, fields: Fields
-    ) -> _Plan[FeedbackResult]:
-        item = _item(_record(Feedback, fields, prediction=prediction, actual=actual, id=id))
-        response, retried_unknown = yield from _call(_Post("/feedback", item.body), self.retry)
-        answer = _decoded(response, FeedbackAccepted)
+    ) -> retrying.Plan[FeedbackResult]:
+        item = outgoing.item(_record(Feedback, fields, prediction=prediction, actual=actual, id=id))
+        response, retried_unknown = yield from retrying.call(
+            retrying.Post("/feedback", item.body), self.retry
+        )
+        answer = retrying.decoded(response, FeedbackAccepted)
         m = answer.metrics
         metrics = Metrics(m.accuracy, m.precision, m.recall, m.f1_score)
         duplicate = answer.duplicate and not retried_unknown
@@ -724,7 +390,8 @@ R = TypeVar("R", Feedback, Prediction)
 
 
 def _record(kind: type[R], fields: Fields, **given: Any) -> R:
-    """An immediate call's record (``_item`` makes its datetime seconds, as any record's)."""
+    """An immediate call's record (``outgoing.item`` makes its datetime seconds, as any
+    record's)."""
     arguments: dict[str, Any] = {**given, **fields}  # a datetime where the record has a float
     return kind(**arguments)
 
@@ -760,7 +427,7 @@ class FeedbackClient(_Client):
         self, *, id: str, prediction: int, **fields: Unpack[Fields]
     ) -> PredictionResult:
         """Store what the model predicted, to be labelled by a feedback with the same id."""
-        return _run(self._prediction(id, prediction, fields), self._http)
+        return retrying.run(self._prediction(id, prediction, fields), self._http)
 
     def send_feedback(
         self,
@@ -771,15 +438,17 @@ class FeedbackClient(_Client):
         **fields: Unpack[Fields],
     ) -> FeedbackResult:
         """Count an outcome; without ``prediction`` it labels the stored prediction ``id``."""
-        return _run(self._feedback(actual, prediction, id, fields), self._http)
+        return retrying.run(self._feedback(actual, prediction, id, fields), self._http)
 
     def log_predictions(self, records: Iterable[Prediction]) -> BatchResult:
         """Store predictions in one request, all or none."""
-        return _run(_batch_call("/predictions/batch", records, self.retry), self._http)
+        return retrying.run(
+            retrying.batch_call("/predictions/batch", records, self.retry), self._http
+        )
 
     def send_feedback_batch(self, records: Iterable[Feedback]) -> BatchResult:
         """Count feedback in one request, all or none (records without an id get one)."""
-        return _run(_batch_call("/feedback/batch", records, self.retry), self._http)
+        return retrying.run(retrying.batch_call("/feedback/batch", records, self.retry), self._http)
 
     def enqueue(self, record: Record) -> str:
         """Queue a record for the background worker; its id (generated if it had none)."""
@@ -852,7 +521,7 @@ class FeedbackClient(_Client):
                 got = self._queue.get_nowait()
             except queue.Empty:
                 return
-            if isinstance(got, _Item):
+            if isinstance(got, outgoing.Item):
                 self.delivery.fail([got], None, "not sent: the client closed")
             self._queue.task_done()  # a flush's mark: close() sets it below
 
@@ -870,7 +539,7 @@ class FeedbackClient(_Client):
             got = self._get(self.batch.timeout())
             if sent := self.batch.add(got):
                 try:
-                    _run(self.delivery.deliver(sent), self._http, self._sleep)
+                    retrying.run(self.delivery.deliver(sent), self._http, self._sleep)
                 except Exception as error:  # the worker lives on: the next batch may go
                     self.delivery.broke(sent, error)
             _done(self._queue, sent, got)
@@ -878,7 +547,7 @@ class FeedbackClient(_Client):
             if got is _Signal.CLOSE:
                 return
 
-    def _sleep(self, wait: _Wait) -> _Answer:
+    def _sleep(self, wait: retrying.Wait) -> retrying.Answer:
         """Wait between attempts, but not past the deadline close() sets meanwhile."""
         end = time.monotonic() + wait.seconds
         if self._closing.wait(wait.seconds):
@@ -926,7 +595,7 @@ class AsyncFeedbackClient(_Client):
         self, *, id: str, prediction: int, **fields: Unpack[Fields]
     ) -> PredictionResult:
         """Store what the model predicted, to be labelled by a feedback with the same id."""
-        return await _arun(self._prediction(id, prediction, fields), self._http)
+        return await retrying.arun(self._prediction(id, prediction, fields), self._http)
 
     async def send_feedback(
         self,
@@ -937,15 +606,19 @@ class AsyncFeedbackClient(_Client):
         **fields: Unpack[Fields],
     ) -> FeedbackResult:
         """Count an outcome; without ``prediction`` it labels the stored prediction ``id``."""
-        return await _arun(self._feedback(actual, prediction, id, fields), self._http)
+        return await retrying.arun(self._feedback(actual, prediction, id, fields), self._http)
 
     async def log_predictions(self, records: Iterable[Prediction]) -> BatchResult:
         """Store predictions in one request, all or none."""
-        return await _arun(_batch_call("/predictions/batch", records, self.retry), self._http)
+        return await retrying.arun(
+            retrying.batch_call("/predictions/batch", records, self.retry), self._http
+        )
 
     async def send_feedback_batch(self, records: Iterable[Feedback]) -> BatchResult:
         """Count feedback in one request, all or none (records without an id get one)."""
-        return await _arun(_batch_call("/feedback/batch", records, self.retry), self._http)
+        return await retrying.arun(
+            retrying.batch_call("/feedback/batch", records, self.retry), self._http
+        )
 
     async def enqueue(self, record: Record) -> str:
         """Queue a record for the background task; its id (generated if it had none)."""
@@ -1002,7 +675,7 @@ class AsyncFeedbackClient(_Client):
             got = await self._get(self.batch.timeout())
             if sent := self.batch.add(got):
                 try:
-                    await _arun(self.delivery.deliver(sent), self._http, self._sleep)
+                    await retrying.arun(self.delivery.deliver(sent), self._http, self._sleep)
                 except Exception as error:  # the worker lives on: the next batch may go
                     self.delivery.broke(sent, error)
             _done(self._queue, sent, got)
@@ -1010,7 +683,7 @@ class AsyncFeedbackClient(_Client):
             if got is _Signal.CLOSE:
                 return
 
-    async def _sleep(self, wait: _Wait) -> _Answer:
+    async def _sleep(self, wait: retrying.Wait) -> retrying.Answer:
         """Wait between attempts, but not past the deadline aclose() sets meanwhile."""
         end = time.monotonic() + wait.seconds
         with contextlib.suppress(TimeoutError):
