@@ -16,7 +16,7 @@ from typing import Any
 from pydantic.fields import FieldInfo
 
 from feedback_monitor.openapi import document
-from feedback_monitor.settings import SECRETS, Settings
+from feedback_monitor.settings import SECRETS, Settings, shown_defaults
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 ENV_PREFIX = "FEEDBACK_MONITOR_"
@@ -64,23 +64,22 @@ def allowed(info: FieldInfo) -> str:
     )
 
 
-def _setting_row(name: str, info: FieldInfo, default: object) -> list[str]:
+def _setting_row(name: str, info: FieldInfo, default: str | None) -> list[str]:
     description = info.description or ""
     if name in SECRETS:
         description += " Secret: never shown by `/api/v1/config`."
-    shown = default if isinstance(default, str) else json.dumps(default)
     return [
         code(name),
         code(ENV_PREFIX + name.upper()),
         code("--" + name.replace("_", "-")),
-        "unset" if default is None else code(shown) if shown else "empty",
+        "unset" if default is None else code(default) if default else "empty",
         allowed(info),
         description,
     ]
 
 
 def configuration() -> str:
-    defaults = Settings.model_construct().model_dump(mode="json")  # no environment read
+    defaults = shown_defaults()
     rows = (
         _setting_row(name, info, defaults[name]) for name, info in Settings.model_fields.items()
     )

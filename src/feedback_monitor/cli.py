@@ -1,7 +1,6 @@
 """The feedback-monitor command: serve the service, replay history into it, report on a series."""
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -19,7 +18,7 @@ from feedback_monitor import __version__, logs, replay, report
 from feedback_monitor.app import create_app
 from feedback_monitor.auth import TOKEN_VARIABLE, URL_VARIABLE
 from feedback_monitor.protocol import with_header_timeout
-from feedback_monitor.settings import Settings
+from feedback_monitor.settings import Settings, shown_defaults
 from feedback_monitor.store.sql import NewerSchema
 from feedback_monitor.store.sqlite import SQLiteStore
 
@@ -32,14 +31,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP service")
     # No defaults here: an absent flag leaves the value to the environment, then to Settings.
-    defaults = Settings.model_construct().model_dump(mode="json")  # no environment read
+    defaults = shown_defaults()
     for field, info in Settings.model_fields.items():
         switch: dict[str, Any] = {}
         if info.annotation is bool:  # a bare flag turns it on
             switch = {"nargs": "?", "const": "true", "metavar": "true|false"}
-        default = defaults[field]
-        shown = "unset" if default is None else "empty" if default == "" else default
-        shown = shown if isinstance(shown, str) else json.dumps(shown)
+        shown = "unset" if (default := defaults[field]) is None else default or "empty"
         described = f"{info.description} Default: {shown}; environment: {_variable(field)}."
         serve.add_argument(
             _flag(field), dest=field, default=None, help=described.replace("%", "%%"), **switch

@@ -158,7 +158,7 @@ class Recorder:
         self._kept: list[_Waiter] = []
         self._in_flight: asyncio.Future[tuple[list[Accepted | Refused], Totals]] | None = None
         self._sending: tuple[list[_Counted], list[_Waiter]] = ([], [])  # the write in flight's
-        # The requests of a write that failed on a bug, each to go again in a write of its own.
+        # The parts of a write that failed on a bug, each to go again (``_split``), first.
         self._alone: collections.deque[_Write] = collections.deque()
         self._sent_at = 0.0  # when it went, on the event loop's clock
         self._closing = False
@@ -284,11 +284,8 @@ class Recorder:
         now = time.time()
         try:
             self._states.update(await self._store.expire(now - ttl, retention.cutoffs(now)))
-        except StoreLost:  # it may have committed: what it expired, the snapshot takes again
-            self._load_again()
-            raise
         except Exception as error:
-            if not isinstance(error, Unavailable | StoreBug):  # a bug after its commit
+            if _unseen(error):
                 self._load_again()
             raise
 
@@ -379,11 +376,10 @@ class Recorder:
         if isinstance(error, StoreBug) and self._split(counting, counted, kept):
             return
         self._flush()  # what arrived meanwhile: the next transaction starts at once
-        if isinstance(error, StoreLost):  # its totals, if committed, are not in the snapshot
+        if error is not None and _unseen(error):
             self._load_again()
+        if isinstance(error, StoreLost):
             error = WriteLost()
-        elif error is not None and not isinstance(error, Unavailable | StoreBug):
-            self._load_again()  # a bug after the commit, reading its answer, say
         if error is not None:
             _fail(_futures(counted, kept), error)  # the requests report it; the recorder lives on
             return
@@ -399,9 +395,8 @@ class Recorder:
         which splits again if it fails: the request that sets the bug off ends up failing
         alone, after some 2 log2(n) writes, not every other request of its transaction. False
         for a write of one request (or one whose requests have all been answered)."""
-        units: list[_Write] = [(counting, counted, [])] if counting else []
-        if not any(not future.done() for _, future in counted):  # (the watchdog answered them)
-            units = []
+        waiting = any(not future.done() for _, future in counted)  # (else the watchdog's)
+        units: list[_Write] = [(counting, counted, [])] if waiting else []
         units += [([], [], [waiter]) for waiter in kept if not waiter[1].done()]
         if len(units) < 2:
             return False
@@ -427,6 +422,12 @@ class Recorder:
 
 def _futures(counted: list[_Counted], kept: list[_Waiter]) -> list["asyncio.Future[Any]"]:
     return [future for _, future in counted] + [future for _, future, _ in kept]
+
+
+def _unseen(error: BaseException) -> bool:
+    """Whether a call that failed so may have committed what the snapshot then lacks: its
+    store process died with it in hand, or a bug came after the commit (reading its answer)."""
+    return isinstance(error, StoreLost) or not isinstance(error, Unavailable | StoreBug)
 
 
 def _fail(futures: Iterable["asyncio.Future[Any]"], error: BaseException) -> None:

@@ -238,3 +238,13 @@ class Settings(BaseSettings):
 
 SECRETS: set[str] = {"api_token", "token_file", "store"}  # store: its URL may hold a password
 """Settings never shown: tokens and their files."""
+
+
+def shown_defaults() -> dict[str, str | None]:
+    """Each setting's default as ``--help`` and the configuration reference show it: text, ""
+    when empty, None when unset (read without the environment)."""
+    defaults = Settings.model_construct().model_dump(mode="json")
+    return {
+        name: value if value is None or isinstance(value, str) else json.dumps(value)
+        for name, value in defaults.items()
+    }

@@ -79,13 +79,12 @@ class Retention:
         """``minute=48h,hour=90d,day=forever``; a resolution not named keeps its default."""
         kept: dict[str, float | None] = {}
         for part in filter(None, (p.strip() for p in text.split(","))):
-            name, _, value = part.partition("=")
-            if name.strip() not in _NAMES:
-                raise ValueError(f"unknown resolution {name.strip()!r} (minute, hour or day)")
-            if name.strip() in kept:  # which one was meant?
-                raise ValueError(f"{name.strip()} given twice")
-            value = value.strip()
-            kept[name.strip()] = None if value == "forever" else parse_duration(value)
+            name, _, value = (text.strip() for text in part.partition("="))
+            if name not in _NAMES:
+                raise ValueError(f"unknown resolution {name!r} (minute, hour or day)")
+            if name in kept:  # which one was meant?
+                raise ValueError(f"{name} given twice")
+            kept[name] = None if value == "forever" else parse_duration(value)
         retention = cls(**kept)
         retention.check()
         return retention

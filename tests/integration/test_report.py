@@ -9,6 +9,7 @@ where it fails. The screenshot goes to ``FEEDBACK_MONITOR_ARTIFACTS`` (pytest's 
 unset).
 """
 
+import contextlib
 import itertools
 import json
 import os
@@ -23,7 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import Page, sync_playwright
 
 from feedback_monitor.cli import main
 from feedback_monitor.confusion import Counts
@@ -39,12 +40,26 @@ from tests.integration.prometheus import missing
 pytestmark = pytest.mark.integration
 
 CHROMIUM = Path(os.environ.get("FEEDBACK_MONITOR_CHROMIUM", "/usr/bin/chromium"))
+DESKTOP = {"width": 1200, "height": 900}
 FRAUD = ("fraud", "v1")
 COSTS = {"fraud": {"tp": 10.0, "fp": -2.0, "fn": -25.0}}
 PAST = {4: Counts(tp=9, tn=7, fp=2, fn=2), 3: Counts(tp=5, tn=5, fp=4, fn=6), 1: Counts(3, 8, 1, 0)}
 """Outcomes of fraud v1 by days before today (by prediction time); none two days ago."""
 DROP = blocks([(STEADY, 1_500), (WORST, 1_000)], 100, seed=11)  # today, a drift in it
 PREDICTIONS, LABELLED = 6, 2  # fraud v1 predictions stored today, and how many are labelled
+
+
+@contextlib.contextmanager
+def chromium_page(**options: Any) -> Iterator[Page]:
+    """A page of a headless Chromium (Debian's), closed at the end."""
+    if not CHROMIUM.exists():
+        missing(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM)
+        try:
+            yield browser.new_page(**options)
+        finally:
+            browser.close()
 
 
 def timed_batch(counts: Counts, predicted: float) -> dict[str, Any]:
@@ -281,22 +296,17 @@ def test_an_error_is_one_line_and_exit_status_2(
 def test_the_html_report_renders_in_chromium_without_a_request(
     client: httpx.Client, today: float, tmp_path: Path
 ) -> None:
-    if not CHROMIUM.exists():
-        missing(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     html = report(client, tmp_path / "report.html", *period(today))
     artifacts = Path(os.environ.get("FEEDBACK_MONITOR_ARTIFACTS", tmp_path))
     artifacts.mkdir(parents=True, exist_ok=True)
     screenshot = artifacts / "report.png"
     requests: list[str] = []
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
-        page = browser.new_page(java_script_enabled=False, viewport={"width": 1200, "height": 900})
+    with chromium_page(java_script_enabled=False, viewport=DESKTOP) as page:
         page.on("request", lambda request: requests.append(request.url))
         page.goto(html.as_uri(), wait_until="load")
         charts = [page.locator("svg.chart").nth(n).bounding_box() for n in range(2)]
         accuracy = page.locator("#summary tbody tr").first.inner_text()
         page.screenshot(path=screenshot, full_page=True)
-        browser.close()
     assert requests == [html.as_uri()]
     assert all(box is not None and box["width"] > 500 and box["height"] > 150 for box in charts)
     assert accuracy.split("\t")[0] == "Accuracy"
@@ -308,13 +318,9 @@ def test_the_time_axis_labels_fit_without_overlapping_in_chromium(
     client: httpx.Client, today: float, tmp_path: Path
 ) -> None:
     """A period that does not start at midnight labels its steps with times, twice as wide."""
-    if not CHROMIUM.exists():
-        missing(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     since = datetime.fromtimestamp(today - 27 * DAY + 7 * 3600, UTC).isoformat()
     html = report(client, tmp_path / "report.html", "--since", since, "--time", "prediction")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
-        page = browser.new_page(java_script_enabled=False, viewport={"width": 1200, "height": 900})
+    with chromium_page(java_script_enabled=False, viewport=DESKTOP) as page:
         page.goto(html.as_uri(), wait_until="load")
         charts = []
         for n in range(2):
@@ -323,7 +329,6 @@ def test_the_time_axis_labels_fit_without_overlapping_in_chromium(
             boxes = [labels.nth(i).bounding_box() for i in range(labels.count())]
             texts = labels.all_text_contents()
             charts.append((chart.bounding_box(), boxes, texts))
-        browser.close()
     for frame, boxes, texts in charts:
         assert frame is not None
         assert len(boxes) >= 3
@@ -389,16 +394,11 @@ def test_the_html_report_fits_a_phone_in_chromium(
     client: httpx.Client, today: float, tmp_path: Path
 ) -> None:
     """No sideways scroll of the page at 420 px: a wide table scrolls in its own box."""
-    if not CHROMIUM.exists():
-        missing(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)")
     html = report(client, tmp_path / "report.html", *period(today))
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM)
-        page = browser.new_page(viewport={"width": 420, "height": 900})
+    with chromium_page(viewport={"width": 420, "height": 900}) as page:
         page.goto(html.as_uri(), wait_until="load")
         page_width = page.evaluate("document.documentElement.scrollWidth")
         table = page.locator("#days table").bounding_box()
-        browser.close()
     assert page_width <= 420
     assert table is not None
     assert table["width"] > 420  # the per-day table is wider than the screen, and scrolls
