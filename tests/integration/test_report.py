@@ -1,6 +1,6 @@
 """``feedback-monitor report`` against a real service: its JSON carries the API's answers, its HTML
 and Markdown the same numbers, its HTML renders in headless Chromium without a request, and its
-errors are one line and exit status 2.
+errors are one line, with exit status 2 for a bad flag and 1 for another failure.
 
 Outcomes are sent with their prediction times on days in the past, so that the prediction view
 spreads them over several days (the arrival view puts them all today). Chromium is Debian's
@@ -262,33 +262,47 @@ def test_the_command_writes_markdown(client: httpx.Client, today: float) -> None
 
 
 @pytest.mark.parametrize(
-    ("flags", "message"),
+    ("flags", "message", "status"),
     [
-        (["--model", "nope"], "unknown model or version at {url}: 'nope' version ''"),
-        (["--model", "fraud", "--version", "v9"], "unknown model or version at {url}: 'fraud'"),
-        (["--model", "fraud", "--since", "May 1"], "--since: not an RFC 3339 date or date-time"),
+        (["--model", "nope"], "unknown model or version at {url}: 'nope' version ''", 1),
+        (["--model", "fraud", "--version", "v9"], "unknown model or version at {url}: 'fraud'", 1),
+        (["--model", "fraud", "--since", "May 1"], "--since: not an RFC 3339 date or date-time", 2),
         (
             ["--model", "fraud", "--until", "2024-05-01T10:00:00"],
             "--until: '2024-05-01T10:00:00' needs",
+            2,
         ),
-        (["--model", "fraud", "--url", "http://127.0.0.1:{port}"], "cannot reach the service at"),
+        (["--model", "fraud", "--out", "{out}.pdf"], "--out '{out}.pdf': give --format", 2),
+        (["--model", "fraud", "--url", "http://[::1"], "--url: Invalid", 2),
+        (
+            ["--model", "fraud", "--url", "http://127.0.0.1:{port}"],
+            "cannot reach the service at",
+            1,
+        ),
+        (
+            ["--model", "fraud", "--version", "v1", "--out", "{out}/none/r.md"],
+            "cannot write {out}/none/r.md",
+            1,
+        ),
     ],
 )
-def test_an_error_is_one_line_and_exit_status_2(
+def test_an_error_is_one_line_with_its_exit_status(
     client: httpx.Client,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     flags: list[str],
     message: str,
+    status: int,
 ) -> None:
     url = str(client.base_url)
     out = tmp_path / "r.html"
     argv = ["report", "--url", url, "--out", str(out), *flags]
     with pytest.raises(SystemExit) as exited:
-        main([arg.format(port=free_port()) for arg in argv])
-    assert exited.value.code == 2
+        main([arg.format(port=free_port(), out=tmp_path) for arg in argv])
+    assert exited.value.code == status
     stderr = capsys.readouterr().err
-    assert stderr.startswith(f"feedback-monitor report: error: {message.format(url=url)}")
+    expected = message.format(url=url, out=tmp_path)
+    assert stderr.startswith(f"feedback-monitor report: error: {expected}"), stderr
     assert stderr.count("\n") == 1
     assert not out.exists()
 

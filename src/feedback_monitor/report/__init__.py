@@ -14,7 +14,7 @@ from feedback_monitor.client import DEFAULT_URL
 from feedback_monitor.report import markdown, page
 from feedback_monitor.report.dates import period
 from feedback_monitor.report.document import Report, to_json
-from feedback_monitor.report.errors import ReportError
+from feedback_monitor.report.errors import BadFlag, ReportError
 from feedback_monitor.report.gather import client, gather
 
 __all__ = ["FORMATS", "ReportError", "add_parser", "run"]
@@ -68,7 +68,7 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> argparse.Argume
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the report; 0, or 2 with one line on stderr. A service that protects its reads
+    """Write the report; 0, or one line on stderr and 2 for a bad flag, 1 for another failure. A service that protects its reads
     takes the bearer token in ``FEEDBACK_MONITOR_TOKEN``."""
     try:
         kind = output_format(args.out, args.format)
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         write(args.out, FORMATS[kind](report))
     except ReportError as error:
         sys.stderr.write(f"feedback-monitor report: error: {error.message}\n")
-        return 2
+        return error.status
     return 0
 
 
@@ -90,7 +90,7 @@ def output_format(out: Path, chosen: str | None) -> str:
     try:
         return EXTENSIONS[out.suffix.lower()]
     except KeyError:
-        raise ReportError(f"--out {str(out)!r}: give --format (html, md or json)") from None
+        raise BadFlag(f"--out {str(out)!r}: give --format (html, md or json)") from None
 
 
 def write(out: Path, text: str) -> None:

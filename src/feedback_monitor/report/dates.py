@@ -13,7 +13,7 @@ import re
 from datetime import UTC, date, datetime, timedelta
 
 from feedback_monitor.records import parse_time
-from feedback_monitor.report.errors import ReportError
+from feedback_monitor.report.errors import BadFlag
 from feedback_monitor.windows import DAY, floor
 
 DEFAULT_DAYS = 30
@@ -26,7 +26,7 @@ def period(since: str | None, until: str | None, now: float) -> tuple[float, flo
     end = now if until is None else moment("--until", until, end_of_day=True)
     start = floor(end - DEFAULT_DAYS * DAY, DAY) if since is None else moment("--since", since)
     if end <= start:
-        raise ReportError(
+        raise BadFlag(
             f"the period is empty: it starts at {_text(start)} (--since {since or 'default'})"
             f" and ends at {_text(end)} (--until {until or 'now'})"
         )
@@ -39,20 +39,20 @@ def moment(flag: str, text: str, end_of_day: bool = False) -> float:
         try:
             day = date.fromisoformat(text)
         except ValueError:
-            raise ReportError(f"{flag}: not a date: {text!r}") from None
+            raise BadFlag(f"{flag}: not a date: {text!r}") from None
         if end_of_day and day == date.max:
-            raise ReportError(f"{flag}: {text!r} ends past the year 9999")
+            raise BadFlag(f"{flag}: {text!r} ends past the year 9999")
         day += timedelta(days=end_of_day)
         return _since_1970(flag, text, datetime(day.year, day.month, day.day, tzinfo=UTC))
     try:
         value = parse_time(text)
     except ValueError:
-        raise ReportError(
+        raise BadFlag(
             f"{flag}: not an RFC 3339 date or date-time: {text!r} "
             "(such as 2024-05-01 or 2024-05-01T12:00:00Z)"
         ) from None
     if value.tzinfo is None:
-        raise ReportError(f"{flag}: {text!r} needs its time zone, such as Z or +02:00")
+        raise BadFlag(f"{flag}: {text!r} needs its time zone, such as Z or +02:00")
     return _since_1970(flag, text, value)
 
 
@@ -60,7 +60,7 @@ def _since_1970(flag: str, text: str, value: datetime) -> float:
     """Unix seconds of a time the service can be asked for: none before 1970."""
     seconds = value.timestamp()
     if seconds < 0:
-        raise ReportError(f"{flag}: {text!r} is before 1970-01-01, where the service's time begins")
+        raise BadFlag(f"{flag}: {text!r} is before 1970-01-01, where the service's time begins")
     return seconds
 
 

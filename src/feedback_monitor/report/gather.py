@@ -11,7 +11,7 @@ import msgspec
 from feedback_monitor.auth import TOKEN_VARIABLE, bearer_headers
 from feedback_monitor.report import steps
 from feedback_monitor.report.document import Drift, Report
-from feedback_monitor.report.errors import ReportError
+from feedback_monitor.report.errors import BadFlag, ReportError
 from feedback_monitor.schemas import (
     DriftAnswer,
     Models,
@@ -88,11 +88,11 @@ def client(url: str, token: str | None = None) -> httpx.Client:
     try:
         headers = bearer_headers(token or None)
     except ValueError as error:
-        raise ReportError(f"{TOKEN_VARIABLE}: {error}") from None
+        raise BadFlag(f"{TOKEN_VARIABLE}: {error}") from None
     try:
         return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=TIMEOUT)
     except httpx.InvalidURL as error:
-        raise ReportError(f"--url: {error}") from None
+        raise BadFlag(f"--url: {error}") from None
 
 
 def gather(
