@@ -68,8 +68,8 @@ def add_parser(subparsers: "argparse._SubParsersAction[Any]") -> argparse.Argume
 
 
 def run(args: argparse.Namespace) -> int:
-    """Write the report; 0, or one line on stderr and 2 for a bad flag, 1 for another failure. A service that protects its reads
-    takes the bearer token in ``FEEDBACK_MONITOR_TOKEN``."""
+    """Write the report; 0, or one line on stderr and 2 for a bad flag, 1 for another failure.
+    A service that protects its reads takes the bearer token in ``FEEDBACK_MONITOR_TOKEN``."""
     try:
         kind = output_format(args.out, args.format)
         start, end = period(args.since, args.until, time.time())
