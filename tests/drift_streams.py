@@ -80,6 +80,7 @@ class DetectorContract:
     bounds: tuple[tuple[float, int], ...]  # (accuracy after a drop from 0.9, most samples)
     quiet_at: tuple[float, ...] = (0.6, 0.99)  # accuracies of 200,000 alarm-free samples
     block_slack = 64  # samples by which blocks of 32 may delay detection
+    young = 0  # samples after a reset within which a drop is learnt, not found (DDM's warm start)
 
     @pytest.mark.parametrize("block", [1, 32])
     @pytest.mark.parametrize("after", [0.8, 0.7])
@@ -95,6 +96,20 @@ class DetectorContract:
     def test_blocks_of_32_detect_about_as_soon_as_single_samples(self) -> None:
         single = median_delay(self.make, 0.7, 1)
         assert median_delay(self.make, 0.7, 32) == pytest.approx(single, abs=self.block_slack)
+
+    @pytest.mark.parametrize(("history", "block"), [(5_000, 5_000), (1_000, 10_000)])
+    def test_finds_a_drop_in_blocks_as_large_as_its_history(self, history: int, block: int) -> None:
+        """A batch client's commits (a block per series) may be as large as all that came since
+        the last reset, or larger: a drop 0.9 -> 0.8 is found in one of its first two blocks."""
+        if history < self.young:
+            pytest.skip(f"a drop in the first {self.young:,} samples after a reset is learnt")
+        for seed in range(5):
+            errors = stream([(0.9, history), (0.8, 2 * block)], seed)
+            detector = self.make()
+            detector.update_many(history, sum(errors[:history]))
+            assert not detector.drift_detected
+            found = alarms(detector, errors[history:], block)
+            assert found, f"seed {seed}: the drop went unseen"
 
     def test_state_round_trip_behaves_identically(self) -> None:
         assert_round_trip(self.make, stream([(0.9, 4_000), (0.7, 4_000)], seed=5))

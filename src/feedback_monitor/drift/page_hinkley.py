@@ -6,9 +6,9 @@ Gaussian stream. Errors are Bernoulli, and at accuracy 0.99 a Gaussian sum with 
 for all accuracies is either blind or full of false alarms, so this sums the Bernoulli
 log-likelihood ratio instead (Page's CUSUM, of which Page-Hinkley is the Gaussian case): the
 hypothesis that the odds of an error grew by ``odds_ratio`` against the error rate since the
-last reset, ``p0 = (errors + 0.5) / (n + 1)``. Each sample adds ``ln(p1 / p0)`` if wrong and
-``ln((1 - p1) / (1 - p0))`` if right, so it watches for worse accuracy only (better accuracy
-is not an incident).
+last reset up to the sample or block tested, ``p0 = (errors + 0.5) / (n + 1)``. Each sample
+adds ``ln(p1 / p0)`` if wrong and ``ln((1 - p1) / (1 - p0))`` if right, so it watches for worse
+accuracy only (better accuracy is not an incident).
 
 Blocks: the sum over a block is ``errors * ln(p1/p0) + (n - errors) * ln((1-p1)/(1-p0))``
 whatever its order; the running minimum is taken at block ends, which is exact when a block's
@@ -91,12 +91,16 @@ class PageHinkley(Detector):
     def update_many(self, n: int, errors: int) -> Status:
         """``n`` more samples, ``errors`` of them wrong, in an unknown order."""
         check_block(n, errors)
+        learning = self.n < self.min_instances
+        # Against the error rate before the block: one as large as the history would
+        # otherwise pull the baseline to its own rate and hide the rise it brings.
+        ratio = 0.0 if learning else self._log_likelihood_ratio(n, errors)
         self.n += n
         self.errors += errors
-        if self.n < self.min_instances:
+        if learning:
             self.status = Status.STABLE
             return self.status
-        self.height = max(0.0, self.height + self._log_likelihood_ratio(n, errors))
+        self.height = max(0.0, self.height + ratio)
         self.statistic = self.height
         self.status = classify(self.height, self.warning_fraction * self.threshold, self.threshold)
         if self.status is Status.DRIFT:

@@ -12,6 +12,7 @@ new reference; ``|z| >= warning_threshold`` a warning. ``statistic`` is the last
 
 Blocks: only counts enter the test, so a block is exact; a window closes at the first block
 end at or past ``window_size`` samples (it may hold a little more), and an update costs O(1).
+A block that completes the reference is split, its ones in proportion (as if spread evenly).
 
 Defaults: a reference of 2,000 samples and windows of 500, so 200 tests per 100,000 samples
 and a drop is seen within about one window. ``threshold`` was swept (4, 4.5, 5, 5.5) on seeded
@@ -100,9 +101,15 @@ class ProportionTest(Detector):
     def update_many(self, n: int, errors: int) -> Status:
         """``n`` more samples, ``errors`` of them 1, in an unknown order."""
         check_block(n, errors)
-        window = self.current if self.reference[0] >= self.reference_size else self.reference
-        window[0] += n
-        window[1] += errors
+        # A block that completes the reference gives it only the samples it lacks (their share
+        # of the block's ones): the rest, which may bring the shift, is tested.
+        room = max(0, self.reference_size - self.reference[0])
+        taken = min(n, room)
+        share = round(errors * taken / n) if n else 0
+        self.reference[0] += taken
+        self.reference[1] += share
+        self.current[0] += n - taken
+        self.current[1] += errors - share
         if self.current[0] < self.window_size:
             self._quiet()
             return self.status
