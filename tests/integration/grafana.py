@@ -21,7 +21,9 @@ DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 
 _VARIABLE = re.compile(r"\$\{(\w+)\}|\$(\w+)")
 _LABEL_VALUES = re.compile(r"label_values\((?:(.+),\s*)?(\w+)\)")
-_THRESHOLD = re.compile(r"^([\w:]+:ratio_\w+) [<>] ([0-9.]+)$", re.MULTILINE)
+_THRESHOLD = re.compile(
+    r"^(?:and )?([\w:]+:(?:ratio|wilson_upper)_\w+) [<>] ([0-9.]+)$", re.MULTILINE
+)
 _RATE_OF = re.compile(r"\b(?:rate|irate|increase)\(\s*([A-Za-z_:][\w:]*)")
 
 

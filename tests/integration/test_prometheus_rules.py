@@ -9,6 +9,7 @@ from typing import TypeVar
 import httpx
 import pytest
 from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from statsmodels.stats.proportion import proportion_confint  # type: ignore[import-untyped]
 
 from feedback_monitor.testing import ServiceProcess
 from tests.integration.helpers import CELLS, COUNTERS, Labels, wait_until
@@ -186,6 +187,13 @@ def test_real_prometheus_records_the_expected_ratios_and_fires_on_a_drop(
         for cell, count in GOOD.items():
             name = f"model_version:{COUNTERS[cell].removesuffix('_total')}:increase{window}"
             assert rules[name] / samples == pytest.approx(count / len(good), rel=1e-9), name
+    # The alerts' bound, against statsmodels' Wilson interval of the window's counts.
+    samples, accuracy = (
+        rules[f"model_version:feedback_{r}increase1h"] for r in ("samples:", "accuracy:ratio_")
+    )
+    _, upper = proportion_confint(accuracy * samples, samples, alpha=0.05, method="wilson")
+    bound = rules["model_version:feedback_accuracy:wilson_upper_increase1h"]
+    assert bound == pytest.approx(upper, rel=1e-9)
     assert active_model_alerts(api) == []
 
     send(client, stream(BAD, seed=2))
