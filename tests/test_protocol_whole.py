@@ -3,13 +3,14 @@ with its headers goes to the app's ``answer_whole`` (no ASGI task); one still co
 ASGI; pipelined requests keep their order; a reply to a client that left writes nothing."""
 
 import asyncio
+import contextlib
 import json
 import logging
 import select
 import socket
 import time
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
 
 import pytest
 import uvicorn
@@ -21,6 +22,7 @@ from tests.integration.helpers import InProcessServer, wait_until
 
 HOLD = b"hold"  # a body whose reply the test sends later
 LARGE = b"large"  # a body answered with 64 KiB
+T = TypeVar("T")
 
 
 class App:
@@ -342,3 +344,37 @@ def test_an_upgrade_offer_split_between_reads_is_ignored_too(
         [(head, answer)] = responses(sock, 1)
     assert head.startswith(b"HTTP/1.1 200 ")
     assert answer == {"via": "whole", "body": '{"prediction": 1, "actual": 1}'}
+
+
+def test_a_client_that_pipelines_without_end_is_read_no_faster_than_answered(
+    served: tuple[App, int, uvicorn.Server],
+) -> None:
+    """Requests read ahead wait in the pipeline; an answer lets the next one go, not another
+    read's worth in: the queue shrinks as its requests are answered."""
+    app, port, server = served
+    with connect(port) as sock:
+        sock.setblocking(False)
+        flood = post("/whole", HOLD) * 20_000  # more than the socket buffers take at once
+        sent = 0
+        with contextlib.suppress(BlockingIOError):
+            while sent < len(flood):
+                sent += sock.send(flood[sent:])
+        wait_until(lambda: len(app.held) == 1, what="the first request handed in")
+        [protocol] = connections(server)
+        assert app.loop is not None
+        queued = on_loop(app.loop, lambda: len(protocol.pipeline))  # once its read is parsed
+        assert queued > 0
+        for answered in range(1, 6):
+            app.release()
+            wait_until(lambda: len(app.held) == 1, what="the next request handed in")
+            assert on_loop(app.loop, lambda: len(protocol.pipeline)) == queued - answered
+        on_loop(app.loop, protocol.transport.close)  # paused, it would not see the client go
+
+
+def on_loop(loop: asyncio.AbstractEventLoop, read: Callable[[], T]) -> T:
+    """``read()`` on the server's loop, between its callbacks (never in the middle of a read)."""
+
+    async def call() -> T:
+        return read()
+
+    return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=10)

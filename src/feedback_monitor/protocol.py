@@ -33,15 +33,22 @@ still coming after that read goes the usual way, an ASGI task reading it with it
 so does one for a client whose earlier answers wait unread (ASGI's send waits for it, and the
 requests behind it stop being read). uvicorn's request cycle is kept either way, so pipelined
 requests, keep-alive, disconnects and graceful shutdown work as they do for the rest.
+
+Pipelined requests are read one socket read at a time: uvicorn resumes reading after every
+answer (and in every ASGI ``receive``) even while requests read earlier wait their turn, so a
+client that sends on without end had each answer let in another read's worth of requests, a
+couple of thousand small ones, and filled the server's memory. Here reading resumes once none
+waits (``QueueFlow``).
 """
 
 import asyncio
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from typing import Any, Protocol, cast, runtime_checkable
 
 from starlette.types import Scope
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import (
     STATUS_LINE,
     HttpToolsProtocol,
@@ -94,6 +101,7 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self.flow = QueueFlow(transport, self.pipeline)
         self.transport = cast(asyncio.Transport, OneSendPerResponse(transport))
         self._arm()  # a connection that sends nothing at all is closed too
 
@@ -312,6 +320,18 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
         self._deadline = None
         if self._in_headers or self.cycle is None:  # still in headers, or never began a request
             self.transport.close()
+
+
+class QueueFlow(FlowControl):
+    """uvicorn's flow control, but reading stays paused while pipelined requests wait."""
+
+    def __init__(self, transport: asyncio.Transport, waiting: Sized) -> None:
+        super().__init__(transport)
+        self._waiting = waiting
+
+    def resume_reading(self) -> None:
+        if not self._waiting:
+            super().resume_reading()
 
 
 class OneSendPerResponse:
