@@ -13,6 +13,7 @@ from jsonschema import Draft202012Validator
 from starlette.routing import Route
 
 import feedback_monitor
+from feedback_monitor.query import BadParameter, series_of
 from feedback_monitor.records import InvalidRecord, parse_feedback
 from feedback_monitor.store.sqlite import SQLiteStore
 from tests.asgi import (
@@ -201,3 +202,32 @@ def test_request_schema_accepts_what_the_parser_accepts(body: dict[str, object])
     else:
         accepted = True
     assert schema_of(entry["schema"]).is_valid(body) == accepted
+
+
+MODEL_NAMES = ["fraud", "a" * 64, "a" * 65, "", ".", "..", "...", ".a", "a b", "é", "m/1", "v:1_2"]
+
+
+def test_the_model_path_parameter_has_the_pattern_of_the_request_bodies() -> None:
+    body = DOC["components"]["schemas"]["FeedbackRequest"]["properties"]["model"]["pattern"]
+    found = [
+        (path, parameter["schema"])
+        for path, _, operation in operations()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "path"
+    ]
+    assert found
+    for path, schema in found:
+        assert schema == {"type": "string", "pattern": body}, path
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_model_pattern_accepts_the_names_the_server_reads(name: str) -> None:
+    parameter = DOC["paths"]["/api/v1/models/{model}/metrics"]["get"]["parameters"][0]
+    assert parameter["name"] == "model"
+    try:
+        series_of(name, {})
+    except BadParameter:
+        accepted = False
+    else:
+        accepted = True
+    assert schema_of(parameter["schema"]).is_valid(name) == accepted

@@ -49,6 +49,11 @@ CASES: dict[str, tuple[tuple[httpx.Request, ...], int, int | None]] = {
     "prediction repeat": ((predict(), predict()), 201, None),
     "prediction no id": ((post({"prediction": 1}, path="/predictions"),), 400, None),
     "prediction conflict": ((predict(), predict(prediction=0)), 409, None),
+    "prediction score conflict": ((predict(score=0.5), predict(score=0.25)), 409, None),
+    "prediction score dropped": ((predict(score=0.5), predict()), 409, None),
+    "prediction score added": ((predict(), predict(score=0.5)), 409, None),
+    "prediction repeat later": ((predict(score=0.5, timestamp=1.7e9), predict(score=0.5)), 201,
+                                None),
     "prediction cap": ((*TWO_SERIES, predict(model="c")), 422, None),
     "prediction 415": ((post(b"{}", {}, "/predictions"),), 415, None),
     "batch": ((predict(), batch(ONE, JOIN, {**ONE, "id": "f"})), 200, None),
@@ -66,6 +71,7 @@ CASES: dict[str, tuple[tuple[httpx.Request, ...], int, int | None]] = {
     # a is stored; b takes the last place; c finds none: the index is c's.
     "prediction batch cap": ((model("a"), predictions(P_A, P_B, P_C)), 422, 2),
     "models empty": ((get("/api/v1/models"),), 200, None),
+    "models unknown parameter": ((get("/api/v1/models?foo=1"),), 400, None),
     "models": ((predict(model="a"), predict(id="p-2"), post(JOIN), get("/api/v1/models")), 200,
                None),
 }  # fmt: skip
@@ -133,6 +139,25 @@ def test_the_models_answer_holds_every_series(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
+def test_a_repeated_prediction_is_a_duplicate_only_with_the_same_score(tmp_path: Path) -> None:
+    *_, same, other = run(
+        predict(score=0.5, timestamp=1.7e9),
+        predict(score=0.5),  # a retry without its time: the first time stays
+        predict(score=0.25),
+        data_dir=tmp_path,
+    )
+    assert (same.status_code, same.json()) == (201, {"success": True, "duplicate": True})
+    assert (other.status_code, other.json()) == (409, {"error": "Conflicting prediction for id"})
+
+
+def test_the_models_endpoint_refuses_an_unknown_parameter(tmp_path: Path) -> None:
+    (response,) = run(get("/api/v1/models?foo=1"), data_dir=tmp_path)
+    assert (response.status_code, response.json()) == (
+        400,
+        {"error": "Invalid query parameter 'foo': unknown; this endpoint takes none"},
+    )
+
+
 WRITES = {"/feedback": "200", "/feedback/batch": "200", "/predictions": "201",
           "/predictions/batch": "201"}  # fmt: skip
 
@@ -141,8 +166,10 @@ WRITES = {"/feedback": "200", "/feedback/batch": "200", "/predictions": "201",
 def test_the_write_endpoints_document_their_answers(path: str, ok: str) -> None:
     operation = DOC["paths"][path]["post"]
     assert operation["requestBody"]["required"] is True
-    assert {ok, "400", "404", "409", "413", "415", "422", "503"} <= set(operation["responses"])
+    assert {ok, "400", "409", "413", "415", "422", "503"} <= set(operation["responses"])
     assert not ({"200", "201"} - {ok}) & set(operation["responses"])
+    # Only a feedback can name an id that is not stored.
+    assert ("404" in operation["responses"]) == path.startswith("/feedback")
 
 
 def test_every_endpoint_of_issue_3_is_documented() -> None:

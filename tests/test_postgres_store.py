@@ -47,6 +47,7 @@ from tests.test_sqlite_store_ids import (  # noqa: F401
     test_a_prediction_then_its_feedback_counts_under_the_prediction,
     test_a_random_stream_matches_the_bookkeeping,
     test_a_refused_entry_leaves_no_trace_and_the_others_stand,
+    test_a_score_absent_from_a_prediction_and_its_repeat_is_the_same,
     test_an_entry_under_a_cap_is_refused_at_its_first_item_past_it,
     test_an_unknown_id_is_404,
     test_entries_of_one_transaction_share_the_room_under_the_cap,

@@ -117,13 +117,32 @@ def test_a_label_contradicting_the_stored_prediction_is_409(store: SQLiteStore) 
 
 
 def test_predictions_are_idempotent_and_conflicts_409(store: SQLiteStore) -> None:
+    prediction = Prediction("p-1", 1, *FRAUD, score=0.25, timestamp=NOW - 90)
+    assert one(store, prediction) == Accepted(1, 0, [FRAUD])
+    # A repeat's time is not compared (a retry without one gets the server's clock).
+    for repeat in (prediction, prediction._replace(timestamp=None)):
+        assert one(store, repeat, now=NOW + 30) == Accepted(0, 1, [FRAUD])
+    for other in (
+        prediction._replace(prediction=0),
+        prediction._replace(model="other"),
+        prediction._replace(version="v3"),
+        prediction._replace(score=0.5),
+        prediction._replace(score=None),
+    ):
+        assert one(store, other) == Refused(409, "Conflicting prediction for id", "conflict", 0)
+    assert store.load() == {FRAUD: SeriesState(predicted=1)}
+    # The first time stays: the label's delay counts from it.
+    assert one(store, Feedback(None, 1, id="p-1")) == Accepted(1, 0, [FRAUD])
+    assert store.load()[FRAUD].delay_sum == 90.0
+
+
+def test_a_score_absent_from_a_prediction_and_its_repeat_is_the_same(store: SQLiteStore) -> None:
     prediction = Prediction("p-1", 1, *FRAUD)
     assert one(store, prediction) == Accepted(1, 0, [FRAUD])
-    assert one(store, prediction._replace(score=0.1)) == Accepted(0, 1, [FRAUD])
-    for other in (prediction._replace(prediction=0), prediction._replace(model="other")):
-        refused = one(store, other)
-        assert isinstance(refused, Refused)
-        assert (refused.status, refused.reason) == (409, "conflict")
+    assert one(store, prediction) == Accepted(0, 1, [FRAUD])
+    assert one(store, prediction._replace(score=0.0)) == Refused(
+        409, "Conflicting prediction for id", "conflict", 0
+    )
     assert store.load() == {FRAUD: SeriesState(predicted=1)}
 
 

@@ -26,6 +26,7 @@ from feedback_monitor.query import (
     drift_answer,
     drift_query,
     drift_spans,
+    no_parameters,
     points_query,
     series_answer,
     window_answer,
@@ -185,6 +186,7 @@ class Service:
         return Response(self.config_json, media_type="application/json")
 
     async def models(self, request: Request) -> Response:
+        no_parameters(request.query_params)
         snapshot = sorted(self.recorder.snapshot.items())
         return json_response(Models([model_summary(series, state) for series, state in snapshot]))
 

@@ -8,6 +8,8 @@ from feedback_monitor import __version__
 from feedback_monitor.auth import Scope
 from feedback_monitor.gate import PUBLIC
 from feedback_monitor.schemas import (
+    JSON_NAME_PATTERN,
+    JSON_VERSION_PATTERN,
     BatchAccepted,
     DriftAnswer,
     Error,
@@ -82,20 +84,29 @@ _COMMON = {
     "500": _error("Internal server error."),
     "503": _error("The store is unavailable or the service is shutting down."),
 }
-_LOOKUPS = {
+# Only a feedback can name an id that is not stored: one without its prediction labels it.
+_FEEDBACK_LOOKUPS = {
     "404": _error("Unknown prediction id (a feedback without prediction names no stored one)."),
     "409": _error("Conflicting feedback or prediction for an id already stored."),
 }
+_PREDICTION_LOOKUPS = {
+    "409": _error(
+        "Conflicting prediction for an id already stored: another model, version, prediction "
+        "or score."
+    ),
+}
 
 
-def _post(operation: str, summary: str, request: str, ok: str, ok_schema: str) -> dict[str, Any]:
+def _post(
+    operation: str, summary: str, request: str, ok: str, ok_schema: str, lookups: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "post": {
             "summary": summary,
             "description": "Acknowledged only after it is durably committed.",
             "operationId": operation,
             "requestBody": {"required": True, **_json(request, "See the schema.")},
-            "responses": {ok: _json(ok_schema, "Committed."), **_COMMON, **_LOOKUPS},
+            "responses": {ok: _json(ok_schema, "Committed."), **_COMMON, **lookups},
         }
     }
 
@@ -103,19 +114,19 @@ def _post(operation: str, summary: str, request: str, ok: str, ok_schema: str) -
 _WRITES = {
     "/feedback": _post(
         "postFeedback", "Record one outcome, or label a stored prediction by its id",
-        "FeedbackRequest", "200", "FeedbackAccepted",
+        "FeedbackRequest", "200", "FeedbackAccepted", _FEEDBACK_LOOKUPS,
     ),
     "/feedback/batch": _post(
         "postFeedbackBatch", "Record many outcomes, all or none, in one commit",
-        "FeedbackBatchRequest", "200", "BatchAccepted",
+        "FeedbackBatchRequest", "200", "BatchAccepted", _FEEDBACK_LOOKUPS,
     ),
     "/predictions": _post(
         "postPrediction", "Store a prediction until its feedback arrives",
-        "PredictionRequest", "201", "PredictionAccepted",
+        "PredictionRequest", "201", "PredictionAccepted", _PREDICTION_LOOKUPS,
     ),
     "/predictions/batch": _post(
         "postPredictionBatch", "Store many predictions, all or none, in one commit",
-        "PredictionBatchRequest", "201", "PredictionBatchAccepted",
+        "PredictionBatchRequest", "201", "PredictionBatchAccepted", _PREDICTION_LOOKUPS,
     ),
 }  # fmt: skip
 
@@ -134,12 +145,14 @@ _TIME = {
 }
 _DURATION = {"type": "string", "pattern": "^[0-9]+[smhdw]$"}
 _SERIES_PARAMETERS = [
-    _parameter("model", "path", "The model's name.", {"type": "string"}),
+    _parameter("model", "path", "The model's name.",
+               {"type": "string", "pattern": JSON_NAME_PATTERN}),
     _parameter("version", "query", "The version (default: the empty version).",
-               {"type": "string", "pattern": "^[A-Za-z0-9_.:-]{0,64}$"}),
+               {"type": "string", "pattern": JSON_VERSION_PATTERN}),
     _parameter("time", "query", "Which clock places an outcome: when its label arrived, or "
                "when it was predicted.", {"enum": ["arrival", "prediction"], "default": "arrival"}),
-    _parameter("start", "query", "Start of the window (default: end minus window).", _TIME),
+    _parameter("start", "query", "Start of the window (default: end minus window); not with "
+               "window.", _TIME),
     _parameter("end", "query", "End of the window (default: now).", _TIME),
 ]  # fmt: skip
 _READ_ERRORS = {
@@ -152,8 +165,8 @@ _READ_ERRORS = {
 _WINDOW = _parameter(
     "window",
     "query",
-    "Length of the window ending now, such as 5m, 1h, 24h or 7d (default 1h); or give start "
-    "and end.",
+    "Length of the window ending at end (default: now), such as 5m, 1h, 24h or 7d (default "
+    "1h); or give start instead.",
     _DURATION,
 )
 
@@ -178,7 +191,10 @@ _PATHS: dict[str, Any] = {
         "get": {
             "summary": "Every (model, version) with its counts, metrics and predictions",
             "operationId": "getModels",
-            "responses": {"200": _json("Models", "Committed state of every series.")},
+            "responses": {
+                "200": _json("Models", "Committed state of every series."),
+                "400": _error("A query parameter was given: this endpoint takes none."),
+            },
         }
     },
     "/api/v1/models/{model}/metrics": _read(

@@ -81,7 +81,13 @@ def series_of(model: str, params: Mapping[str, str]) -> Series:
 def _only(params: Mapping[str, str], allowed: set[str]) -> None:
     for name in params:
         if name not in allowed:
-            raise BadParameter(name, f"unknown; this endpoint takes {', '.join(sorted(allowed))}")
+            takes = ", ".join(sorted(allowed)) or "none"
+            raise BadParameter(name, f"unknown; this endpoint takes {takes}")
+
+
+def no_parameters(params: Mapping[str, str]) -> None:
+    """Refuse any query parameter, for an endpoint that takes none."""
+    _only(params, set())
 
 
 def _view(params: Mapping[str, str]) -> TimeView:
@@ -119,9 +125,10 @@ def _duration(params: Mapping[str, str], name: str, default: str) -> float:
 
 
 def _range(params: Mapping[str, str], now: float, default: str) -> tuple[float, float]:
-    if "window" in params and ("start" in params or "end" in params):
-        given = " and ".join(name for name in ("start", "end") if name in params)
-        raise BadParameter("window", f"give either window or start and end, not window and {given}")
+    """From start, or from ``window`` before end, to end (now by default). A window with a
+    start is ambiguous (does it end after the window, or at end?): refused."""
+    if "window" in params and "start" in params:
+        raise BadParameter("window", "give either window or start, not both; end goes with either")
     end = _moment(params, "end", now)
     # A window reaching back past 1970 holds all there is: it starts there.
     start = _moment(params, "start", max(0.0, end - _duration(params, "window", default)))
@@ -131,13 +138,14 @@ def _range(params: Mapping[str, str], now: float, default: str) -> tuple[float, 
 
 
 def window_query(model: str, params: Mapping[str, str], now: float, retention: Retention) -> Query:
-    """``?version=&window=1h&time=arrival`` or ``?start=&end=`` instead of ``window``."""
+    """``?version=&window=1h&end=&time=arrival`` (``end`` now by default), or ``?start=``
+    instead of ``window``."""
     query, _ = _query(model, params, now, retention, {"version", "window", "start", "end", "time"})
     return query
 
 
 def points_query(model: str, params: Mapping[str, str], now: float, retention: Retention) -> Query:
-    """``?version=&window=1h&step=&time=`` or ``?start=&end=`` instead of ``window``; an hour
+    """``?version=&window=1h&end=&step=&time=`` or ``?start=`` instead of ``window``; an hour
     to now by default."""
     allowed = {"version", "window", "start", "end", "step", "time"}
     query, asked = _query(model, params, now, retention, allowed)

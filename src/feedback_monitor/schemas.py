@@ -35,7 +35,8 @@ class FeedbackAccepted(msgspec.Struct, omit_defaults=True):
 
 
 class PredictionAccepted(msgspec.Struct, omit_defaults=True):
-    """A stored prediction; ``duplicate`` when this id was already stored the same."""
+    """A stored prediction; ``duplicate`` when this id was already stored the same (model,
+    version, prediction and score): nothing was stored again, the first timestamp stays."""
 
     success: Literal[True]
     duplicate: bool = False
@@ -235,8 +236,11 @@ _Binary = Annotated[
     Literal[0, 1],
     msgspec.Meta(description='Exactly the JSON integer 0 or 1: 1.0, true and "1" are refused.'),
 ]
-_Model = Annotated[str, msgspec.Meta(pattern="^(?!\\.\\.?$)[A-Za-z0-9_.:-]{1,64}$")]
-_Version = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9_.:-]{0,64}$")]
+# records.NAME_PATTERN and VERSION_PATTERN so spelled; the read API's parameters take them too.
+JSON_NAME_PATTERN = "^(?!\\.\\.?$)[A-Za-z0-9_.:-]{1,64}$"
+JSON_VERSION_PATTERN = "^[A-Za-z0-9_.:-]{0,64}$"
+_Model = Annotated[str, msgspec.Meta(pattern=JSON_NAME_PATTERN)]
+_Version = Annotated[str, msgspec.Meta(pattern=JSON_VERSION_PATTERN)]
 _Id = Annotated[
     str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")
 ]
@@ -271,7 +275,12 @@ class FeedbackRequest(msgspec.Struct):
 
 
 class PredictionRequest(msgspec.Struct):
-    """The body of POST /predictions."""
+    """The body of POST /predictions.
+
+    A repeat of an id already stored must carry the same model, version, prediction and score
+    (no score on both is the same) to be a ``duplicate``; another is 409. Its timestamp is not
+    compared (a retry without one gets the server's clock): the first one stays.
+    """
 
     id: _Id
     prediction: _Binary

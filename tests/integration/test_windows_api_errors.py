@@ -1,11 +1,13 @@
 """The window and series API refuses what it cannot use: a 400 naming the parameter, or a 404
 for a series it does not know, as documented, and nothing changes."""
 
+import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
+from feedback_monitor.windows import HOUR, parse_duration
 from tests.integration.helpers import scrape, seed_samples, serving
 from tests.integration.windows_stream import POINTS, WINDOW, read
 
@@ -28,7 +30,7 @@ BAD: list[tuple[str, str, dict[str, str], str]] = [
         "end",
     ),
     (WINDOW, "fraud", {**KNOWN, "start": "1000", "window": "1h"}, "window"),
-    (WINDOW, "fraud", {**KNOWN, "end": "1000", "window": "1h"}, "window"),
+    (WINDOW, "fraud", {**KNOWN, "start": "1000", "end": "9000", "window": "1h"}, "window"),
     (WINDOW, "fraud", {**KNOWN, "start": "yesterday"}, "start"),
     (WINDOW, "fraud", {**KNOWN, "start": "2024-01-01T00:00:00"}, "start"),  # no zone
     (WINDOW, "fraud", {**KNOWN, "end": "-5"}, "end"),
@@ -112,6 +114,19 @@ def test_a_window_ending_now_is_as_long_as_asked(client: httpx.Client, path: str
     assert 7 * 86400 <= answer["end"] - answer["start"] <= 7 * 86400 + 2 * 3600  # to the hour
     parts = [answer] if path == WINDOW else answer["points"]
     assert sum(sum(part["counts"].values()) for part in parts) == 3
+
+
+@pytest.mark.parametrize("path", [WINDOW, POINTS])
+def test_a_window_with_an_end_is_the_window_before_it(client: httpx.Client, path: str) -> None:
+    """The three outcomes arrived a moment ago: a window ending just after holds them, one
+    ending an hour ago holds none."""
+    now = time.time()
+    for window, end, outcomes in (("7d", now + 60, 3), ("1h", now - 3600, 0)):
+        answer = read(client, path, "fraud", {**KNOWN, "window": window, "end": str(end)})
+        length = parse_duration(window)
+        assert end - length - HOUR < answer["start"] <= end - length < end <= answer["end"]
+        parts = [answer] if path == WINDOW else answer["points"]
+        assert sum(sum(part["counts"].values()) for part in parts) == outcomes
 
 
 @pytest.mark.parametrize("path", [WINDOW, POINTS])

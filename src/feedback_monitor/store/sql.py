@@ -588,14 +588,17 @@ def _insert_outcomes(rows: int) -> str:
 
 
 def _predict(db: Database, index: int, item: Prediction, now: float, mine: _Changes) -> bool:
-    """Store a prediction by its id; a repeat of one stored is no change, another a 409."""
+    """Store a prediction by its id; a repeat of one stored (same model, version, prediction
+    and score) is no change, another a 409."""
     if db.execute(_insert_outcomes(1), _outcome_row(item, now)).fetchone() is not None:
         mine[item.series].predicted += 1
         return True
     stored = db.execute(_READ_OUTCOME, (item.id,)).fetchone()
     if stored is None:  # taken and deleted since, by other writers
         raise Contended(item.id)
-    if tuple(stored[:3]) == (item.model, item.version, item.prediction):
+    model, version, prediction, *_, score = stored
+    # Not its time: a retry without one gets the server's clock. The first time stays.
+    if (model, version, prediction, score) == (*item.series, item.prediction, item.score):
         mine[item.series]
         return False
     raise _Refusal(Refused(409, "Conflicting prediction for id", "conflict", index))
