@@ -1,11 +1,23 @@
 """The read API's ranges: ``window`` ends at ``end`` (now by default); with ``start`` it is
-ambiguous and refused."""
+ambiguous and refused. Values too long to be a parameter's are refused without being echoed;
+numbers are read in linear time."""
 
+import re
 from collections.abc import Callable, Mapping
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from feedback_monitor.query import BadParameter, Query, points_query, window_query
+from feedback_monitor.query import (
+    _NUMBER,
+    MAX_VALUE,
+    BadParameter,
+    Query,
+    drift_query,
+    points_query,
+    window_query,
+)
 from feedback_monitor.windows import HOUR, Retention
 
 NOW = 1_700_000_000.0
@@ -32,3 +44,29 @@ def test_a_window_without_an_end_ends_now(parse: Parse) -> None:
 def test_a_window_with_a_start_is_refused(parse: Parse, params: dict[str, str]) -> None:
     with pytest.raises(BadParameter, match=r"^Invalid query parameter 'window': "):
         parse("m", {"window": "1h", **params}, NOW, RETENTION)
+
+
+@pytest.mark.parametrize("name", ["start", "end", "window", "step", "version", "time"])
+def test_a_value_too_long_to_be_a_parameter_is_refused_unechoed(name: str) -> None:
+    value = "1" * 60_000 + "x"  # a number that fails at its end: what backtracking chokes on
+    with pytest.raises(BadParameter) as refused:
+        points_query("m", {name: value}, NOW, RETENTION)
+    assert refused.value.message == (
+        f"Invalid query parameter {name!r}: longer than {MAX_VALUE} characters"
+    )
+
+
+def test_an_unknown_parameter_is_named_in_a_line_of_its_own_length() -> None:
+    with pytest.raises(BadParameter) as refused:
+        drift_query("m", {"x" * 60_000: "1"})
+    assert len(refused.value.message) < 3 * MAX_VALUE
+    assert refused.value.message.startswith(f"Invalid query parameter '{'x' * MAX_VALUE}...'")
+
+
+# The pattern as it was: the same numbers, but a long run of digits backtracked quadratically.
+_QUADRATIC = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
+
+
+@given(st.text(alphabet="0123456789.eE+-x ", max_size=24))
+def test_numbers_are_the_ones_they_were(text: str) -> None:
+    assert bool(_NUMBER.fullmatch(text)) == bool(_QUADRATIC.fullmatch(text))

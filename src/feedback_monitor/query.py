@@ -44,14 +44,18 @@ MAX_POINTS = 11_000  # as Prometheus: a chart has no use for more
 DEFAULT_EVENTS, MAX_EVENTS = 20, 100
 EVENT_CONTEXT = 3600.0  # seconds of accuracy shown before and after a drift
 _MODEL, _VERSION = re.compile(NAME_PATTERN), re.compile(VERSION_PATTERN)
-_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")  # ASCII, no _ nor nan
+# ASCII, no _ nor nan; each digit has one place to go, so a long run of them that fails at
+# its end fails in linear time (``[0-9]+\.?[0-9]*`` backtracked quadratically: 99 s at 60 KB).
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+MAX_VALUE = 100  # characters of a parameter's value: a time, a duration or a name needs fewer
 
 
 class BadParameter(ClientError):
     """A query parameter (or the path's model) that cannot be used; the message names it."""
 
     def __init__(self, name: str, problem: str, where: str = "query") -> None:
-        super().__init__(400, f"Invalid {where} parameter {name!r}: {problem}", "bad_parameter")
+        shown = name if len(name) <= MAX_VALUE else name[:MAX_VALUE] + "..."
+        super().__init__(400, f"Invalid {where} parameter {shown!r}: {problem}", "bad_parameter")
 
 
 class UnknownSeries(ClientError):
@@ -79,10 +83,14 @@ def series_of(model: str, params: Mapping[str, str]) -> Series:
 
 
 def _only(params: Mapping[str, str], allowed: set[str]) -> None:
-    for name in params:
+    """Refuse a parameter the endpoint does not take, and a value too long to be one (which
+    the answer and the log would otherwise echo whole)."""
+    for name, value in params.items():
         if name not in allowed:
             takes = ", ".join(sorted(allowed)) or "none"
             raise BadParameter(name, f"unknown; this endpoint takes {takes}")
+        if len(value) > MAX_VALUE:
+            raise BadParameter(name, f"longer than {MAX_VALUE} characters")
 
 
 def no_parameters(params: Mapping[str, str]) -> None:
