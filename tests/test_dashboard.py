@@ -36,14 +36,16 @@ def served(tmp_path: Path, *requests: httpx.Request) -> list[httpx.Response]:
     return exchange(ThreadedStore(BrokenStore()), tmp_path, *requests)
 
 
-def test_the_page_is_html_that_allows_only_its_own_files(tmp_path: Path) -> None:
-    (page,) = served(tmp_path, get("/"))
+@pytest.mark.parametrize("url", ["/", "/static/index.html"])
+def test_the_page_is_html_that_allows_only_its_own_files(tmp_path: Path, url: str) -> None:
+    (page,) = served(tmp_path, get(url))
     assert page.status_code == 200
     assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert page.text == (STATIC / "index.html").read_text()
     policy = page.headers["content-security-policy"]
     assert "default-src 'none'" in policy
     assert "script-src 'self';" in policy
+    assert "frame-ancestors 'none'" in policy
     assert "unsafe" not in policy
     assert page.headers["cache-control"] == "no-cache"
     assert page.headers["x-content-type-options"] == "nosniff"

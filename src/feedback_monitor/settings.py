@@ -107,7 +107,8 @@ class Settings(BaseSettings):
         default="",
         pattern=r"^(postgres(ql)?://.*)?$",
         description="A PostgreSQL database shared by every replica, such as "
-        "postgresql://user:password@host/db; empty (the default): SQLite under data_dir.",
+        "postgresql://user:password@host/db; empty (the default): SQLite under data_dir. A flag "
+        "shows in the process list: give a password in the environment variable.",
     )
     log_level: LogLevel = Field(
         default=LogLevel.INFO, description="Least severe log level written."
@@ -157,7 +158,8 @@ class Settings(BaseSettings):
     api_token: Annotated[SecretStr | None, AfterValidator(_token)] = Field(
         default=None,
         description="A bearer token with every scope: writes then need "
-        "'Authorization: Bearer <token>'. Never logged nor shown.",
+        "'Authorization: Bearer <token>'. Never logged nor shown, but a flag shows in the "
+        "process list: give it in the environment variable or token_file.",
     )
     token_file: Annotated[Path | None, AfterValidator(_token_file)] = Field(
         default=None,

@@ -52,7 +52,8 @@ class StaticAssets(StaticFiles):
 
     async def get_response(self, path: str, scope: Scope) -> Response:
         response = await super().get_response(path, scope)
-        response.headers.update(HEADERS)
+        # The policy too: the page is also at /static/index.html, where it must not be framed.
+        response.headers.update({**HEADERS, "Content-Security-Policy": POLICY})
         return response
 
 
