@@ -88,6 +88,34 @@ def test_ranking_on_raw_scores_is_within_the_stated_bound(stream: Scored) -> Non
     assert abs(ap - average_precision_score(actual, score)) <= ap_bound(stream) + 1e-12
 
 
+@pytest.mark.parametrize("stream", list(STREAMS.values()), ids=list(STREAMS))
+def test_the_bounds_given_are_the_stated_ones(stream: Scored) -> None:
+    actual, _ = stream
+    h = histogram(stream)
+    if 0 < actual.sum() < len(actual):
+        assert h.roc_auc_error() == pytest.approx(auc_bound(stream), rel=1e-12, abs=1e-15)
+    else:
+        assert h.roc_auc() is h.roc_auc_error() is None
+    if actual.sum():
+        assert h.average_precision_error() == pytest.approx(ap_bound(stream), rel=1e-12, abs=1e-15)
+    else:
+        assert h.average_precision() is h.average_precision_error() is None
+
+
+def test_a_rare_event_models_ranking_error_is_large_and_bounded() -> None:
+    """Most scores of a fraud model crowd into the lowest bin: the binned ROC AUC is far from
+    the raw one (a review measured 0.871 against 0.930), and the bound given says so."""
+    rng = np.random.default_rng(7)
+    actual = (rng.random(50_000) < 0.01).astype(np.int64)
+    score = 1 / (1 + np.exp(-rng.normal(-6 + 2.5 * actual, 1.2)))
+    h = histogram((actual, score))
+    auc, error = h.roc_auc(), h.roc_auc_error()
+    assert auc is not None
+    assert error is not None
+    gap = abs(auc - roc_auc_score(actual, score))
+    assert 0.02 < gap <= error + 1e-12
+
+
 def test_the_bounds_are_tight_enough_to_mean_something() -> None:
     large = [s for s in BOTH_CLASSES.values() if len(s[0]) >= 300]
     assert len(large) >= 10

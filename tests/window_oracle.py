@@ -104,14 +104,17 @@ def assert_score_metrics(answer: Mapping[str, Any] | None, scored: Sequence[Scor
     stream = (actual, score)
     if 0 < actual.sum() < len(actual):
         exact = roc_auc_score(actual, score)
-        assert abs(answer["roc_auc"] - exact) <= auc_bound(stream) + 1e-12
+        assert answer["roc_auc_error"] == pytest.approx(auc_bound(stream), rel=1e-9, abs=1e-15)
+        assert abs(answer["roc_auc"] - exact) <= answer["roc_auc_error"] + 1e-12
     else:
-        assert answer["roc_auc"] is None
+        assert answer["roc_auc"] is answer["roc_auc_error"] is None
     if actual.sum():
         exact = average_precision_score(actual, score)
-        assert abs(answer["average_precision"] - exact) <= ap_bound(stream) + 1e-12
+        bound = ap_bound(stream)
+        assert answer["average_precision_error"] == pytest.approx(bound, rel=1e-9, abs=1e-15)
+        assert abs(answer["average_precision"] - exact) <= answer["average_precision_error"] + 1e-12
     else:
-        assert answer["average_precision"] is None
+        assert answer["average_precision"] is answer["average_precision_error"] is None
     _assert_reliability(answer, actual, score)
 
 

@@ -213,7 +213,9 @@ def score_metrics(scores: ScoreHistogram) -> ScoreMetrics:
     return ScoreMetrics(
         scores.total,
         scores.roc_auc(),
+        scores.roc_auc_error(),
         scores.average_precision(),
+        scores.average_precision_error(),
         scores.log_loss(),
         scores.brier(),
         scores.expected_calibration_error(),

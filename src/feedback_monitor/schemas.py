@@ -137,13 +137,21 @@ class ReliabilityBin(msgspec.Struct):
     observed_rate: float
 
 
+_BINNED = (
+    "The most the metric before it can be off its value on the raw scores: scores are kept in "
+    "100 bins of width 0.01, and the order of a positive and a negative in one bin is lost."
+)
+
+
 class ScoreMetrics(msgspec.Struct):
     """Metrics of the scores (the probability of class 1) of a window's scored feedback; null
     where undefined (no samples, or one class only for ROC AUC)."""
 
     n: int
     roc_auc: float | None
+    roc_auc_error: Annotated[float | None, msgspec.Meta(description=_BINNED)]
     average_precision: float | None
+    average_precision_error: Annotated[float | None, msgspec.Meta(description=_BINNED)]
     log_loss: float | None
     brier: float | None
     expected_calibration_error: float | None

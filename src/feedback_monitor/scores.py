@@ -26,6 +26,10 @@ sharing a bin can differ, so with ``P_i`` positives and ``N_i`` negatives in bin
   ``(T_above_i + 1) / (T_above_i + 1 + F_i)``, with ``T``/``F`` the positives/negatives at or
   above bin ``i`` (``_above``: strictly above).
 
+The API gives both bounds beside their metric (``roc_auc_error``, ``average_precision_error``):
+they are largest where most scores crowd into a few bins, as a rare-event model's negatives do
+near 0.
+
 Log loss and Brier score are exact (log loss clips probabilities to [eps, 1 - eps] with eps the
 float64 machine epsilon, as scikit-learn 1.9 does).
 
@@ -169,6 +173,29 @@ class ScoreHistogram:
             p * tp / (tp + fp) for p, tp, fp in zip(positives, tps, fps, strict=True) if p
         )
         return _mean(weighted, sum(positives))
+
+    def roc_auc_error(self) -> float | None:
+        """The most ``roc_auc`` can be off its value on the raw scores: half the share of the
+        pairs whose positive and negative share a bin (their order is lost)."""
+        pairs = sum(self.counts[0]) * sum(self.counts[1])
+        if not pairs:
+            return None
+        return sum(n * p for n, p in zip(*self.counts, strict=True)) / (2 * pairs)
+
+    def average_precision_error(self) -> float | None:
+        """The most ``average_precision`` can be off its value on the raw scores: in each bin,
+        the spread of the precision at thresholds inside it, weighted by its positives."""
+        negatives, positives = self.counts[0][::-1], self.counts[1][::-1]  # highest bin first
+        total = sum(positives)
+        if not total:
+            return None
+        spread, tp_above, fp_above = 0.0, 0, 0
+        for n, p in zip(negatives, positives, strict=True):
+            tp, fp = tp_above + p, fp_above + n
+            if p:
+                spread += p * (tp / (tp + fp_above) - (tp_above + 1) / (tp_above + 1 + fp))
+            tp_above, fp_above = tp, fp
+        return spread / total
 
     def log_loss(self) -> float | None:
         return _mean(self.log_loss_sum, self.total)

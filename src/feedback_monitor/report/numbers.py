@@ -29,6 +29,11 @@ def estimate(value: Estimate) -> str:
     return f"{ratio(value.value)} ({ratio(value.low)}, {ratio(value.high)})"
 
 
+def binned(value: float | None, error: float | None) -> str:
+    """A ranking metric of binned scores, and the most it can be off its value on raw ones."""
+    return ratio(value) if error is None else f"{ratio(value)} (± {ratio(error)})"
+
+
 def count(value: int) -> str:
     return f"{value:,}"
 

@@ -7,7 +7,16 @@ from dataclasses import dataclass
 from feedback_monitor.confusion import Counts
 from feedback_monitor.report import steps
 from feedback_monitor.report.document import DAY_STEP, Report
-from feedback_monitor.report.numbers import NONE, amount, count, day, estimate, moment, ratio
+from feedback_monitor.report.numbers import (
+    NONE,
+    amount,
+    binned,
+    count,
+    day,
+    estimate,
+    moment,
+    ratio,
+)
 from feedback_monitor.schemas import CountsBody, Estimate, PointAnswer, ScoreMetrics
 
 STATUS = {0: "stable", 1: "warning", 2: "drift"}
@@ -134,13 +143,17 @@ def scores(metrics: ScoreMetrics | None) -> list[Section]:
         return []
     rows = [
         ("Scored outcomes", count(metrics.n)),
-        ("ROC AUC", ratio(metrics.roc_auc)),
-        ("Average precision", ratio(metrics.average_precision)),
+        ("ROC AUC", binned(metrics.roc_auc, metrics.roc_auc_error)),
+        ("Average precision", binned(metrics.average_precision, metrics.average_precision_error)),
         ("Log loss", ratio(metrics.log_loss)),
         ("Brier score", ratio(metrics.brier)),
         ("Expected calibration error", ratio(metrics.expected_calibration_error)),
     ]
-    text = "Of the scores (probability of class 1) of the period's scored feedback."
+    text = (
+        "Of the scores (probability of class 1) of the period's scored feedback. The service keeps"
+        " scores in bins of 0.01: ROC AUC and average precision are within the ± shown of their"
+        " value on the raw scores."
+    )
     return [Section("scores", "Score metrics", text, Table(("Metric", "Value"), rows))]
 
 

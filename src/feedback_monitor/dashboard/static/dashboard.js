@@ -315,7 +315,10 @@ function renderMore({ metrics, scores, counts }) {
     const value = name === "matthews" ? decimal(e.value) : percent(e.value);
     return row(label, value, interval(e));
   });
-  for (const [name, label] of scores ? SCORES : []) rows.push(row(label, decimal(scores[name]), ""));
+  for (const [name, label] of scores ? SCORES : []) {
+    const error = scores[`${name}_error`]; // ranking metrics, from scores kept in bins
+    rows.push(row(label, decimal(scores[name]), error == null ? "" : `± ${decimal(error)} (binned)`));
+  }
   $("more-metrics").tBodies[0].replaceChildren(...rows);
 }
 
