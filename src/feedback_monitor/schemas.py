@@ -184,7 +184,9 @@ class PointAnswer(msgspec.Struct):
 
 
 class SeriesAnswer(msgspec.Struct):
-    """The metrics of each ``step`` seconds from ``start``; steps without feedback are absent."""
+    """The metrics of each ``step`` seconds from ``start``; steps without feedback are absent.
+    The last step ends at ``end`` and may be shorter, where the range is no whole number of
+    steps (``window=24h`` gives steps of 1,440 s over the 1,441 minutes its buckets cover)."""
 
     model: str
     version: str
