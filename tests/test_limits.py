@@ -10,8 +10,9 @@ from starlette.types import Message
 
 from feedback_monitor.body import Deadlines, read_json_body
 from feedback_monitor.errors import ClientError
-from feedback_monitor.gate import _client
+from feedback_monitor.gate import Gate, _client
 from feedback_monitor.limits import RateLimiter
+from feedback_monitor.settings import Settings
 from feedback_monitor.store.sqlite import SQLiteStore
 from tests.asgi import JSON, assert_documented, exchange, get, post
 from tests.stores import ThreadedStore
@@ -109,6 +110,24 @@ def test_rate_limit_is_per_token_when_authenticated(tmp_path: Path) -> None:
     responses = answers(tmp_path, *requests, rate_limit=1, token_file=path)
     # the same address: the two tokens have a bucket each, the unauthenticated read its own
     assert [r.status_code for r in responses] == [200, 200, 429, 200]
+
+
+def test_addresses_that_fill_the_table_do_not_hold_up_a_token(tmp_path: Path) -> None:
+    """The buckets of addresses are bounded, and a new address waits while they are all
+    filling; a valid token has a bucket of its own all the same."""
+    path = tmp_path / "tokens"
+    path.write_text("token-one write\n")
+    gate = Gate.of(Settings(rate_limit=1.0, token_file=path))
+    assert gate is not None
+    assert gate.limiter is not None
+    for n in range(gate.limiter.max_clients):  # a request each: every bucket still filling
+        gate({**SCOPE, "method": "GET", "path": "/metrics", "client": (f"10.{n}", 1)})
+    with pytest.raises(ClientError) as waits:
+        gate({**SCOPE, "method": "GET", "path": "/metrics", "client": ("192.0.2.1", 1)})
+    assert waits.value.status == 429
+    signed = [(b"authorization", b"Bearer token-one")]
+    gate({"type": "http", "headers": signed, "method": "POST", "path": "/feedback",
+          "client": ("192.0.2.1", 1)})  # fmt: skip
 
 
 def test_no_rate_limit_by_default(tmp_path: Path) -> None:

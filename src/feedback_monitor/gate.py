@@ -60,7 +60,10 @@ class Gate:
     ) -> None:
         self.tokens = tokens
         self.protect_reads = protect_reads
-        self.limiter = limiter
+        self.limiter = limiter  # per address, bounded: it may make a new address wait
+        # Per valid token, apart: their number is the file's, and a flood of addresses that
+        # fills the table above must not make a token's client wait for a bucket.
+        self.token_limiter = None if limiter is None else RateLimiter(limiter.rate, limiter.burst)
 
     @classmethod
     def of(cls, settings: Settings) -> "Gate | None":
@@ -84,8 +87,9 @@ class Gate:
 
     def _limit(self, scope: ASGIScope, key: Hashable = None) -> None:
         """The client's turn: its token's (``key``) if it gave one, else its address's."""
-        if self.limiter is not None and (wait := self.limiter.wait(key or _client(scope))):
-            raise rate_limited(self.limiter.rate, wait)
+        limiter = self.limiter if key is None else self.token_limiter
+        if limiter is not None and (wait := limiter.wait(key or _client(scope))):
+            raise rate_limited(limiter.rate, wait)
 
     def _authenticate(self, scope: ASGIScope) -> bytes | None:
         """The digest of the request's token when one is needed and valid; refuses otherwise."""
