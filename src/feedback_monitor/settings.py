@@ -123,7 +123,8 @@ class Settings(BaseSettings):
         default=1000,
         ge=1,
         description="Most (model, version) series kept; more is refused (422). Series are kept "
-        "for good, their counts being the truth: raise the cap for new versions.",
+        "for good, their counts being the truth: raise the cap for new versions. The cap is "
+        "shared: any writer may fill it, so give write tokens only to trusted clients.",
     )
     prediction_ttl: Annotated[timedelta, BeforeValidator(_duration_text)] = Field(
         default=timedelta(days=30),
