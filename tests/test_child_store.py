@@ -14,12 +14,19 @@ import msgspec
 import pytest
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.errors import StoreBug, StoreError
+from feedback_monitor.errors import StoreBug, StoreError, StoreLost
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.series import SeriesState
 from feedback_monitor.store import Accepted, Entry, Refused, Series, Totals
 from feedback_monitor.store import child as child_store
-from feedback_monitor.store.child import ChildStore, from_rows, to_rows, unavailable
+from feedback_monitor.store.child import (
+    _FAILURES,
+    ChildStore,
+    _failure,
+    from_rows,
+    to_rows,
+    unavailable,
+)
 from feedback_monitor.store.sqlite import SQLiteStore
 
 A: Series = ("default", "")
@@ -196,6 +203,16 @@ def test_a_bug_in_the_store_process_is_internal_and_its_trouble_unavailable(
 
     run(tmp_path, scenario)
     assert "Traceback" in capfd.readouterr().err  # the child logged the bug's traceback
+
+
+def test_a_commit_whose_end_is_unknown_reaches_the_server_as_lost() -> None:
+    """A PostgreSQL connection lost once its COMMIT went (``PostgresConnector.transaction``):
+    the server's recorder answers 503 'may still be stored' for StoreLost, and reloads."""
+    lost = _failure(StoreLost("connection lost during the commit: gone"))
+    assert lost[:2] == ["error", "lost"]
+    assert isinstance(_FAILURES["lost"](str(lost[2])), StoreLost)
+    assert _failure(OSError("disk full"))[:2] == ["error", "unavailable"]
+    assert type(_FAILURES["unavailable"]("disk full")) is StoreError
 
 
 def test_sqlite_errors_are_told_apart_by_their_result_code(tmp_path: Path) -> None:

@@ -20,10 +20,17 @@ from psycopg import errors
 from feedback_monitor import cli
 from feedback_monitor.confusion import Counts
 from feedback_monitor.drift.watch import SeriesWatch
+from feedback_monitor.errors import StoreLost
 from feedback_monitor.records import Feedback, Prediction
 from feedback_monitor.store import Accepted, Entry, Refused, Series
 from feedback_monitor.store.child import ChildStore
-from feedback_monitor.store.postgres import LOCK_TIMEOUT, MIGRATIONS, SHARDS, PostgresStore
+from feedback_monitor.store.postgres import (
+    LOCK_TIMEOUT,
+    MIGRATIONS,
+    SHARDS,
+    PostgresConnector,
+    PostgresStore,
+)
 from feedback_monitor.store.sql import NewerSchema
 from feedback_monitor.windows import HOUR, MINUTE, TimeView
 from tests.integration import postgres
@@ -405,3 +412,35 @@ def test_the_store_process_gets_its_url_out_of_sight_of_other_users(fresh: str) 
     _, arguments, environment = asyncio.run(started())
     assert b"S3cret" not in arguments
     assert f"FEEDBACK_MONITOR_STORE={url}".encode() in environment.split(b"\0")
+
+
+def backend(connector: PostgresConnector) -> int:
+    with connector.reading() as db:
+        (pid,) = db.execute("SELECT pg_backend_pid()").fetchone()
+    return int(pid)
+
+
+def test_a_connection_lost_once_the_commit_went_may_have_committed(shared: str) -> None:
+    """The database may have committed a transaction whose COMMIT's answer was lost with the
+    connection: StoreLost (a 503 that says the write may be stored), not a plain failure (whose
+    503 says that nothing was, so that a client without ids would count it twice)."""
+    connector = PostgresConnector(shared)
+    with psycopg.connect(shared, autocommit=True) as other:
+
+        def lost_at(point: str) -> Exception:
+            pid = backend(connector)
+            try:
+                with connector.transaction() as db:
+                    if point == "before the commit":
+                        other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    db.execute("SELECT 1").fetchone()
+                    if point == "at the commit":
+                        other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            except Exception as error:  # which one is the point
+                return error
+            raise AssertionError("the transaction outlived its connection")
+
+        assert isinstance(lost_at("at the commit"), StoreLost)
+        before = lost_at("before the commit")  # nothing committed: the store's trouble
+        assert isinstance(before, psycopg.OperationalError), before
+    connector.close()

@@ -60,7 +60,8 @@ class StoreError(Unavailable):
 
 
 class StoreLost(StoreError):
-    """The store process ended with the request in hand: a write may have been committed."""
+    """A store call whose end is unknown, so a write may have been committed: the store process
+    ended with it in hand, or the database's connection was lost once its COMMIT had gone."""
 
 
 class StoreBug(RuntimeError):

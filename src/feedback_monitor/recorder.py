@@ -63,10 +63,10 @@ class StoreTimedOut(Unavailable):
 
 
 class WriteLost(Unavailable):
-    """A write whose store process ended before answering: it may have been committed."""
+    """A write whose end is unknown (``StoreLost``): it may have been committed."""
 
     def __init__(self) -> None:
-        message = "Store process stopped during the write: the write may still be stored"
+        message = "Store lost during the write: the write may still be stored"
         super().__init__(message, "store_lost")
 
 

@@ -24,8 +24,10 @@ Protocol: one JSON array per line each way; answers come in the order of the req
   transaction; ``states`` are the series it touched, after it; ``stats`` is
   ``[feedback, seconds]`` of that transaction on the first answer it produced, else ``null``.
 - Any failure -> ``["error", kind, "<exception>"]`` for each request it affected, where kind is
-  ``unavailable`` for the store's own trouble (disk, lock, database down) and ``internal`` for a
-  bug, whose traceback the child writes to stderr (the server's log); the child stays up.
+  ``lost`` for a commit whose end is unknown (the database's connection lost once its COMMIT had
+  gone), ``unavailable`` for the store's own trouble (disk, lock, database down) and
+  ``internal`` for a bug, whose traceback the child writes to stderr (the server's log); the
+  child stays up.
 """
 
 import asyncio
@@ -138,6 +140,10 @@ def decode_outcome(encoded: list[Any]) -> Accepted | Refused:
 def decode_write(answer: list[Any]) -> tuple[list[Accepted | Refused], Totals]:
     outcomes, states = answer
     return [decode_outcome(o) for o in outcomes], decode_states(states)
+
+
+_FAILURES: dict[str, Callable[[str], Exception]] = {"lost": StoreLost, "unavailable": StoreError}
+"""The exception of each kind of failure the store process answers; any other is a bug."""
 
 
 class ChildStore:
@@ -271,7 +277,7 @@ class _Pipe(asyncio.SubprocessProtocol):
     ) -> None:
         if message[0] != "ok":
             kind, detail = message[1:3]
-            answer.set_exception(StoreError(detail) if kind == "unavailable" else StoreBug(detail))
+            answer.set_exception(_FAILURES.get(kind, StoreBug)(detail))
             return
         if len(message) > 3 and message[3] is not None:
             self._on_commit(*message[3])
@@ -375,8 +381,11 @@ def _answer_one(store: Store, request: list[Any]) -> list[object]:
 
 
 def _failure(error: Exception) -> list[object]:
-    """The answer for a failed request: the store's own trouble, or a bug (logged here)."""
+    """The answer for a failed request: a commit whose end is unknown, the store's own
+    trouble, or a bug (logged here)."""
     detail = f"{type(error).__name__}: {error}"
+    if isinstance(error, StoreLost):
+        return ["error", "lost", detail]
     if unavailable(error):
         return ["error", "unavailable", detail]
     traceback.print_exc()  # to stderr: the server's log

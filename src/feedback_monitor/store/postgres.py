@@ -27,6 +27,7 @@ import psycopg
 from psycopg import errors
 from psycopg.pq import TransactionStatus
 
+from feedback_monitor.errors import StoreLost
 from feedback_monitor.store.sql import Contended, Cursor, Database, SQLStore, check_schema
 
 CONNECT_TIMEOUT = 2.0  # seconds a call waits for a connection before it fails (503)
@@ -261,13 +262,17 @@ class PostgresConnector:
         # a transaction waits only where it reads (sql.py reads once) and for its COMMIT.
         with self._connected() as connection:
             self.shard = connection.shard
+            committing = False
             try:
                 with connection.pipeline() as pipeline:
                     connection.execute("BEGIN", prepare=False)
                     yield _Connection(connection, pipeline)
+                    committing = True
                     connection.execute("COMMIT", prepare=False)
-            except BaseException:
+            except BaseException as error:
                 _roll_back(connection)
+                if committing and connection.broken:  # the server may have committed it
+                    raise StoreLost(f"connection lost during the commit: {error}") from error
                 raise
 
     @contextlib.contextmanager
