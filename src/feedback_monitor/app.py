@@ -275,8 +275,12 @@ def create_app(
             yield
         finally:
             expiry.cancel()
-            await recorder.close()
-            log.info("stopped: every queued feedback committed")
+            if await recorder.close():
+                log.info("stopped: every queued feedback committed")
+            else:
+                log.error(
+                    "stopped: the store left a write unanswered, answered 503 (may be stored)"
+                )
 
     routes = [
         Route("/feedback", service.post_feedback, methods=["POST"]),

@@ -292,9 +292,11 @@ class Recorder:
     async def ping(self) -> None:
         await self._store.ping()
 
-    async def close(self) -> None:
-        """Commit and answer everything already handed in, then release the store."""
+    async def close(self) -> bool:
+        """Commit and answer everything already handed in, then release the store; False if
+        the store left a write unanswered for ``write_timeout``, which was answered 503."""
         self._closing = True
+        answered = True
         for task in (self._refreshing, self._watching, self._reloading):
             if task is not None:
                 task.cancel()
@@ -305,8 +307,10 @@ class Recorder:
             done, _ = await asyncio.wait([self._in_flight], timeout=self._write_timeout)
             if not done and self._write_timeout is not None:  # a store that hangs: no wait
                 self._give_up(self._write_timeout)  # for ever (the watchdog is gone)
+                answered = False
                 break
         await self._store.close()
+        return answered
 
     def _refusal(self, refused: Refused, batch: bool) -> ClientError:
         if refused.reason == "series_cap":  # the store found a series past the cap

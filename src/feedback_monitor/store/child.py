@@ -73,6 +73,7 @@ OnCommit = Callable[[int, float], None]
 STORE_VARIABLE = "FEEDBACK_MONITOR_STORE"
 """The store process's PostgreSQL URL (empty for SQLite), as the setting's own variable."""
 EXIT_WAIT = 10.0  # seconds the store process has to finish its work and exit when closed
+HUNG_EXIT_WAIT = 1.0  # the same for one still owing an answer its server gave up waiting for
 _READ_SIZE = 1 << 16  # a pipe holds 64 KiB: a larger read only maps and unmaps more memory
 
 log = logging.getLogger(__name__)
@@ -303,15 +304,18 @@ class _Pipe(asyncio.SubprocessProtocol):
     async def close(self) -> None:
         """Close the child's stdin: it finishes what it has, then exits; one that hangs (a disk
         or database that does not answer) is killed after ``EXIT_WAIT``, its transaction then
-        rolled back by the database."""
+        rolled back by the database. One that still owes an answer is hung in it (the recorder
+        answers every request it waits for before it closes the store, or gives up on it), so
+        it gets ``HUNG_EXIT_WAIT``: a graceful shutdown then stays within Kubernetes' 30 s."""
         assert self._transport is not None
         stdin = self._transport.get_pipe_transport(0)
         assert stdin is not None
         stdin.close()
+        patience = HUNG_EXIT_WAIT if self._waiting else EXIT_WAIT
         try:
-            await asyncio.wait_for(asyncio.shield(self._exited), EXIT_WAIT)
+            await asyncio.wait_for(asyncio.shield(self._exited), patience)
         except TimeoutError:
-            log.error("the store process did not exit within %g s: killed", EXIT_WAIT)
+            log.error("the store process did not exit within %g s: killed", patience)
             self._transport.kill()
             await self._exited
 
