@@ -50,7 +50,7 @@ CASES: dict[str, tuple[tuple[httpx.Request, ...], int, int | None]] = {
     "prediction no id": ((post({"prediction": 1}, path="/predictions"),), 400, None),
     "prediction conflict": ((predict(), predict(prediction=0)), 409, None),
     "prediction score conflict": ((predict(score=0.5), predict(score=0.25)), 409, None),
-    "prediction score dropped": ((predict(score=0.5), predict()), 409, None),
+    "prediction score left out": ((predict(score=0.5), predict()), 201, None),
     "prediction score added": ((predict(), predict(score=0.5)), 409, None),
     "prediction repeat later": ((predict(score=0.5, timestamp=1.7e9), predict(score=0.5)), 201,
                                 None),

@@ -119,15 +119,15 @@ def test_a_label_contradicting_the_stored_prediction_is_409(store: SQLiteStore) 
 def test_predictions_are_idempotent_and_conflicts_409(store: SQLiteStore) -> None:
     prediction = Prediction("p-1", 1, *FRAUD, score=0.25, timestamp=NOW - 90)
     assert one(store, prediction) == Accepted(1, 0, [FRAUD])
-    # A repeat's time is not compared (a retry without one gets the server's clock).
-    for repeat in (prediction, prediction._replace(timestamp=None)):
+    # A repeat's time is not compared (a retry without one gets the server's clock), nor a
+    # score it leaves out.
+    for repeat in (prediction, prediction._replace(timestamp=None, score=None)):
         assert one(store, repeat, now=NOW + 30) == Accepted(0, 1, [FRAUD])
     for other in (
         prediction._replace(prediction=0),
         prediction._replace(model="other"),
         prediction._replace(version="v3"),
         prediction._replace(score=0.5),
-        prediction._replace(score=None),
     ):
         assert one(store, other) == Refused(409, "Conflicting prediction for id", "conflict", 0)
     assert store.load() == {FRAUD: SeriesState(predicted=1)}
@@ -140,6 +140,7 @@ def test_a_score_absent_from_a_prediction_and_its_repeat_is_the_same(store: SQLi
     prediction = Prediction("p-1", 1, *FRAUD)
     assert one(store, prediction) == Accepted(1, 0, [FRAUD])
     assert one(store, prediction) == Accepted(0, 1, [FRAUD])
+    # A score the first did not give cannot be stored by a repeat: it conflicts.
     assert one(store, prediction._replace(score=0.0)) == Refused(
         409, "Conflicting prediction for id", "conflict", 0
     )

@@ -92,7 +92,7 @@ _FEEDBACK_LOOKUPS = {
 _PREDICTION_LOOKUPS = {
     "409": _error(
         "Conflicting prediction for an id already stored: another model, version, prediction "
-        "or score."
+        "or (given) score."
     ),
 }
 

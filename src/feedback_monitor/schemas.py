@@ -36,7 +36,8 @@ class FeedbackAccepted(msgspec.Struct, omit_defaults=True):
 
 class PredictionAccepted(msgspec.Struct, omit_defaults=True):
     """A stored prediction; ``duplicate`` when this id was already stored the same (model,
-    version, prediction and score): nothing was stored again, the first timestamp stays."""
+    version, prediction, and score if the repeat gives one): nothing was stored again, the first
+    score and timestamp stay."""
 
     success: Literal[True]
     duplicate: bool = False
@@ -287,9 +288,9 @@ class FeedbackRequest(msgspec.Struct):
 class PredictionRequest(msgspec.Struct):
     """The body of POST /predictions.
 
-    A repeat of an id already stored must carry the same model, version, prediction and score
-    (no score on both is the same) to be a ``duplicate``; another is 409. Its timestamp is not
-    compared (a retry without one gets the server's clock): the first one stays.
+    A repeat of an id already stored must carry the same model, version and prediction, and
+    the same score if it gives one, to be a ``duplicate``; another is 409. Its timestamp is not
+    compared (a retry without one gets the server's clock): the first score and time stay.
     """
 
     id: _Id

@@ -589,7 +589,7 @@ def _insert_outcomes(rows: int) -> str:
 
 def _predict(db: Database, index: int, item: Prediction, now: float, mine: _Changes) -> bool:
     """Store a prediction by its id; a repeat of one stored (same model, version, prediction
-    and score) is no change, another a 409."""
+    and, if it gives one, score) is no change, another a 409."""
     if db.execute(_insert_outcomes(1), _outcome_row(item, now)).fetchone() is not None:
         mine[item.series].predicted += 1
         return True
@@ -597,8 +597,10 @@ def _predict(db: Database, index: int, item: Prediction, now: float, mine: _Chan
     if stored is None:  # taken and deleted since, by other writers
         raise Contended(item.id)
     model, version, prediction, *_, score = stored
-    # Not its time: a retry without one gets the server's clock. The first time stays.
-    if (model, version, prediction, score) == (*item.series, item.prediction, item.score):
+    # A repeat's score only if it gives one, and never its time (a retry without one gets the
+    # server's clock): what it leaves out, the first gave; the first's stays.
+    same_score = item.score is None or item.score == score
+    if (model, version, prediction) == (*item.series, item.prediction) and same_score:
         mine[item.series]
         return False
     raise _Refusal(Refused(409, "Conflicting prediction for id", "conflict", index))
