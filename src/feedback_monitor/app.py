@@ -62,7 +62,7 @@ from feedback_monitor.windows import TimeView
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-READY_TIMEOUT = 2.0
+READY_TIMEOUT = 2.0  # seconds the write probe of /ready may take
 EXPIRY_INTERVAL = 60.0  # seconds between sweeps for expired predictions
 REFRESH = 1.0  # seconds between reloads of every series from a shared store
 
@@ -214,12 +214,25 @@ class Service:
         return json_response(Status("ok"))
 
     async def ready(self, request: Request) -> Response:
+        """GET /ready: 200 while the store takes writes. One whose last write answered was
+        committed within ``--write-timeout`` (as long as the write path waits for a commit
+        before its 503) is ready without a probe: under load the probe queues behind the
+        writes, and a backfill's slow commits made it time out on a busy, healthy store.
+        Otherwise (idle, a write failed, or none answered for that long) a real write must
+        answer within ``READY_TIMEOUT``: a hung store or a full disk is not ready."""
+        if self._committed_lately():
+            return json_response(Status("ready"))
         try:
             await asyncio.wait_for(self.recorder.ping(), READY_TIMEOUT)
         except Exception:  # timeouts included: a hung store is not ready
             log.warning("store does not answer", exc_info=True)
             return json_response(Error("Store unavailable"), 503)
         return json_response(Status("ready"))
+
+    def _committed_lately(self) -> bool:
+        committed = self.recorder.committed_at
+        now = asyncio.get_running_loop().time()
+        return committed is not None and now - committed < self.settings.write_timeout
 
     async def get_openapi(self, request: Request) -> Response:
         return Response(self.openapi, media_type="application/json")

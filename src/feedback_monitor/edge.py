@@ -14,6 +14,7 @@ before any route when one is configured.
 import asyncio
 import functools
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -41,6 +42,39 @@ _CUT_OFF = HTTPError(
 
 Gate = Callable[[Scope], None]
 """Checks a request before its route; raises ``HTTPError`` to refuse it."""
+
+UNAVAILABLE_LOG_EVERY = 10.0  # seconds between log lines of one reason of 5xx answers
+
+
+class ThrottledLog:
+    """Logs the first error of each reason, then at most one every ``every`` seconds, saying
+    how many were left out since the last: an outage (a full disk fails every write) shows in
+    the log, not a line per request. Those left out after a reason's last line are counted in
+    its next one; the request metrics count each as it happens."""
+
+    def __init__(
+        self, logger: logging.Logger, every: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.logger = logger
+        self.every = every
+        self.clock = clock
+        self._reasons: dict[str, tuple[float, int]] = {}  # when last logged, and left out since
+
+    def error(self, reason: str, message: str, *args: object) -> None:
+        now = self.clock()
+        logged_at, left_out = self._reasons.get(reason, (-math.inf, 0))
+        if now - logged_at < self.every:
+            self._reasons[reason] = logged_at, left_out + 1
+            return
+        self._reasons[reason] = now, 0
+        if left_out:
+            message += " (and %d more %s in the %.0f s since its last line, not logged)"
+            args = (*args, left_out, reason, now - logged_at)
+        self.logger.error(message, *args)
+
+
+# As the log it writes to, one for the process: the edge and the app's routes share it.
+_unavailable_log = ThrottledLog(log, UNAVAILABLE_LOG_EVERY)
 
 
 @dataclass(frozen=True)
@@ -207,6 +241,7 @@ def reject(telemetry: Telemetry, method: str, path: str, error: HTTPError) -> in
     if status < 500:
         telemetry.validation_errors.labels(error.reason).inc()
         log.info("rejected %s %s: %d %s: %s", method, path, status, error.reason, error.message)
-    else:  # the service's own trouble, not the client's: the log gets the detail
-        log.error("unavailable %s %s: %d %s: %s", method, path, status, error.reason, error)
+    else:  # the service's own trouble, not the client's: the log gets the detail, throttled
+        message = "unavailable %s %s: %d %s: %s"
+        _unavailable_log.error(error.reason, message, method, path, status, error.reason, error)
     return status

@@ -161,6 +161,7 @@ class Recorder:
         # The parts of a write that failed on a bug, each to go again (``_split``), first.
         self._alone: collections.deque[_Write] = collections.deque()
         self._sent_at = 0.0  # when it went, on the event loop's clock
+        self._committed_at: float | None = None  # the last write answered, if it committed
         self._closing = False
         self._states: dict[Series, SeriesState] = {}
         self._ones: dict[Series, Accepted] = {}  # bounded by the cap on series
@@ -377,6 +378,7 @@ class Recorder:
     ) -> None:
         self._in_flight, self._sending = None, ([], [])
         error = RecorderClosed() if write.cancelled() else write.exception()
+        self._committed_at = None if error is not None else asyncio.get_running_loop().time()
         if isinstance(error, StoreBug) and self._split(counting, counted, kept):
             return
         self._flush()  # what arrived meanwhile: the next transaction starts at once
@@ -422,6 +424,12 @@ class Recorder:
                 future.set_exception(self._refusal(outcome, batch))
             else:
                 future.set_result(outcome)
+
+    @property
+    def committed_at(self) -> float | None:
+        """When the store answered the last write, on the event loop's clock (``loop.time()``),
+        if it committed it; None if it failed (a full disk), or before the first."""
+        return self._committed_at
 
 
 def _futures(counted: list[_Counted], kept: list[_Waiter]) -> list["asyncio.Future[Any]"]:

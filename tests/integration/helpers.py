@@ -5,6 +5,7 @@ import collections
 import contextlib
 import os
 import random
+import resource
 import socket
 import threading
 import time
@@ -166,6 +167,12 @@ def process_tree(pid: int) -> list[int]:
         tree.append(current := todo.pop())
         todo.extend(parents.get(current, []))
     return tree
+
+
+def refuse_writes(service: ServiceProcess) -> None:
+    """From now on every write to a file fails (EFBIG), as on a full disk."""
+    for pid in process_tree(service.pid):  # the store may write from a child process
+        resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
 
 
 class LocalStore:

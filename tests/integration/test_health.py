@@ -2,6 +2,7 @@
 
 import os
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -10,7 +11,13 @@ import pytest
 from feedback_monitor.app import create_app
 from feedback_monitor.settings import Settings
 from feedback_monitor.testing import ServiceProcess
-from tests.integration.helpers import InProcessServer, LocalStore, process_tree
+from tests.integration.helpers import (
+    InProcessServer,
+    LocalStore,
+    process_tree,
+    refuse_writes,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -65,3 +72,66 @@ def test_a_hung_store_answers_reads_and_writes_503_in_time(data_dir: Path) -> No
             os.kill(store, signal.SIGCONT)
         for path in reads:
             assert client.get("/api/v1/models/default" + path).status_code == 200, path
+
+
+def store_of(service: ServiceProcess) -> int:
+    """The pid of the service's store process."""
+    [store] = [pid for pid in process_tree(service.pid) if pid != service.pid]
+    return store
+
+
+def ready(client: httpx.Client) -> int:
+    return client.get("/ready").status_code
+
+
+def test_a_store_that_committed_lately_is_ready_without_a_probe_behind_its_writes(
+    data_dir: Path,
+) -> None:
+    """A busy store whose commits are slow (a backfill) is ready while it commits within
+    ``--write-timeout``: no probe is queued behind its writes to time out. Here a write is held
+    in flight by a stopped store, which no probe could get past."""
+    with (
+        ServiceProcess(data_dir, "--write-timeout", "60") as service,
+        httpx.Client(base_url=service.url, timeout=30.0) as client,
+        ThreadPoolExecutor(1) as writer,
+    ):
+        assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 200
+        store = store_of(service)
+        os.kill(store, signal.SIGSTOP)
+        try:
+            slow = writer.submit(client.post, "/feedback", json={"prediction": 0, "actual": 0})
+            assert_json(client.get("/ready"), 200, {"status": "ready"})
+        finally:
+            os.kill(store, signal.SIGCONT)
+        assert slow.result().status_code == 200
+
+
+def test_a_hung_store_is_not_ready_once_it_has_not_committed_for_the_write_timeout(
+    data_dir: Path,
+) -> None:
+    with (
+        ServiceProcess(data_dir, "--write-timeout", "0.5") as service,
+        httpx.Client(base_url=service.url, timeout=30.0) as client,
+    ):
+        assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 200
+        store = store_of(service)
+        os.kill(store, signal.SIGSTOP)
+        try:
+            wait_until(lambda: ready(client) == 503, what="/ready 503 on a hung store")
+            assert_json(client.get("/health"), 200, {"status": "ok"})
+        finally:
+            os.kill(store, signal.SIGCONT)
+        wait_until(lambda: ready(client) == 200, what="/ready 200 once the store goes on")
+
+
+def test_a_full_disk_is_not_ready_from_its_first_failed_write(data_dir: Path) -> None:
+    """However recent the commit before it: a failed write sends /ready to its probe."""
+    with (
+        ServiceProcess(data_dir, "--write-timeout", "60") as service,
+        httpx.Client(base_url=service.url, timeout=30.0) as client,
+    ):
+        assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 200
+        refuse_writes(service)
+        assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 503
+        assert client.get("/ready").status_code == 503
+        assert client.get("/ready").status_code == 503  # its probe failed too

@@ -8,7 +8,7 @@ longer be planted: the tables are STRICT.)
 
 import json
 import logging
-import resource
+import time
 import traceback
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from feedback_monitor.app import create_app
+from feedback_monitor.edge import UNAVAILABLE_LOG_EVERY
 from feedback_monitor.settings import Settings
 from feedback_monitor.testing import ServiceProcess
 from tests.integration.helpers import (
@@ -24,7 +25,7 @@ from tests.integration.helpers import (
     PipeLog,
     Samples,
     cell_counts,
-    process_tree,
+    refuse_writes,
     running,
     scrape,
     seed_samples,
@@ -96,12 +97,6 @@ def test_store_raising_on_commit_gives_500_and_the_writer_lives_on(
     assert "the store is on fire" in text
 
 
-def refuse_writes(service: ServiceProcess) -> None:
-    """From now on every write to a file fails (EFBIG), as on a full disk."""
-    for pid in process_tree(service.pid):  # the store may write from a child process
-        resource.prlimit(pid, resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY))
-
-
 def test_disk_refusing_writes_is_a_server_error_never_a_400(data_dir: Path) -> None:
     with (
         PipeLog() as log,
@@ -144,3 +139,41 @@ def test_store_failure_is_logged_at_error(failed_commit: tuple[str, Samples]) ->
 def test_store_failure_is_no_validation_error(failed_commit: tuple[str, Samples]) -> None:
     _, samples = failed_commit
     assert total(samples, "feedback_validation_errors_total") == 0
+
+
+def test_an_outage_is_logged_at_its_first_failure_then_summarised_and_each_counted(
+    data_dir: Path,
+) -> None:
+    """A full disk fails every write: the log gets the first failure's line and then at most
+    one a reason every ``UNAVAILABLE_LOG_EVERY`` seconds (the fast route and Starlette's
+    routes alike), while the request metrics count every failure."""
+    failures = 150  # of each route
+    routes = {
+        "/feedback": {"prediction": 0, "actual": 0},
+        "/feedback/batch": {"items": [{"prediction": 1, "actual": 1}]},
+    }
+    with (
+        PipeLog() as log,
+        running(ServiceProcess(data_dir, log=log.writer)) as service,
+        httpx.Client(base_url=service.url, timeout=10.0) as client,
+    ):
+        log.close_writer()
+        assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 200
+        before = scrape(client)
+        refuse_writes(service)
+        started = time.monotonic()
+        for _ in range(failures):
+            for route, body in routes.items():
+                assert client.post(route, json=body).status_code == 503
+        elapsed = time.monotonic() - started
+        after = scrape(client)
+        service.terminate()  # once it has exited, its log is complete
+    for route in routes:
+        labels = {"route": route, "status": "503"}
+        failed = total(after, "feedback_http_requests_total", **labels)
+        assert failed - total(before, "feedback_http_requests_total", **labels) == failures
+    lines = [r for r in error_records(log.text, "text") if "unavailable POST /feedback" in r]
+    assert "disk I/O error" in lines[0]
+    # Lines of one reason are UNAVAILABLE_LOG_EVERY s apart at least, all within ``elapsed``.
+    assert len(lines) <= 1 + elapsed / UNAVAILABLE_LOG_EVERY, lines
+    assert all("more store_unavailable" in line for line in lines[1:]), lines
