@@ -1,5 +1,6 @@
 """Settings from the environment and the command line; invalid settings exit 2 in one line."""
 
+import functools
 import logging
 import os
 import re
@@ -17,6 +18,7 @@ from feedback_monitor import cli
 from feedback_monitor.confusion import Costs
 from feedback_monitor.settings import CostMatrix, LogFormat, LogLevel, Settings
 from feedback_monitor.store.sqlite import FILENAME as SQLITE_FILENAME
+from feedback_monitor.store.sqlite import SQLiteStore
 from feedback_monitor.windows import Retention
 
 PREFIX = "FEEDBACK_MONITOR_"
@@ -226,20 +228,53 @@ def test_an_invalid_environment_value_exits_2_with_one_line(
     ("flags", "setting"),
     [
         (["--store", "postgresql://user:pa55word@127.0.0.1:1/db"], "store"),  # nobody listens
-        (["--store", "postgresql://user:pa55word@[::1/db"], "store"),  # not a URL
-        (["--store", "postgresql://user:pa55word%zz@127.0.0.1:1/db"], "store"),  # libpq quotes it
-        (["--store", "postgresql://user:pa55 word@127.0.0.1:1/db"], "store"),
         (["--data-dir", "/proc/no/such/dir"], "data_dir"),
     ],
 )
 def test_a_store_that_cannot_be_opened_exits_2_with_one_line(
     flags: list[str], setting: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Its setting is named, but not as invalid: its value may well be right."""
     out, err = refused(["serve", "--data-dir", str(tmp_path), *flags], capsys)
     assert out == ""
     assert_one_line_naming(err, setting)
     assert "cannot open the store" in err
+    assert "invalid setting" not in err
     assert "pa55" not in err
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://user:pa55word@[::1/db",  # not a URL
+        "postgresql://user:pa55word%zz@127.0.0.1:1/db",  # libpq quotes it
+        "postgresql://user:pa55 word@127.0.0.1:1/db",
+    ],
+)
+def test_a_store_url_libpq_cannot_read_is_an_invalid_setting(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out, err = refused(["serve", "--data-dir", str(tmp_path), "--store", url], capsys)
+    assert out == ""
+    assert_one_line_naming(err, "store")
+    assert err.startswith("feedback-monitor: error: invalid setting store (--store, ")
+    assert "pa55" not in err
+
+
+def test_a_data_dir_another_server_holds_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said "database is locked"; no waiting here for the holder to let go."""
+    monkeypatch.setattr(cli, "SQLiteStore", functools.partial(SQLiteStore, lock_timeout=0))
+    holder = SQLiteStore(tmp_path)
+    try:
+        _, err = refused(["serve", "--data-dir", str(tmp_path)], capsys)
+    finally:
+        holder.close()
+    assert_one_line_naming(err, "data_dir")
+    assert f"data_dir {tmp_path} (" in err
+    assert f"another process holds {SQLITE_FILENAME}" in err
+    assert "another feedback-monitor server" in err
 
 
 def test_a_data_dir_whose_database_is_a_directory_exits_2(

@@ -8,9 +8,11 @@ import sqlite3
 import sys
 import urllib.parse
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import psycopg
+import psycopg.conninfo
 import pydantic
 import uvicorn
 
@@ -19,7 +21,9 @@ from feedback_monitor.app import create_app
 from feedback_monitor.auth import TOKEN_VARIABLE, URL_VARIABLE
 from feedback_monitor.protocol import with_header_timeout
 from feedback_monitor.settings import Settings, shown_defaults
+from feedback_monitor.store.postgres import NotPermitted, check_database
 from feedback_monitor.store.sql import NewerSchema
+from feedback_monitor.store.sqlite import FILENAME as SQLITE_FILENAME
 from feedback_monitor.store.sqlite import SQLiteStore
 
 PROG = "feedback-monitor"
@@ -89,24 +93,92 @@ def _variable(name: str) -> str:
 
 
 def check_store(settings: Settings) -> None:
-    """Open the store once before serving, so that a data dir or a database that cannot be
-    opened is one line and exit 2, not a failed start with the store process's tracebacks."""
-    name = "store" if settings.store else "data_dir"
-    try:
-        if settings.store:  # a plain connection: its error says why
-            from feedback_monitor.store.postgres import check_database  # as the store's child
+    """Open the store once before serving, as its process will, so that a data dir or a
+    database that cannot be opened is one line that says why and exit 2, not a failed start
+    with the store process's tracebacks."""
+    if settings.store:
+        _check_database(settings.store)
+    else:
+        _check_data_dir(settings.data_dir)
 
-            check_database(settings.store)
-        else:
-            SQLiteStore(settings.data_dir).close()
-    except (OSError, sqlite3.Error, psycopg.Error, NewerSchema) as error:
-        reason = (str(error).strip() or type(error).__name__).splitlines()[0]
-        if settings.store:  # it may hold a password, which libpq may quote alone
-            reason = reason.replace(settings.store, "the store's URL")
-            if password := _password(settings.store):  # as libpq quotes it
-                reason = reason.replace(f'"{password}"', '"(the password)"')
-        given = f"{_flag(name)}, {_variable(name)}"
-        _fail(f"invalid setting {name} ({given}): cannot open the store: {reason}")
+
+def _check_database(url: str) -> None:
+    given = _given("store")
+    try:
+        psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError as error:  # a value libpq cannot read
+        _fail(f"invalid setting store ({given}): {_hide_url(_first_line(error), url)}")
+    try:
+        check_database(url)
+    except (psycopg.Error, NewerSchema, NotPermitted) as error:
+        _fail(f"cannot open the store ({given}): {_hide_url(_first_line(error), url)}")
+
+
+def _hide_url(reason: str, url: str) -> str:
+    """``reason`` without the URL, which may hold a password, nor the password as libpq quotes
+    it alone."""
+    reason = reason.replace(url, "the store's URL")
+    if password := _password(url):
+        reason = reason.replace(f'"{password}"', '"(the password)"')
+    return reason
+
+
+def _check_data_dir(data_dir: Path) -> None:
+    try:
+        SQLiteStore(data_dir).close()
+    except (OSError, sqlite3.Error, NewerSchema) as error:
+        reason = _data_dir_trouble(data_dir, error)
+        _fail(f"cannot open the store in data_dir {data_dir} ({_given('data_dir')}): {reason}")
+
+
+def _data_dir_trouble(data_dir: Path, error: Exception) -> str:
+    """Why the SQLite store did not open, and what to do: SQLite's own message often names
+    the wrong cause ("disk I/O error" for a directory it may not create its log in)."""
+    if getattr(error, "sqlite_errorcode", 0) & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+        return (
+            f"another process holds {SQLITE_FILENAME}, another feedback-monitor server on this"
+            " data_dir most likely: stop it, or give each server a data_dir of its own"
+        )
+    if not isinstance(error, NewerSchema) and (denied := _access_trouble(data_dir)):
+        return f"{denied}: make it writable for this user, or choose another data_dir"
+    return _first_line(error)
+
+
+def _access_trouble(data_dir: Path) -> str:
+    """What the store needs in ``data_dir`` that this user may not do, and why; empty if none."""
+    for path, name, mode in _needs(data_dir):
+        if trouble := _denied(path, mode):
+            return f"{name} is {trouble}"
+    return ""
+
+
+def _needs(data_dir: Path) -> list[tuple[Path, str, int]]:
+    """What the store needs to be allowed (an ``os.access`` mode), and how to name it: to
+    create files in its directory (or to create that), to read and write its own."""
+    if not data_dir.exists():
+        parent = next((path for path in data_dir.parents if path.exists()), data_dir.parent)
+        return [(parent, f"{parent}, where it is to be created,", os.W_OK | os.X_OK)]
+    files = (SQLITE_FILENAME, f"{SQLITE_FILENAME}-wal")
+    mine = [(data_dir / name, name, os.R_OK | os.W_OK) for name in files]
+    return [(data_dir, "the directory", os.W_OK | os.X_OK), *mine]
+
+
+def _denied(path: Path, mode: int) -> str:
+    """Why this user may not use ``path`` as ``mode`` (os.access's) asks; empty if it may."""
+    if not path.exists() or os.access(path, mode):
+        return ""
+    if os.statvfs(path).f_flag & os.ST_RDONLY:
+        return "on a read-only file system"
+    return f"not writable by this user (uid {os.geteuid()})"
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip() or type(error).__name__).splitlines()[0]
+
+
+def _given(name: str) -> str:
+    """Where a setting checked after it was read may have come from: either."""
+    return f"{_flag(name)}, {_variable(name)}"
 
 
 def check_address(settings: Settings) -> None:
@@ -133,6 +205,8 @@ def serve(settings: Settings) -> None:
     logs.configure(settings.log_level, settings.log_format)
     check_address(settings)
     check_store(settings)
+    # The store's process inherits our environment: so it logs as we do, flags or not.
+    os.environ.update(logs.variables(settings.log_level, settings.log_format))
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,

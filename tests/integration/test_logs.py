@@ -1,14 +1,19 @@
-"""Structured logs: one JSON object a line; every rejected request logged with its reason."""
+"""Structured logs: one JSON object a line, the store process's too; every rejected request logged
+with its reason."""
 
 import json
 import logging
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.helpers import serving, wait_until
+from feedback_monitor import logs
+from feedback_monitor.store.sqlite import FILENAME
+from tests.integration.helpers import process_tree, serving, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -100,3 +105,25 @@ def test_a_path_cannot_forge_a_log_line_nor_send_escape_codes(
     assert "rejected GET /x" in line
     assert line.endswith("FAKE\\x1b[2J: 404 not_found")
     assert "\x1b" not in log_path.read_text()
+
+
+def test_the_store_process_logs_in_json_as_the_flag_told_the_server(
+    tmp_path: Path, log_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its traceback was raw lines among the JSON, and the only place that said why it failed."""
+    monkeypatch.delenv(logs.FORMAT_VARIABLE, raising=False)  # the flag alone tells the server
+    data = tmp_path / "data"
+    with (
+        serving(data, "--log-format", "json", log_path=log_path) as service,
+        httpx.Client(base_url=service.url, timeout=10.0) as client,
+    ):
+        (data / FILENAME).rename(data / "moved")
+        (data / FILENAME).mkdir()  # the store process started next cannot open it
+        (store,) = set(process_tree(service.pid)) - {service.pid}
+        os.kill(store, signal.SIGKILL)
+        assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 503
+        wait_until(lambda: "unable to open database file" in log_path.read_text(), what="log")
+        service.terminate()
+    failed = [r for r in records(log_path) if r["name"] == "feedback_monitor.store.child"]
+    assert "the store process failed" in failed[0]["message"]
+    assert "unable to open database file" in failed[0]["exc_info"]

@@ -39,7 +39,6 @@ import signal
 import sqlite3
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, cast
@@ -47,6 +46,7 @@ from typing import Any, BinaryIO, cast
 import msgspec
 import psycopg
 
+from feedback_monitor import logs
 from feedback_monitor.confusion import Counts
 from feedback_monitor.errors import StoreBug, StoreError, StoreLost
 from feedback_monitor.records import Feedback, Prediction
@@ -386,13 +386,13 @@ def _answer_one(store: Store, request: list[Any]) -> list[object]:
 
 def _failure(error: Exception) -> list[object]:
     """The answer for a failed request: a commit whose end is unknown, the store's own
-    trouble, or a bug (logged here)."""
+    trouble, or a bug (logged here, with its traceback, to the server's log)."""
     detail = f"{type(error).__name__}: {error}"
     if isinstance(error, StoreLost):
         return ["error", "lost", detail]
     if unavailable(error):
         return ["error", "unavailable", detail]
-    traceback.print_exc()  # to stderr: the server's log
+    log.error("a store request failed: %s", detail, exc_info=error)
     return ["error", "internal", detail]
 
 
@@ -447,8 +447,17 @@ def serve(store: Store, stdin: BinaryIO, stdout: BinaryIO) -> None:
 
 
 if __name__ == "__main__":
+    # Every line on the stderr we share with the server is a record in its format (JSON lines
+    # for log shippers), a warning's or a traceback's too; named as imported, not "__main__".
+    logs.configure_from(os.environ)
+    logging.captureWarnings(True)
+    log = logging.getLogger("feedback_monitor.store.child")
     # The server decides when to stop: it closes our stdin after its last request.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     url = os.environ.get(STORE_VARIABLE, "")
-    serve(open_store(Path(sys.argv[1]), url), sys.stdin.buffer, sys.stdout.buffer)
+    try:
+        serve(open_store(Path(sys.argv[1]), url), sys.stdin.buffer, sys.stdout.buffer)
+    except Exception as error:
+        log.exception("the store process failed: %s: %s", type(error).__name__, error)
+        sys.exit(1)

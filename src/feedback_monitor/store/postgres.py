@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, sql
 from psycopg.pq import TransactionStatus
 
 from feedback_monitor.errors import StoreLost
@@ -310,15 +310,31 @@ def connect(url: str, timeout: float = CONNECT_TIMEOUT) -> _Claimed:
     return connection
 
 
+class NotPermitted(Exception):
+    """The database's role may not create or migrate the store's tables."""
+
+
 def check_database(url: str) -> None:
-    """Connect, and refuse a database a newer version of the service wrote (``NewerSchema``)."""
-    version = 0  # of a database never migrated
-    with connect(url) as connection:  # as the store connects
-        (table,) = connection.execute("SELECT to_regclass('schema_version')").fetchone() or (None,)
-        if table is not None:
-            row = connection.execute("SELECT max(version) FROM schema_version").fetchone()
-            version = row[0] if row else 0
-    check_schema(int(version or 0), len(MIGRATIONS))
+    """Connect and migrate as the store does when it opens (idempotent, under the advisory
+    lock), so that what would stop the store stops the server's start instead, said in its
+    first line: ``psycopg.Error``, ``NewerSchema``, ``NotPermitted``."""
+    try:
+        PostgresConnector(url).close()
+    except errors.InsufficientPrivilege as error:
+        raise NotPermitted(_what_to_grant(url, error)) from error
+
+
+def _what_to_grant(url: str, error: errors.InsufficientPrivilege) -> str:
+    with connect(url) as connection:
+        ((role, schema),) = connection.execute("SELECT current_user, current_schema()").fetchall()
+        grant = sql.SQL("GRANT CREATE ON SCHEMA {} TO {}").format(
+            sql.Identifier(schema), sql.Identifier(role)
+        )
+        advice = grant.as_string(connection)
+    return (
+        f"role {role} may not create the store's tables ({error.diag.message_primary}):"
+        f" have the database's owner run {advice}, or give the store the owner's role"
+    )
 
 
 def _roll_back(connection: psycopg.Connection[Any]) -> None:
