@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from feedback_monitor.store.postgres import check_database
+from feedback_monitor.confusion import Counts
+from feedback_monitor.store.postgres import PostgresStore, check_database
 from feedback_monitor.store.sqlite import FILENAME, SQLiteStore
 from tests.integration import postgres
 
@@ -96,3 +97,22 @@ def test_a_role_that_may_not_create_the_tables_is_told_what_to_grant(tmp_path: P
         with psycopg.connect(owners, autocommit=True) as db:
             db.execute(grant)
         check_database(url)  # the store opens now
+
+
+def test_a_role_that_may_only_read_and_write_data_opens_a_migrated_store() -> None:
+    """The usual production grant: the owner migrates, the service's role gets data privileges
+    only. Its start used to fail on CREATE TABLE IF NOT EXISTS, which needs CREATE."""
+    with postgres.cluster() as cluster:
+        owners = cluster.database("feedback")
+        check_database(owners)  # migrated by its owner
+        with psycopg.connect(owners, autocommit=True) as db:
+            db.execute("CREATE ROLE monitor LOGIN")
+            db.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public"
+                       " TO monitor")  # fmt: skip
+        url = owners.replace("//postgres@", "//monitor@")
+        check_database(url)
+        store = PostgresStore(url)
+        try:
+            assert store.commit({("m", ""): Counts(tp=1)})[("m", "")].counts == Counts(tp=1)
+        finally:
+            store.close()

@@ -231,7 +231,11 @@ class PostgresConnector:
         with self._connected() as connection, connection.transaction():
             db = _Connection(connection)
             db.execute("SELECT pg_advisory_xact_lock(?)", (_MIGRATION_LOCK,))
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+            # Created only where missing: CREATE TABLE IF NOT EXISTS needs the CREATE privilege
+            # even when the table exists, which a role kept to reading and writing data lacks.
+            (table,) = db.execute("SELECT to_regclass('schema_version')").fetchone()
+            if table is None:
+                db.execute("CREATE TABLE schema_version (version integer NOT NULL)")
             row = db.execute("SELECT max(version) FROM schema_version").fetchone()
             current = row[0] or 0
             check_schema(current, len(MIGRATIONS))
