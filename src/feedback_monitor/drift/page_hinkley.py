@@ -12,8 +12,13 @@ accuracy only (better accuracy is not an incident).
 
 Blocks: the sum over a block is ``errors * ln(p1/p0) + (n - errors) * ln((1-p1)/(1-p0))``
 whatever its order; the running minimum is taken at block ends, which is exact when a block's
-errors are spread evenly through it. ``statistic`` is the sum's height above its minimum, in
-nats: ``threshold`` or more is a drift, ``warning_fraction * threshold`` or more a warning.
+errors are spread evenly through it. A block larger than the samples before it (a batch
+client's commit to a young series) is taken in parts that double, each no larger than what came
+before it: tested whole against a baseline of a few hundred samples, the baseline's own noise,
+multiplied by the block, raised false drifts (12% of streams at accuracy 0.99 with 500 samples
+and then a commit of 10,000), and the block taken into the baseline first hid real drops.
+``statistic`` is the sum's height above its minimum, in nats: ``threshold`` or more is a
+drift, ``warning_fraction * threshold`` or more a warning.
 
 Defaults: ``odds_ratio`` 2.25 is 0.90 to 0.80 accuracy. ``threshold`` was swept (9, 10, 11,
 12 nats) on seeded stationary Bernoulli streams, 30 fresh streams of 20,000 samples at each
@@ -91,9 +96,23 @@ class PageHinkley(Detector):
     def update_many(self, n: int, errors: int) -> Status:
         """``n`` more samples, ``errors`` of them wrong, in an unknown order."""
         check_block(n, errors)
+        drifted = False
+        # A block larger than the samples before it is taken in parts no larger than those
+        # (its errors spread evenly): each part is tested against the rate before it, whose
+        # noise, multiplied by the part, then weighs no more than the part's own.
+        while n:
+            part = min(n, max(self.n, self.min_instances))
+            share = round(errors * part / n)
+            drifted |= self._update(part, share) is Status.DRIFT
+            n, errors = n - part, errors - share
+        if drifted:  # what came after the drift in the block has started the new estimate
+            self.status = Status.DRIFT
+        return self.status
+
+    def _update(self, n: int, errors: int) -> Status:
         learning = self.n < self.min_instances
-        # Against the error rate before the block: one as large as the history would
-        # otherwise pull the baseline to its own rate and hide the rise it brings.
+        # Against the error rate before the part: taking the part in would pull the baseline
+        # to its own rate and hide the rise it brings.
         ratio = 0.0 if learning else self._log_likelihood_ratio(n, errors)
         self.n += n
         self.errors += errors
