@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sqlite3
@@ -261,3 +262,37 @@ def test_a_bug_reading_one_answer_leaves_the_next_in_step(tmp_path: Path) -> Non
         await asyncio.wait_for(store.ping(), 10)
 
     run(tmp_path, scenario)
+
+
+@pytest.mark.parametrize(("given_up", "patience"), [(False, "3"), (True, "0.5")])
+def test_a_store_process_is_given_less_time_to_exit_only_when_hung_in_an_awaited_answer(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    given_up: bool,
+    patience: str,
+) -> None:
+    """At close, an answer still awaited (a write the recorder gave up on) means the store is
+    hung: a short wait before it is killed. One whose caller was cancelled (the expiry the
+    shutdown cancels) may be a long sweep, which gets the full wait (it had 1 s: killed in the
+    middle of a sweep, it left its write-ahead log behind)."""
+    monkeypatch.setattr(child_store, "EXIT_WAIT", 3.0)
+    monkeypatch.setattr(child_store, "HUNG_EXIT_WAIT", 0.5)
+
+    async def scenario(store: ChildStore) -> None:
+        await store.load()
+        assert store.pid is not None
+        os.kill(store.pid, signal.SIGSTOP)  # it never answers nor exits by itself now
+        pipe = store._pipe
+        assert pipe is not None
+        answer = pipe.send(["ping"])
+        if not given_up:
+            answer.cancel()
+        with caplog.at_level(logging.ERROR):
+            await store.close()
+        if given_up:
+            with pytest.raises(StoreLost):
+                await answer
+
+    run(tmp_path, scenario)
+    assert f"the store process did not exit within {patience} s: killed" in caplog.text

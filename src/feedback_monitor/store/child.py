@@ -304,14 +304,16 @@ class _Pipe(asyncio.SubprocessProtocol):
     async def close(self) -> None:
         """Close the child's stdin: it finishes what it has, then exits; one that hangs (a disk
         or database that does not answer) is killed after ``EXIT_WAIT``, its transaction then
-        rolled back by the database. One that still owes an answer is hung in it (the recorder
-        answers every request it waits for before it closes the store, or gives up on it), so
-        it gets ``HUNG_EXIT_WAIT``: a graceful shutdown then stays within Kubernetes' 30 s."""
+        rolled back by the database. One that still owes an answer awaited is hung in it (the
+        recorder waits for every write before it closes the store, or gives up on it, whose
+        future it keeps; an expiry cancelled by the shutdown has its future cancelled, and may
+        just be long), so it gets ``HUNG_EXIT_WAIT``: a shutdown then stays within 30 s."""
         assert self._transport is not None
         stdin = self._transport.get_pipe_transport(0)
         assert stdin is not None
         stdin.close()
-        patience = HUNG_EXIT_WAIT if self._waiting else EXIT_WAIT
+        hung = any(not answer.done() for answer, _ in self._waiting)
+        patience = HUNG_EXIT_WAIT if hung else EXIT_WAIT
         try:
             await asyncio.wait_for(asyncio.shield(self._exited), patience)
         except TimeoutError:
