@@ -27,7 +27,7 @@ PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTMANAGER_CONFIG = DEPLOY / "alertmanager" / "alertmanager.yml"
 JOB = "feedback-monitor"  # the job name the alerts expect
 
-TEST_WINDOWS = {"5m": "30s", "1h": "60s", "1d": "120s", "2m": "5s"}
+TEST_WINDOWS = {"5m": "30s", "1h": "60s", "1d": "120s", "1w": "240s", "2m": "5s"}
 """Each window (range or offset) of the rules and its stand-in in the short variant (2m: how far
 back the merged counters look for a replica's latest value, two scrapes at least)."""
 TEST_FOR = "1s"
