@@ -17,7 +17,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from feedback_monitor.protocol import AnswersWhole, Reply
+from feedback_monitor.protocol import AnswersWhole, Reply, with_header_timeout
 from tests.integration.helpers import InProcessServer, wait_until
 
 HOLD = b"hold"  # a body whose reply the test sends later
@@ -378,3 +378,29 @@ def on_loop(loop: asyncio.AbstractEventLoop, read: Callable[[], T]) -> T:
         return read()
 
     return asyncio.run_coroutine_threadsafe(call(), loop).result(timeout=10)
+
+
+def test_a_head_whose_rest_the_server_holds_back_is_given_time() -> None:
+    """A request's head cut by the read behind requests still queued: the server, not the
+    client, keeps the rest unread until they are answered, so the header deadline waits too
+    (it closed the connection, and with it the answers of the requests queued)."""
+    app = App()
+    with (
+        InProcessServer(app, lifespan="off", http=with_header_timeout(0.2)) as server,
+        connect(server.port) as sock,
+    ):
+        rest = b"Content-Length: 1\r\n\r\n2"
+        cut = post("/whole", b"2").removesuffix(rest)
+        sock.sendall(post("/whole", HOLD) + post("/whole", b"1") + cut)
+        wait_until(lambda: len(app.held) == 1, what="the first request handed in")
+        [protocol] = connections(server.server)
+        first = protocol._deadline  # type: ignore[attr-defined]
+        assert first is not None
+        wait_until(
+            lambda: protocol._deadline is not first,  # type: ignore[attr-defined]
+            what="the header deadline to pass",
+        )
+        app.release()
+        sock.sendall(rest)
+        answers = [answer["body"] for _, answer in responses(sock, 3)]
+    assert answers == ["hold", "1", "2"]

@@ -318,7 +318,9 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def _expire(self) -> None:
         self._deadline = None
-        if self._in_headers or self.cycle is None:  # still in headers, or never began a request
+        if self.pipeline:  # the rest of the head waits for us: reading stays paused till then
+            self._arm()
+        elif self._in_headers or self.cycle is None:  # still in headers, or never began one
             self.transport.close()
 
 
