@@ -273,6 +273,11 @@ def test_the_command_writes_markdown(client: httpx.Client, today: float) -> None
             2,
         ),
         (["--model", "fraud", "--out", "{out}.pdf"], "--out '{out}.pdf': give --format", 2),
+        (
+            ["--model", "bad name"],
+            "the service refused a flag: Invalid path parameter 'model': names are 1 to 64",
+            2,
+        ),
         (["--model", "fraud", "--url", "http://[::1"], "--url: Invalid", 2),
         (
             ["--model", "fraud", "--url", "http://127.0.0.1:{port}"],

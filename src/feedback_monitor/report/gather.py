@@ -70,6 +70,8 @@ class Api:
                 f"the service refused to read {path} ({status}): "
                 f"set {TOKEN_VARIABLE} to a token with the read scope"
             )
+        if status == 400:  # a model, version or period it cannot take: one of our flags
+            raise BadFlag(f"the service refused a flag: {_error(response)}")
         if status != 200:
             raise ReportError(f"the service answered {status} to {path}: {_error(response)}")
 
