@@ -470,8 +470,7 @@ def service(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.Client:
         (
             400,
             {"error": "Invalid query parameter 'time'"},
-            "the service answered 400 to "
-            "/api/v1/models/fraud/metrics: Invalid query parameter 'time'",
+            "the service refused a flag: Invalid query parameter 'time'",
         ),
         (200, {"model": "fraud"}, "unexpected answer from /api/v1/models/fraud/metrics"),
     ],
