@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from feedback_monitor.confusion import Counts
-from feedback_monitor.store.postgres import PostgresStore, check_database
+from feedback_monitor.store.postgres import MIGRATIONS, NotPermitted, PostgresStore, check_database
 from feedback_monitor.store.sqlite import FILENAME, SQLiteStore
 from tests.integration import postgres
 
@@ -116,3 +116,24 @@ def test_a_role_that_may_only_read_and_write_data_opens_a_migrated_store() -> No
             assert store.commit({("m", ""): Counts(tp=1)})[("m", "")].counts == Counts(tp=1)
         finally:
             store.close()
+
+
+def test_an_upgrade_whose_migration_needs_the_owner_says_so() -> None:
+    """A role with CREATE on the schema still may not alter the owner's tables, as an upgrade's
+    migration does: the advice is to start once with the owner's URL, not a GRANT it has."""
+    with postgres.cluster() as cluster:
+        owners = cluster.database("feedback")
+        with psycopg.connect(owners, autocommit=True) as db:  # the first schema, by its owner
+            db.execute("CREATE TABLE schema_version (version integer NOT NULL)")
+            db.execute("INSERT INTO schema_version VALUES (1)")
+            for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+                db.execute(statement)
+            db.execute("CREATE ROLE monitor LOGIN")
+            db.execute("GRANT CREATE ON SCHEMA public TO monitor")
+            db.execute("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public"
+                       " TO monitor")  # fmt: skip
+        url = owners.replace("//postgres@", "//monitor@")
+        with pytest.raises(NotPermitted, match="start this version once with the owner's URL"):
+            check_database(url)
+        check_database(owners)  # the owner migrates it
+        check_database(url)  # and the role opens it then

@@ -318,10 +318,16 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
 
     def _expire(self) -> None:
         self._deadline = None
-        if self.pipeline:  # the rest of the head waits for us: reading stays paused till then
+        if self._held_back():  # the rest of the head waits for us, not for the client
             self._arm()
         elif self._in_headers or self.cycle is None:  # still in headers, or never began one
             self.transport.close()
+
+    def _held_back(self) -> bool:
+        """Whether reading is paused behind requests read before (queued, or the last of them
+        still answered): till they are answered, the server leaves the rest of a head unread."""
+        answering = self.cycle is not None and not self.cycle.response_complete
+        return self.flow.read_paused and (bool(self.pipeline) or answering)
 
 
 class QueueFlow(FlowControl):

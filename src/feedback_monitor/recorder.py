@@ -214,6 +214,7 @@ class Recorder:
                 self._states.update(await self._store.load())
             except Unavailable:  # the store is down: the requests report it, not this loop
                 log.debug("reloading the series failed", exc_info=True)
+                self._committed_at = None  # and /ready, without waiting for a write to fail
 
     def _load_again(self) -> None:
         """Every series from the store, into the snapshot, as soon as it answers again."""

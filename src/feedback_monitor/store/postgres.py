@@ -329,6 +329,12 @@ def check_database(url: str) -> None:
 
 
 def _what_to_grant(url: str, error: errors.InsufficientPrivilege) -> str:
+    reason = error.diag.message_primary or str(error)
+    if reason.startswith("must be owner"):  # an upgrade's migration alters the owner's tables
+        return (
+            f"the store's schema needs a migration its tables' owner must run ({reason}):"
+            " start this version once with the owner's URL, then with this role again"
+        )
     with connect(url) as connection:
         ((role, schema),) = connection.execute("SELECT current_user, current_schema()").fetchall()
         grant = sql.SQL("GRANT CREATE ON SCHEMA {} TO {}").format(
