@@ -19,9 +19,8 @@ from feedback_monitor.query import (
     window_query,
 )
 from feedback_monitor.windows import HOUR, Retention
+from tests.test_query_properties import NOW, RETENTION
 
-NOW = 1_700_000_000.0
-RETENTION = Retention()
 Parse = Callable[[str, Mapping[str, str], float, Retention], Query]
 PARSERS = [window_query, points_query]
 

@@ -6,10 +6,12 @@ while it runs), which the service answers as "store unavailable" (503). (A corru
 longer be planted: the tables are STRICT.)
 """
 
+import contextlib
 import json
 import logging
 import time
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -97,13 +99,20 @@ def test_store_raising_on_commit_gives_500_and_the_writer_lives_on(
     assert "the store is on fire" in text
 
 
-def test_disk_refusing_writes_is_a_server_error_never_a_400(data_dir: Path) -> None:
+@contextlib.contextmanager
+def logged_service(data_dir: Path) -> Iterator[tuple[PipeLog, ServiceProcess, httpx.Client]]:
+    """A service whose log the test reads, and a client of it."""
     with (
         PipeLog() as log,
         running(ServiceProcess(data_dir, log=log.writer)) as service,
         httpx.Client(base_url=service.url, timeout=10.0) as client,
     ):
         log.close_writer()
+        yield log, service, client
+
+
+def test_disk_refusing_writes_is_a_server_error_never_a_400(data_dir: Path) -> None:
+    with logged_service(data_dir) as (_, service, client):
         assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 200
         before = scrape(client)
         refuse_writes(service)
@@ -115,12 +124,7 @@ def test_disk_refusing_writes_is_a_server_error_never_a_400(data_dir: Path) -> N
 @pytest.fixture
 def failed_commit(data_dir: Path) -> tuple[str, Samples]:
     """The log and the metrics of a service whose one commit failed on a disk refusing writes."""
-    with (
-        PipeLog() as log,
-        running(ServiceProcess(data_dir, log=log.writer)) as service,
-        httpx.Client(base_url=service.url, timeout=10.0) as client,
-    ):
-        log.close_writer()
+    with logged_service(data_dir) as (log, service, client):
         refuse_writes(service)
         response = client.post("/feedback", json={"prediction": 0, "actual": 0})
         assert response.status_code >= 500
@@ -152,12 +156,7 @@ def test_an_outage_is_logged_at_its_first_failure_then_summarised_and_each_count
         "/feedback": {"prediction": 0, "actual": 0},
         "/feedback/batch": {"items": [{"prediction": 1, "actual": 1}]},
     }
-    with (
-        PipeLog() as log,
-        running(ServiceProcess(data_dir, log=log.writer)) as service,
-        httpx.Client(base_url=service.url, timeout=10.0) as client,
-    ):
-        log.close_writer()
+    with logged_service(data_dir) as (log, service, client):
         assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 200
         before = scrape(client)
         refuse_writes(service)
