@@ -88,6 +88,39 @@ def test_a_feedback_batch_is_counted_and_its_keyed_items_kept(seed: int, with_id
     assert seen(parse_feedback_batch(batch(items), MAX)) == expected_batch(items)
 
 
+def plain_items(rng: random.Random, shape: str) -> list[Item]:
+    items: list[Item] = [
+        {"prediction": rng.randint(0, 1), "actual": rng.randint(0, 1)}
+        for _ in range(rng.randint(1, MAX))
+    ]
+    if shape == "one series":
+        items = [item | {"model": "a", "version": "v1"} for item in items]
+    elif shape == "several series":
+        items = [item | {"model": rng.choice(["a", "b"])} for item in items]
+    elif shape == "seed, then one of another series":
+        items[-1]["model"] = "a"
+    elif shape == "seed, then a keyed one":
+        items[-1]["id"] = "p-1"
+    return items
+
+
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "seed",
+        "one series",
+        "several series",
+        "seed, then one of another series",
+        "seed, then a keyed one",
+    ],
+)
+@pytest.mark.parametrize("seed", range(5))
+def test_a_batch_of_plain_items_is_counted_per_cell(shape: str, seed: int) -> None:
+    """The readings for batches of plain items (see parse_feedback_batch) against the oracle."""
+    items = plain_items(random.Random(seed), shape)
+    assert seen(parse_feedback_batch(batch(items), MAX)) == expected_batch(items)
+
+
 def test_a_prediction_batch_is_every_prediction_in_order() -> None:
     items = [{"id": "p-1", "prediction": 1}, {"id": "p-2", "prediction": 0, "model": "m",
              "version": "v", "score": 0.5, "timestamp": "1970-01-01T00:01:00Z"}]  # fmt: skip
@@ -149,6 +182,28 @@ def test_the_invalid_item_is_named_by_its_index(
     error = rejection(batch(items), parse_feedback_batch)
     assert (error.reason, error.index) == (reason, at)
     assert error.message.startswith(message)
+
+
+@pytest.mark.parametrize("field", ["model", "version"])
+@pytest.mark.parametrize("at", [0, 5, 9])
+@pytest.mark.parametrize(
+    ("parse", "item"),
+    [
+        (parse_feedback_batch, {"prediction": 1, "actual": 0}),
+        (parse_feedback_batch, {"prediction": 1, "actual": 0, "id": "p"}),
+        (parse_prediction_batch, {"prediction": 1, "id": "p"}),
+    ],
+    ids=["plain feedback", "keyed feedback", "predictions"],
+)
+def test_a_bad_name_among_good_ones_is_named_by_its_index(
+    parse: Callable[[bytes, int], object], item: Item, at: int, field: str
+) -> None:
+    """Names are checked once per distinct name, after reading (see records._decode)."""
+    items = [item | {"model": "m", "version": "v1"} for _ in range(10)]
+    items[at][field] = "a b"
+    error = rejection(batch(items), parse)
+    assert (error.reason, error.index) == (f"invalid_{field}", at)
+    assert error.message.startswith(f"Invalid {field}: ")
 
 
 @pytest.mark.parametrize(

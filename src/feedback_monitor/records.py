@@ -19,12 +19,14 @@ feedback_monitor.records.InvalidRecord: Invalid model: 1 to 64 characters, each 
 """
 
 import collections
+import functools
+import itertools
 import operator
 import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Annotated, Any, NamedTuple, TypeVar
+from typing import Annotated, Any, ClassVar, NamedTuple, TypeVar, cast
 
 import msgspec
 
@@ -112,18 +114,32 @@ class InvalidRecord(ClientError, ValueError):
         super().__init__(status, message, reason, index)
 
 
+# Bodies are read with their names as any string, and each distinct name is checked after
+# (``_rightly_named``): msgspec's pattern costs half a microsecond a name, most of a batch's
+# reading. A body at fault is read again by its ``_Named...`` twin, to name its first error.
+
+
 class _Body(msgspec.Struct, gc=False):
     prediction: _Binary | None = None
     actual: _Binary | None = None
-    model: _Name = "default"
-    version: _Version = ""
+    model: str = "default"
+    version: str = ""
     id: _Id | None = None
     score: _Score | None = None
     timestamp: _Timestamp | None = None
 
 
+class _NamedBody(_Body):
+    model: _Name = "default"
+    version: _Version = ""
+
+
 class _Batch(msgspec.Struct, gc=False):
     items: list[_Body]
+
+
+class _NamedBatch(msgspec.Struct, gc=False):
+    items: list[_NamedBody]
 
 
 class _PlainBody(msgspec.Struct, gc=False, forbid_unknown_fields=True):
@@ -132,25 +148,47 @@ class _PlainBody(msgspec.Struct, gc=False, forbid_unknown_fields=True):
 
     prediction: _Binary
     actual: _Binary
-    model: _Name = "default"
-    version: _Version = ""
+    model: str = "default"
+    version: str = ""
 
 
 class _PlainBatch(msgspec.Struct, gc=False):
     items: list[_PlainBody]
 
 
+class _SeedBody(msgspec.Struct, gc=False, forbid_unknown_fields=True):
+    """A seed record, counted under the default series: any other field fails it."""
+
+    prediction: _Binary
+    actual: _Binary
+    model: ClassVar[str] = "default"
+    version: ClassVar[str] = ""
+
+
+class _SeedBatch(msgspec.Struct, gc=False):
+    items: list[_SeedBody]
+
+
 class _PredictionBody(msgspec.Struct, gc=False):
     id: _Id | None = None
     prediction: _Binary | None = None
-    model: _Name = "default"
-    version: _Version = ""
+    model: str = "default"
+    version: str = ""
     score: _Score | None = None
     timestamp: _Timestamp | None = None
 
 
+class _NamedPredictionBody(_PredictionBody):
+    model: _Name = "default"
+    version: _Version = ""
+
+
 class _PredictionBatch(msgspec.Struct, gc=False):
     items: list[_PredictionBody]
+
+
+class _NamedPredictionBatch(msgspec.Struct, gc=False):
+    items: list[_NamedPredictionBody]
 
 
 class _Presence(msgspec.Struct, gc=False):
@@ -204,10 +242,15 @@ class _PresenceBatch(msgspec.Struct, gc=False):
 
 
 _decode_body = msgspec.json.Decoder(_Body).decode
+_decode_named_body = msgspec.json.Decoder(_NamedBody).decode
 _decode_batch = msgspec.json.Decoder(_Batch).decode
+_decode_named_batch = msgspec.json.Decoder(_NamedBatch).decode
 _decode_plain_batch = msgspec.json.Decoder(_PlainBatch).decode
+_decode_seed_batch = msgspec.json.Decoder(_SeedBatch).decode
 _decode_prediction = msgspec.json.Decoder(_PredictionBody).decode
+_decode_named_prediction = msgspec.json.Decoder(_NamedPredictionBody).decode
 _decode_prediction_batch = msgspec.json.Decoder(_PredictionBatch).decode
+_decode_named_prediction_batch = msgspec.json.Decoder(_NamedPredictionBatch).decode
 _decode_presence = msgspec.json.Decoder(_Presence).decode
 _decode_presence_batch = msgspec.json.Decoder(_PresenceBatch).decode
 _decode_time = msgspec.json.Decoder(_Timestamp).decode
@@ -226,12 +269,13 @@ def parse_time(text: str) -> datetime:
 
 def parse_feedback(body: bytes) -> Feedback:
     """The feedback in a request body."""
-    return _feedback(_decode(body, _decode_body, _FEEDBACK, batch=False))
+    return _feedback(_decode(body, _decode_body, _decode_named_body, _FEEDBACK, batch=False))
 
 
 def parse_prediction(body: bytes) -> Prediction:
     """The prediction in a request body."""
-    return _prediction(_decode(body, _decode_prediction, _PREDICTION, batch=False))
+    record = _decode(body, _decode_prediction, _decode_named_prediction, _PREDICTION, False)
+    return _prediction(record)
 
 
 class FeedbackBatch(NamedTuple):
@@ -259,30 +303,43 @@ _ACTUAL_OF = operator.attrgetter("actual")
 
 def parse_feedback_batch(body: bytes, max_items: int) -> FeedbackBatch:
     """Every feedback of ``{"items": [...]}``, or the first invalid one's error and index."""
-    # The common case, a batch of plain items, is read as such and counted in C (map, sum,
-    # Counter); anything else, errors included, is read item by item.
-    plain = _plain_items(body)
+    # The common cases, a batch of seed records (one series, no model to compare) or of plain
+    # items, are read as such and counted in C (map, sum, compress, Counter); anything else,
+    # errors included, is read item by item. A field the first reading forbids fails it at the
+    # first item that has one, which for a batch of such items is its first.
+    seed = _items_or_none(_decode_seed_batch, body)
+    if seed is not None and len(seed) <= max_items:
+        return FeedbackBatch(_count_series(seed, "default", ""), [], seed)
+    plain = _items_or_none(_decode_plain_batch, body)
     if plain is not None and len(plain) <= max_items:
-        predictions, actuals = list(map(_PREDICTION_OF, plain)), list(map(_ACTUAL_OF, plain))
-        return FeedbackBatch(_count_cells(plain, predictions, actuals), [], plain)
-    items = _items(_decode(body, _decode_batch, _FEEDBACK, batch=True).items, max_items)
-    return _feedback_batch(items)
+        models, versions = set(map(_MODEL, plain)), set(map(_VERSION, plain))
+        if _rightly_named(models, versions):
+            return FeedbackBatch(_count_cells(plain, models, versions), [], plain)
+    batch = _decode(body, _decode_batch, _decode_named_batch, _FEEDBACK, batch=True)
+    return _feedback_batch(_items(batch.items, max_items))
 
 
-def _plain_items(body: bytes) -> list[_PlainBody] | None:
+def _items_or_none(decode: Callable[[bytes], Any], body: bytes) -> list[Any] | None:
     try:
-        return _decode_plain_batch(body).items
+        return decode(body).items  # type: ignore[no-any-return]
     except (msgspec.DecodeError, RecursionError):  # a ValidationError is a DecodeError
         return None
 
 
 def _count_cells(
-    items: list[_PlainBody], predictions: list[int], actuals: list[int]
+    items: list[_PlainBody], models: set[str], versions: set[str]
 ) -> dict[tuple[str, str, int, int], int]:
-    if len(set(map(_MODEL, items))) > 1 or len(set(map(_VERSION, items))) > 1:
+    if len(models) > 1 or len(versions) > 1:
         return dict(collections.Counter(map(_CELL, items)))
     model, version = _SERIES(items[0]) if items else ("default", "")
-    tp = sum(map(operator.mul, predictions, actuals))
+    return _count_series(items, model, version)
+
+
+def _count_series(
+    items: list[_PlainBody] | list[_SeedBody], model: str, version: str
+) -> dict[tuple[str, str, int, int], int]:
+    predictions, actuals = list(map(_PREDICTION_OF, items)), list(map(_ACTUAL_OF, items))
+    tp = sum(itertools.compress(predictions, actuals))
     fp, fn = sum(predictions) - tp, sum(actuals) - tp
     cells = {(1, 1): tp, (0, 0): len(items) - tp - fp - fn, (1, 0): fp, (0, 1): fn}
     return {(model, version, p, a): n for (p, a), n in cells.items() if n}
@@ -303,7 +360,9 @@ def _feedback_batch(items: list[_Body]) -> FeedbackBatch:
 
 def parse_prediction_batch(body: bytes, max_items: int) -> list[Prediction]:
     """Every prediction of ``{"items": [...]}``, or the first invalid one's error and index."""
-    batch = _decode(body, _decode_prediction_batch, _PREDICTION, batch=True)
+    batch = _decode(
+        body, _decode_prediction_batch, _decode_named_prediction_batch, _PREDICTION, batch=True
+    )
     items, latest = _items(batch.items, max_items), _latest()
     return [_at(index, _prediction, item, latest) for index, item in enumerate(items)]
 
@@ -364,7 +423,46 @@ def _items(items: list[Item], max_items: int) -> list[Item]:
     return items
 
 
-def _decode(body: bytes, decode: Callable[[bytes], T], kind: _Kind, batch: bool) -> T:
+def _decode(
+    body: bytes,
+    decode: Callable[[bytes], T],
+    named: Callable[[bytes], object],
+    kind: _Kind,
+    batch: bool,
+) -> T:
+    """The body as ``decode`` reads it, its names checked; if it is at fault, the error that
+    ``named`` (its twin that checks names) and ``_first_error`` find."""
+    if body.isascii():  # UTF-8 for sure (checked first when not: msgspec's error is unclear)
+        try:
+            record: Any = decode(body)
+        except (msgspec.DecodeError, RecursionError):  # a ValidationError is a DecodeError
+            pass
+        else:
+            if batch:
+                items = record.items
+                if _rightly_named(set(map(_MODEL, items)), set(map(_VERSION, items))):
+                    return record  # type: ignore[no-any-return]
+            elif _good_model(record.model) and _good_version(record.version):
+                return record  # type: ignore[no-any-return]
+    return cast(T, _decode_named(body, named, kind, batch))  # its twin, names checked
+
+
+def _rightly_named(models: set[str], versions: set[str]) -> bool:
+    """Whether each of these names is good: checked once each, of all a batch's items."""
+    return all(map(_good_model, models)) and all(map(_good_version, versions))
+
+
+@functools.lru_cache(maxsize=1024)  # the same few names come again and again
+def _good_model(name: str) -> bool:
+    return re.match(NAME_PATTERN, name) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def _good_version(name: str) -> bool:
+    return re.match(VERSION_PATTERN, name) is not None
+
+
+def _decode_named(body: bytes, decode: Callable[[bytes], T], kind: _Kind, batch: bool) -> T:
     if not body.isascii():
         try:
             body.decode("utf-8")
