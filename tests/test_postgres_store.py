@@ -49,6 +49,7 @@ from tests.test_sqlite_store import (  # noqa: F401
     test_empty_commit_changes_nothing,
 )
 from tests.test_sqlite_store_ids import (  # noqa: F401
+    test_a_batch_of_labels_joins_its_predictions_with_their_scores,
     test_a_label_contradicting_the_stored_prediction_is_409,
     test_a_label_repeating_the_stored_prediction_joins_it,
     test_a_prediction_then_its_feedback_counts_under_the_prediction,

@@ -3,13 +3,14 @@ conflicts, entries refused whole, expiry; checked against plain dict bookkeeping
 
 import bisect
 import copy
+import math
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from sklearn.metrics import confusion_matrix
+from sklearn.metrics import confusion_matrix, log_loss
 
 from feedback_monitor.confusion import Counts
 from feedback_monitor.records import Feedback, Prediction
@@ -79,6 +80,36 @@ def test_a_prediction_then_its_feedback_counts_under_the_prediction(
     joined = SeriesState(Counts(fp=1), 1, 1, 0, delay, histogram(delay), scores)
     assert store.load() == {FRAUD: joined}
     assert (joined.pending, joined.label_coverage) == (0, 1.0)
+
+
+def test_a_batch_of_labels_joins_its_predictions_with_their_scores(store: SQLiteStore) -> None:
+    """Labels applied at once (``sql._apply_alone``) count as one by one: each under its
+    prediction's series, its score in the histogram under its actual class; a repeat, an
+    unknown id and an id named twice still refuse or repeat as they should."""
+    rng = random.Random(7)
+    scores = [rng.random() for _ in range(60)]
+    predictions = [
+        Prediction(f"p-{i}", int(s > 0.5), *FRAUD, score=s) for i, s in enumerate(scores)
+    ]
+    actuals = [rng.randint(0, 1) for _ in scores]
+    labels = [Feedback(None, a, id=f"p-{i}") for i, a in enumerate(actuals)]
+    assert one(store, *predictions[:30], *predictions) == Accepted(60, 30, [FRAUD])
+    assert one(store, *labels[:40], Feedback(None, 1, id="nowhere")) == Refused(
+        404, "Unknown prediction id", "unknown_id", 40
+    )
+    assert one(store, *labels[:40], labels[0]) == Accepted(40, 1, [FRAUD])
+    assert one(store, *labels) == Accepted(20, 40, [FRAUD])
+    state = store.load()[FRAUD]
+    pairs = [(p.prediction, a) for p, a in zip(predictions, actuals, strict=True)]
+    tn, fp, fn, tp = confusion_matrix(actuals, [p for p, _ in pairs], labels=[0, 1]).ravel()
+    assert (state.counts, state.predicted, state.labelled) == (Counts(tp, tn, fp, fn), 60, 60)
+    assert state.scores is not None
+    for actual in (0, 1):  # each score in the bin i / SCORE_BINS < score <= (i + 1) / SCORE_BINS
+        bins = [0] * SCORE_BINS
+        for s, a in zip(scores, actuals, strict=True):
+            bins[max(math.ceil(s * SCORE_BINS) - 1, 0)] += a == actual
+        assert list(state.scores.counts[actual]) == bins
+    assert state.scores.log_loss_sum == pytest.approx(log_loss(actuals, scores, normalize=False))
 
 
 def test_a_label_repeating_the_stored_prediction_joins_it(store: SQLiteStore) -> None:
@@ -239,7 +270,7 @@ def one_entry(store: SQLiteStore, written: Entry) -> Accepted | Refused:
 
 def test_many_labels_in_one_transaction_count_as_one_by_one(store: SQLiteStore) -> None:
     """Alone with its id and prediction, a feedback is stored in one statement with the others
-    like it; ids named twice, joins, conflicts and scores without ids go item by item."""
+    like it; ids named twice, joins, conflicts and scores without ids go entry by entry."""
 
     def stream(tag: str) -> list[Entry]:
         series = (f"fraud-{tag}", "v1")
@@ -376,9 +407,9 @@ class Book:
         )  # fmt: skip
 
 
-def random_record(rng: random.Random, now: float) -> Record:
+def random_record(rng: random.Random, now: float, ids: int = 30) -> Record:
     """Mostly consistent about each id (its series, prediction and actual), sometimes not."""
-    number = rng.randrange(30)
+    number = rng.randrange(ids)
     series = [A, FRAUD, ("fraud", "v3")][number % 3]
     prediction, actual = number % 2, number // 2 % 2
     if rng.random() < 0.1:
@@ -390,14 +421,22 @@ def random_record(rng: random.Random, now: float) -> Record:
     return Feedback(given, actual, *series, id=f"id-{number}", timestamp=timestamp)
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_a_random_stream_matches_the_bookkeeping(store: SQLiteStore, seed: int) -> None:
+@pytest.mark.parametrize(
+    ("seed", "largest", "ids"),
+    [*((seed, 3, 30) for seed in range(8)), *((seed, 40, 400) for seed in range(3))],
+    ids=lambda value: str(value),
+)
+def test_a_random_stream_matches_the_bookkeeping(
+    store: SQLiteStore, seed: int, largest: int, ids: int
+) -> None:
+    """Entries of up to ``largest`` records (as batches are), of ``ids`` ids: most of a large
+    entry's ids are its own alone, which it applies at once (``sql._apply_alone``)."""
     rng = random.Random(seed)
     book = Book()
     for step in range(40):
         now = NOW + 1000 * step
         entries = [
-            [random_record(rng, now) for _ in range(rng.randint(1, 3))]
+            [random_record(rng, now, ids) for _ in range(rng.randint(1, largest))]
             for _ in range(rng.randint(1, 3))
         ]
         outcomes, _ = store.write([entry(*records) for records in entries], now)

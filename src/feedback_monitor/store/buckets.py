@@ -81,7 +81,9 @@ class Scores:
         scored: Mapping[Moment, Sequence[tuple[float, int]]],
     ) -> None:
         self._row = row
+        self._scored = scored
         self._views = _views(scored)
+        self._histograms: dict[tuple[Moment, ...], ScoreHistogram] = {}
         starts: dict[int, list[int]] = {}
         for resolution, start in self._views:
             starts.setdefault(resolution, []).append(start)
@@ -99,11 +101,23 @@ class Scores:
         }
         model, version, shard = self._row
         updates = [
-            (*(_merged(blob, pairs) for blob, pairs in zip(stored[slot], views, strict=True)),
-             model, version, *slot, shard)
+            (*map(self._merged, stored[slot], views), model, version, *slot, shard)
             for slot, views in self._views.items()
-        ]  # fmt: skip
+        ]
         db.executemany(f"UPDATE buckets SET a_scores = ?, p_scores = ? WHERE {_KEY}", updates)
+
+    def _merged(self, blob: bytes | None, moments: tuple[Moment, ...]) -> bytes | None:
+        if not moments:
+            return blob
+        # The buckets that hold the same moments share their histogram: those of a batch that
+        # arrived in one minute hold all its outcomes in the arrival view, at every resolution.
+        histogram = self._histograms.get(moments)
+        if histogram is None:
+            pairs = itertools.chain.from_iterable(self._scored[moment] for moment in moments)
+            histogram = self._histograms[moments] = ScoreHistogram.of(pairs)
+        if blob is not None:
+            histogram = histogram + decode_scores(blob)
+        return encode_scores(histogram)
 
 
 _READ_STARTS = 500
@@ -122,15 +136,15 @@ def _read_scores(starts: int) -> str:
 
 def _views(
     scored: Mapping[Moment, Sequence[tuple[float, int]]],
-) -> dict[tuple[int, int], tuple[list[tuple[float, int]], list[tuple[float, int]]]]:
-    """The scored outcomes of each bucket (resolution, start), in the arrival view and in the
-    prediction view."""
-    views: dict[tuple[int, int], tuple[list[tuple[float, int]], list[tuple[float, int]]]] = {}
-    for moment, pairs in scored.items():
+) -> dict[tuple[int, int], tuple[tuple[Moment, ...], tuple[Moment, ...]]]:
+    """The moments of the scored outcomes of each bucket (resolution, start), in the arrival
+    view and in the prediction view."""
+    views: dict[tuple[int, int], tuple[list[Moment], list[Moment]]] = {}
+    for moment in scored:
         for arrival, prediction in _slots(moment):
-            views.setdefault(arrival, ([], []))[0].extend(pairs)
-            views.setdefault(prediction, ([], []))[1].extend(pairs)
-    return views
+            views.setdefault(arrival, ([], []))[0].append(moment)
+            views.setdefault(prediction, ([], []))[1].append(moment)
+    return {slot: (tuple(a), tuple(p)) for slot, (a, p) in views.items()}
 
 
 def _slots(moment: Moment) -> list[tuple[tuple[int, int], tuple[int, int]]]:
@@ -157,15 +171,6 @@ def _add_to(
 def _add(rows: int) -> str:
     """The UPSERT of ``rows`` rows (each added to at most once: their keys differ)."""
     return _ADD.format(", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows))
-
-
-def _merged(blob: bytes | None, pairs: list[tuple[float, int]]) -> bytes | None:
-    if not pairs:
-        return blob
-    histogram = ScoreHistogram.of(pairs)
-    if blob is not None:
-        histogram = histogram + decode_scores(blob)
-    return encode_scores(histogram)
 
 
 def encode_scores(histogram: ScoreHistogram) -> bytes:

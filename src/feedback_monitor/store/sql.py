@@ -392,7 +392,11 @@ class SQLStore:
         """Apply an entry's keyed items in order, under its cap if it has one; how many were
         applied and how many were repeats."""
         accepted = duplicates = 0
+        alone = _apply_alone(db, keyed, now, mine) if capped is None else set()
         for index, item in keyed:
+            if index in alone:
+                accepted += 1
+                continue
             if capped is not None:
                 capped.counted_before(index)
             if self._keyed(db, index, item, now, mine):
@@ -546,12 +550,61 @@ def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]
         ):
             rows.append(_outcome_row(item, now))
             owners[item.id] = number
+    return {owners[key] for key in _insert_new(db, rows)}
+
+
+def _apply_alone(
+    db: Database, keyed: Sequence[tuple[int, Feedback | Prediction]], now: float, mine: _Changes
+) -> set[int]:
+    """Apply at once (a statement per ``_FRESH_ROWS``) an entry's items whose id none of its
+    other items names: store those that bring their prediction under a new id, and join those
+    without one to the prediction waiting under their id. The indexes of the items applied;
+    the rest (a repeat, a conflict, an unknown id) is left to ``_keyed``, item by item. A batch
+    of 10,000 took 10,000 statements, or 20,000 for labels."""
+    named = collections.Counter(item.id for _, item in keyed)
+    alone = [(i, item.id, item) for i, item in keyed if item.id is not None and named[item.id] == 1]
+    new = [(i, item) for i, _, item in alone if item.prediction is not None]
+    labels = [
+        (i, key, item)
+        for i, key, item in alone
+        if isinstance(item, Feedback) and item.prediction is None
+    ]
+    applied = set()
+    stored = _insert_new(db, [_outcome_row(item, now) for _, item in new])
+    for index, item in new:
+        if item.id in stored:
+            applied.add(index)
+            if isinstance(item, Prediction):
+                mine[item.series].predicted += 1
+            else:
+                _observe(item, now, mine[item.series])
+    joined = _join_waiting(db, [(key, item.actual) for _, key, item in labels], now)
+    for index, key, item in labels:
+        if (row := joined.get(key)) is not None:
+            applied.add(index)
+            _join(item, now, row, mine)
+    return applied
+
+
+def _insert_new(db: Database, rows: Sequence[tuple[Any, ...]]) -> set[str]:
+    """Store these outcomes, a statement per ``_FRESH_ROWS``; the ids that were new."""
     stored: set[str] = set()
     for start in range(0, len(rows), _FRESH_ROWS):
         chunk = rows[start : start + _FRESH_ROWS]
         values = [value for row in chunk for value in row]
         stored.update(str(i) for (i,) in db.execute(_insert_outcomes(len(chunk)), values))
-    return {owners[key] for key in stored}
+    return stored
+
+
+def _join_waiting(db: Database, labels: Sequence[tuple[str, int]], now: float) -> dict[str, _Row]:
+    """Label the predictions waiting under these ids, a statement per ``_FRESH_ROWS``; each
+    joined row by its id, as ``_JOIN`` answers it."""
+    joined: dict[str, _Row] = {}
+    for start in range(0, len(labels), _FRESH_ROWS):
+        chunk = labels[start : start + _FRESH_ROWS]
+        values = [*(value for label in chunk for value in label), now]
+        joined.update((str(row[0]), row[1:]) for row in db.execute(_join_many(len(chunk)), values))
+    return joined
 
 
 def _count_fresh(entries: Iterable[Entry], now: float, changes: _Changes) -> dict[Series, Accepted]:
@@ -585,6 +638,18 @@ def _insert_outcomes(rows: int) -> str:
     """The INSERT of ``rows`` outcomes, answering the ids it stored (not those taken)."""
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return f"INSERT INTO outcomes VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id"
+
+
+@functools.cache
+def _join_many(rows: int) -> str:
+    """``_JOIN`` for ``rows`` labels, answering each joined row's id first."""
+    values = ", ".join(["(?, CAST(? AS INTEGER))"] * rows)
+    return (
+        f"WITH labels (id, actual) AS (VALUES {values}) UPDATE outcomes"
+        " SET actual = labels.actual, stored_at = ? FROM labels"
+        " WHERE outcomes.id = labels.id AND outcomes.actual IS NULL RETURNING outcomes.id,"
+        " model, version, prediction, outcomes.actual, predicted_at, from_prediction, score"
+    )
 
 
 def _predict(db: Database, index: int, item: Prediction, now: float, mine: _Changes) -> bool:
