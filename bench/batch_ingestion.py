@@ -1,6 +1,9 @@
 """Issue 3's figures: batch ingestion, single records with labels and ids, /metrics at 1,000 series.
 
-- 10,000-item batches to POST /feedback/batch with wrk (one thread, a few connections): items/s.
+- 10,000-item batches to POST /feedback/batch with wrk (one thread, a few connections): items/s,
+  of seed records and of records that name their model and version.
+- Batches with ids, one client sending one after another: predictions to POST /predictions/batch
+  (each id new), then their labels to POST /feedback/batch (each joins its prediction).
 - Single records carrying model, version and a fresh id each (so every one is an idempotency
   key written to the store), beside the plain seed record and the bare ASGI ceiling, same run;
   then with UUIDv7 ids (as the client makes them) and random UUIDv4 ids, each of which lands
@@ -29,8 +32,11 @@ METRICS_SERIES = 1000
 METRICS_LIMIT = 0.020
 
 
-def batch_script(path: Path) -> str:
-    items = [{"prediction": i % 2, "actual": (i // 3) % 2} for i in range(BATCH_ITEMS)]
+KEYED_BATCHES = 20
+
+
+def batch_script(path: Path, **names: str) -> str:
+    items = [{"prediction": i % 2, "actual": (i // 3) % 2, **names} for i in range(BATCH_ITEMS)]
     path.write_text(json.dumps({"items": items}))
     return f"""
 wrk.method = "POST"
@@ -73,6 +79,29 @@ end
 """
 
 
+def keyed_rates(url: str) -> tuple[float, float]:
+    """Predictions, then their labels, per second: ``KEYED_BATCHES`` batches of each."""
+    prefixes = [uuid.uuid4().hex[:12] for _ in range(KEYED_BATCHES)]
+    predictions = [
+        [{"id": f"{p}-{i}", "prediction": i % 2, "model": "keyed", "score": i % 100 / 100}
+         for i in range(BATCH_ITEMS)]
+        for p in prefixes
+    ]  # fmt: skip
+    labels = [
+        [{"id": f"{p}-{i}", "actual": i // 3 % 2} for i in range(BATCH_ITEMS)] for p in prefixes
+    ]
+    rates = []
+    with httpx.Client(timeout=60) as client:
+        for path, batches in (("/predictions/batch", predictions), ("/feedback/batch", labels)):
+            bodies = [json.dumps({"items": items}) for items in batches]
+            headers = {"Content-Type": "application/json"}
+            start = time.perf_counter()
+            for body in bodies:
+                client.post(url + path, content=body, headers=headers).raise_for_status()
+            rates.append(KEYED_BATCHES * BATCH_ITEMS / (time.perf_counter() - start))
+    return rates[0], rates[1]
+
+
 def stored_ids(url: str) -> int:
     """The feedback of the labelled series: each came with an id of its own."""
     models = httpx.get(url + "/api/v1/models").json()["models"]
@@ -102,6 +131,9 @@ def main() -> dict[str, float]:
         script = batch_script(Path(tmp) / "batch.json")
         wrk.run(service.url + "/feedback/batch", 1, connections=4, script=script)  # warm-up
         batches = wrk.run(service.url + "/feedback/batch", SECONDS, 4, script)
+        named = batch_script(Path(tmp) / "named.json", model="named", version="v3")
+        named_batches = wrk.run(service.url + "/feedback/batch", SECONDS, 4, named)
+        predictions_rate, labels_rate = keyed_rates(service.url)
         ceiling, seed = [], []
         labelled: dict[str, list[wrk.WrkResult]] = {"counter": [], "uuid7": [], "uuid4": []}
 
@@ -124,6 +156,13 @@ def main() -> dict[str, float]:
     print(f"POST /feedback/batch, {BATCH_ITEMS}-item batches, wrk -t1 -c4")
     print(f"  {items_per_second:12,.0f} items/s (goal {ITEMS_GOAL:,}); "
           f"{batches.non_2xx} non-2xx")  # fmt: skip
+    named_rate = named_batches.requests_per_second * BATCH_ITEMS
+    print(f"  {named_rate:12,.0f} items/s naming model and version; "
+          f"{named_batches.non_2xx} non-2xx")  # fmt: skip
+    print(
+        f"Batches with ids, {BATCH_ITEMS}-item, one client: {predictions_rate:,.0f} predictions/s"
+        f" (each id new), then {labels_rate:,.0f} labels/s (each joins its prediction)"
+    )
     print("POST /feedback, single records, wrk -t1 -c32 (medians of 3 rounds)")
     for name, runs in (
         ("seed record", seed),
