@@ -247,7 +247,13 @@ NOT_A_BATCH = {
     "empty": (b"", "malformed_json"),
     "truncated": (b'{"items": [{"prediction": 1, "actual": 1}', "malformed_json"),
     "NaN": (b'{"items": [], "x": NaN}', "malformed_json"),
-}
+    # (read unchecked by the batch's first readings, a model gave a 500)
+    "invalid utf-8 in a model": (b'{"items": [{"prediction": 1, "actual": 0, '
+                                 b'"model": "\xff"}]}', "invalid_utf8"),
+    "invalid utf-8 ignored in an item": (b'{"items": [{"prediction": 1, "actual": 0,'
+                                         b' "x": "\xff"}]}', "invalid_utf8"),
+    "invalid utf-8 ignored": (b'{"items": [], "x": "\xff"}', "invalid_utf8"),
+}  # fmt: skip
 
 
 @pytest.mark.parametrize(("raw", "reason"), list(NOT_A_BATCH.values()), ids=list(NOT_A_BATCH))

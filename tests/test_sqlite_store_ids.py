@@ -83,33 +83,52 @@ def test_a_prediction_then_its_feedback_counts_under_the_prediction(
 
 
 def test_a_batch_of_labels_joins_its_predictions_with_their_scores(store: SQLiteStore) -> None:
-    """Labels applied at once (``sql._apply_alone``) count as one by one: each under its
-    prediction's series, its score in the histogram under its actual class; a repeat, an
-    unknown id and an id named twice still refuse or repeat as they should."""
-    rng = random.Random(7)
-    scores = [rng.random() for _ in range(60)]
+    """Labels applied at once (``sql._apply_alone``, in parts of up to 512) count as one by
+    one: each under its prediction's series, with its own score or else its prediction's, its
+    delay from its prediction's time; a repeat, an unknown id and an id named twice still
+    refuse or repeat as they should."""
+    n, rng = 1100, random.Random(7)
+    stamps = [rng.choice([None, NOW - rng.uniform(0, 10**5)]) for _ in range(n)]
+    scores = [rng.random() for _ in range(n)]
     predictions = [
-        Prediction(f"p-{i}", int(s > 0.5), *FRAUD, score=s) for i, s in enumerate(scores)
+        Prediction(f"p-{i}", int(s > 0.5), *rng.choice([A, FRAUD]), score=s, timestamp=t)
+        for i, (s, t) in enumerate(zip(scores, stamps, strict=True))
     ]
-    actuals = [rng.randint(0, 1) for _ in scores]
-    labels = [Feedback(None, a, id=f"p-{i}") for i, a in enumerate(actuals)]
-    assert one(store, *predictions[:30], *predictions) == Accepted(60, 30, [FRAUD])
-    assert one(store, *labels[:40], Feedback(None, 1, id="nowhere")) == Refused(
-        404, "Unknown prediction id", "unknown_id", 40
+    actuals = [rng.randint(0, 1) for _ in range(n)]
+    own = [rng.choice([None, rng.random()]) for _ in range(n)]  # a label's own score
+    labels = [
+        Feedback(None, a, id=f"p-{i}", score=s)
+        for i, (a, s) in enumerate(zip(actuals, own, strict=True))
+    ]
+    assert one(store, *predictions[:30], *predictions, now=NOW - 5) == Accepted(n, 30, [A, FRAUD])
+    assert one(store, *labels[:900], Feedback(None, 1, id="nowhere")) == Refused(
+        404, "Unknown prediction id", "unknown_id", 900
     )
-    assert one(store, *labels[:40], labels[0]) == Accepted(40, 1, [FRAUD])
-    assert one(store, *labels) == Accepted(20, 40, [FRAUD])
-    state = store.load()[FRAUD]
-    pairs = [(p.prediction, a) for p, a in zip(predictions, actuals, strict=True)]
-    tn, fp, fn, tp = confusion_matrix(actuals, [p for p, _ in pairs], labels=[0, 1]).ravel()
-    assert (state.counts, state.predicted, state.labelled) == (Counts(tp, tn, fp, fn), 60, 60)
-    assert state.scores is not None
-    for actual in (0, 1):  # each score in the bin i / SCORE_BINS < score <= (i + 1) / SCORE_BINS
-        bins = [0] * SCORE_BINS
-        for s, a in zip(scores, actuals, strict=True):
-            bins[max(math.ceil(s * SCORE_BINS) - 1, 0)] += a == actual
-        assert list(state.scores.counts[actual]) == bins
-    assert state.scores.log_loss_sum == pytest.approx(log_loss(actuals, scores, normalize=False))
+    assert one(store, *labels[:900], labels[0]) == Accepted(900, 1, [A, FRAUD])
+    assert one(store, *labels) == Accepted(n - 900, 900, [A, FRAUD])
+    predicted_at = [NOW - 5 if t is None else t for t in stamps]  # stored at NOW - 5
+    given = [s if o is None else o for s, o in zip(scores, own, strict=True)]
+    loaded = store.load()
+    for series in (A, FRAUD):
+        mine = [i for i, p in enumerate(predictions) if p.series == series]
+        state = loaded[series]
+        truth, predicted = [actuals[i] for i in mine], [predictions[i].prediction for i in mine]
+        tn, fp, fn, tp = confusion_matrix(truth, predicted, labels=[0, 1]).ravel()
+        assert (state.counts, state.predicted, state.labelled) == (
+            Counts(tp, tn, fp, fn), len(mine), len(mine)
+        )  # fmt: skip
+        delays = [NOW - predicted_at[i] for i in mine]
+        assert state.delays == histogram(*delays)
+        assert state.delay_sum == pytest.approx(sum(delays))
+        used = [given[i] for i in mine]
+        assert state.scores is not None
+        for actual in (0, 1):  # a score in bin i when i / SCORE_BINS < score <= (i + 1) / ...
+            bins = [0] * SCORE_BINS
+            for score, i in zip(used, mine, strict=True):
+                bins[max(math.ceil(score * SCORE_BINS) - 1, 0)] += actuals[i] == actual
+            assert list(state.scores.counts[actual]) == bins
+        expected = log_loss(truth, used, normalize=False, labels=[0, 1])
+        assert state.scores.log_loss_sum == pytest.approx(expected)
 
 
 def test_a_label_repeating_the_stored_prediction_joins_it(store: SQLiteStore) -> None:
@@ -407,36 +426,54 @@ class Book:
         )  # fmt: skip
 
 
-def random_record(rng: random.Random, now: float, ids: int = 30) -> Record:
+@dataclass(frozen=True)
+class Stream:
+    """How a random stream's clients behave."""
+
+    largest: int  # records an entry holds at most
+    ids: int  # the ids they name
+    at_odds: float  # the share of records that contradict what else is said of their id
+    labels_known: bool  # whether a label without its prediction names only a stored id
+
+
+STREAMS = {
+    "small entries, often at odds": Stream(3, 30, 0.1, False),
+    # Mostly accepted: most of an entry's ids are its alone, applied at once (sql._apply_alone).
+    "batches": Stream(40, 400, 0.003, True),
+}
+
+
+def random_record(rng: random.Random, now: float, stream: Stream, stored: Book) -> Record:
     """Mostly consistent about each id (its series, prediction and actual), sometimes not."""
-    number = rng.randrange(ids)
+    number = rng.randrange(stream.ids)
+    key = f"id-{number}"
     series = [A, FRAUD, ("fraud", "v3")][number % 3]
     prediction, actual = number % 2, number // 2 % 2
-    if rng.random() < 0.1:
+    if rng.random() < stream.at_odds:
         series, prediction, actual = rng.choice([A, FRAUD]), 1 - prediction, 1 - actual
     timestamp = rng.choice([None, now - rng.uniform(0, 10**6)])
     if rng.random() < 0.4:
-        return Prediction(f"id-{number}", prediction, *series, timestamp=timestamp)
+        return Prediction(key, prediction, *series, timestamp=timestamp)
     given = rng.choice([None, prediction])
-    return Feedback(given, actual, *series, id=f"id-{number}", timestamp=timestamp)
+    if stream.labels_known and key not in stored.rows:
+        given = prediction
+    return Feedback(given, actual, *series, id=key, timestamp=timestamp)
 
 
 @pytest.mark.parametrize(
-    ("seed", "largest", "ids"),
-    [*((seed, 3, 30) for seed in range(8)), *((seed, 40, 400) for seed in range(3))],
-    ids=lambda value: str(value),
+    ("kind", "seed"),
+    [
+        *(("small entries, often at odds", seed) for seed in range(8)),
+        *(("batches", seed) for seed in range(3)),
+    ],
 )
-def test_a_random_stream_matches_the_bookkeeping(
-    store: SQLiteStore, seed: int, largest: int, ids: int
-) -> None:
-    """Entries of up to ``largest`` records (as batches are), of ``ids`` ids: most of a large
-    entry's ids are its own alone, which it applies at once (``sql._apply_alone``)."""
-    rng = random.Random(seed)
+def test_a_random_stream_matches_the_bookkeeping(store: SQLiteStore, kind: str, seed: int) -> None:
+    stream, rng = STREAMS[kind], random.Random(seed)
     book = Book()
     for step in range(40):
         now = NOW + 1000 * step
         entries = [
-            [random_record(rng, now, ids) for _ in range(rng.randint(1, largest))]
+            [random_record(rng, now, stream, book) for _ in range(rng.randint(1, stream.largest))]
             for _ in range(rng.randint(1, 3))
         ]
         outcomes, _ = store.write([entry(*records) for records in entries], now)

@@ -307,6 +307,7 @@ def parse_feedback_batch(body: bytes, max_items: int) -> FeedbackBatch:
     # items, are read as such and counted in C (map, sum, compress, Counter); anything else,
     # errors included, is read item by item. A field the first reading forbids fails it at the
     # first item that has one, which for a batch of such items is its first.
+    _check_utf8(body)
     seed = _items_or_none(_decode_seed_batch, body)
     if seed is not None and len(seed) <= max_items:
         return FeedbackBatch(_count_series(seed, "default", ""), [], seed)
@@ -447,27 +448,38 @@ def _decode(
     return cast(T, _decode_named(body, named, kind, batch))  # its twin, names checked
 
 
-def _rightly_named(models: set[str], versions: set[str]) -> bool:
-    """Whether each of these names is good: checked once each, of all a batch's items."""
-    return all(map(_good_model, models)) and all(map(_good_version, versions))
-
-
-@functools.lru_cache(maxsize=1024)  # the same few names come again and again
-def _good_model(name: str) -> bool:
-    return re.match(NAME_PATTERN, name) is not None
-
-
-@functools.lru_cache(maxsize=1024)
-def _good_version(name: str) -> bool:
-    return re.match(VERSION_PATTERN, name) is not None
-
-
-def _decode_named(body: bytes, decode: Callable[[bytes], T], kind: _Kind, batch: bool) -> T:
+def _check_utf8(body: bytes) -> None:
+    """msgspec skips an unknown field's value unread, and fails with a bare UnicodeDecodeError
+    on a value it reads."""
     if not body.isascii():
         try:
             body.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidRecord("Body is not valid UTF-8", "invalid_utf8") from None
+
+
+def _rightly_named(models: set[str], versions: set[str]) -> bool:
+    """Whether each of these names is good: checked once each, of all a batch's items."""
+    return all(map(_good_model, models)) and all(map(_good_version, versions))
+
+
+def _good_model(name: str) -> bool:
+    return len(name) <= 64 and _matches(NAME_PATTERN, name)
+
+
+def _good_version(name: str) -> bool:
+    return len(name) <= 64 and _matches(VERSION_PATTERN, name)
+
+
+# The same few names come again and again. A name past 64 characters, never good, is never
+# kept: it may be as long as the body.
+@functools.lru_cache(maxsize=1024)
+def _matches(pattern: str, name: str) -> bool:
+    return re.match(pattern, name) is not None
+
+
+def _decode_named(body: bytes, decode: Callable[[bytes], T], kind: _Kind, batch: bool) -> T:
+    _check_utf8(body)
     try:
         return decode(body)
     except msgspec.ValidationError as error:

@@ -143,7 +143,7 @@ _ADD_DELAYS = """
 """
 _SERIES_KEY = "model = ? AND version = ?"
 _SERIES = "SELECT DISTINCT model, version FROM confusion"
-_FRESH_ROWS = 1000  # outcomes in one INSERT: 9,000 parameters, within both databases' limits
+_FRESH_ROWS = 512  # outcomes in one INSERT: 4,608 parameters, within both databases' limits
 _READ_OUTCOME = (
     "SELECT model, version, prediction, actual, predicted_at, from_prediction, score"
     " FROM outcomes WHERE id = ?"
@@ -532,7 +532,7 @@ def _ids(entries: Sequence[Entry]) -> list[str]:
 
 
 def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]:
-    """Store, in one statement per ``_FRESH_ROWS``, the feedback that comes alone with its own
+    """Store, in one statement per ``_parts``, the feedback that comes alone with its own
     prediction and an id no other item of the transaction names (most labelled traffic); the
     numbers of the entries whose id was new. A taken id is left to ``_label``, item by item."""
     named = collections.Counter(item.id for entry in entries for _, item in entry.keyed)
@@ -556,7 +556,7 @@ def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]
 def _apply_alone(
     db: Database, keyed: Sequence[tuple[int, Feedback | Prediction]], now: float, mine: _Changes
 ) -> set[int]:
-    """Apply at once (a statement per ``_FRESH_ROWS``) an entry's items whose id none of its
+    """Apply at once (a statement per ``_parts``) an entry's items whose id none of its
     other items names: store those that bring their prediction under a new id, and join those
     without one to the prediction waiting under their id. The indexes of the items applied;
     the rest (a repeat, a conflict, an unknown id) is left to ``_keyed``, item by item. A batch
@@ -587,21 +587,19 @@ def _apply_alone(
 
 
 def _insert_new(db: Database, rows: Sequence[tuple[Any, ...]]) -> set[str]:
-    """Store these outcomes, a statement per ``_FRESH_ROWS``; the ids that were new."""
+    """Store these outcomes, a statement per ``_parts``; the ids that were new."""
     stored: set[str] = set()
-    for start in range(0, len(rows), _FRESH_ROWS):
-        chunk = rows[start : start + _FRESH_ROWS]
+    for chunk in _parts(rows):
         values = [value for row in chunk for value in row]
         stored.update(str(i) for (i,) in db.execute(_insert_outcomes(len(chunk)), values))
     return stored
 
 
 def _join_waiting(db: Database, labels: Sequence[tuple[str, int]], now: float) -> dict[str, _Row]:
-    """Label the predictions waiting under these ids, a statement per ``_FRESH_ROWS``; each
+    """Label the predictions waiting under these ids, a statement per ``_parts``; each
     joined row by its id, as ``_JOIN`` answers it."""
     joined: dict[str, _Row] = {}
-    for start in range(0, len(labels), _FRESH_ROWS):
-        chunk = labels[start : start + _FRESH_ROWS]
+    for chunk in _parts(labels):
         values = [*(value for label in chunk for value in label), now]
         joined.update((str(row[0]), row[1:]) for row in db.execute(_join_many(len(chunk)), values))
     return joined
@@ -638,6 +636,18 @@ def _insert_outcomes(rows: int) -> str:
     """The INSERT of ``rows`` outcomes, answering the ids it stored (not those taken)."""
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
     return f"INSERT INTO outcomes VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id"
+
+
+def _parts(rows: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``rows`` in few sizes of statement, since PostgreSQL keeps the plan of each it is sent
+    (prepared) for the connection's life, 1 to 2 KB a row: up to 64 rows at once (a commit's
+    single records), more in parts of ``_FRESH_ROWS`` and the powers of two below."""
+    start = 0
+    while start < len(rows):
+        left = len(rows) - start
+        size = left if left <= 64 else min(_FRESH_ROWS, 1 << (left.bit_length() - 1))
+        yield rows[start : start + size]
+        start += size
 
 
 @functools.cache
