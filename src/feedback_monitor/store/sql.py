@@ -641,9 +641,9 @@ def _insert_outcomes(rows: int) -> str:
 
 
 def _parts(rows: Sequence[T]) -> Iterator[Sequence[T]]:
-    """``rows`` in few sizes of statement, since PostgreSQL keeps the plan of each it is sent
-    (prepared) for the connection's life, 1 to 2 KB a row: up to 64 rows at once (a commit's
-    single records), more in parts of ``_FRESH_ROWS`` and the powers of two below."""
+    """``rows`` in few sizes of statement: psycopg keeps the last 100 it sent prepared on
+    PostgreSQL, whose plans take 1 to 2 KB a row, so many rows come in parts of ``_FRESH_ROWS``
+    and the powers of two below; up to 64 (a commit's single records: small plans) at once."""
     start = 0
     while start < len(rows):
         left = len(rows) - start
