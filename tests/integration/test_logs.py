@@ -122,7 +122,16 @@ def test_the_store_process_logs_in_json_as_the_flag_told_the_server(
         (store,) = set(process_tree(service.pid)) - {service.pid}
         os.kill(store, signal.SIGKILL)
         assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 503
-        wait_until(lambda: "unable to open database file" in log_path.read_text(), what="log")
+
+        def logged() -> bool:
+            # A write sent before the server saw its store process die fails with it and starts
+            # none: the next write starts one, which cannot open the file and logs why.
+            if "unable to open database file" in log_path.read_text():
+                return True
+            assert client.post("/feedback", json={"prediction": 1, "actual": 1}).status_code == 503
+            return False
+
+        wait_until(logged, what="the store process's failure in the log", every=0.2)
         service.terminate()
     failed = [r for r in records(log_path) if r["name"] == "feedback_monitor.store.child"]
     assert "the store process failed" in failed[0]["message"]
