@@ -133,6 +133,25 @@ def test_reasons_are_stable_labels(name: str, reason: str) -> None:
     assert rejection(NOT_AN_OBJECT[name]).reason == reason
 
 
+LONE_HALVES = [rb"\ud800", rb"\uDBFFx", rb"\\\ud800", rb"\udc00", rb"\ud800\u0041"]
+
+
+@pytest.mark.parametrize("text", LONE_HALVES)
+@pytest.mark.parametrize("ended", [True, False], ids=["ended", "cut short"])
+def test_a_lone_surrogate_escape_is_named_not_called_truncated(text: bytes, ended: bool) -> None:
+    """msgspec called a body truncated where a pair's first half stands alone."""
+    raw = b'{"prediction": 1, "actual": 1, "id": "' + text + (b'"}' if ended else b"")
+    error = rejection(raw)
+    assert (error.reason, "surrogate" in error.message) == ("malformed_json", True)
+
+
+@pytest.mark.parametrize("text", [rb"\\ud800", rb"ab", rb"\ud83d\ude00"])
+def test_a_body_cut_short_is_truncated(text: bytes) -> None:
+    """(An escaped backslash before ``ud800`` escapes no u; a whole pair is a character.)"""
+    error = rejection(b'{"prediction": 1, "actual": 1, "id": "' + text)
+    assert error.message == "Malformed JSON: Input data was truncated"
+
+
 @pytest.mark.parametrize("raw", [b"{1: 2}", b'{"prediction": 1} x', b"{"])
 def test_malformed_json_is_said_once(raw: bytes) -> None:
     message = rejection(raw).message

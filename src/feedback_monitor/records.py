@@ -62,6 +62,9 @@ _NAME_RULES = {
 AHEAD = 86_400.0
 """How far ahead of this server's clock a timestamp may be: a clock a little fast counts at
 arrival; a day ahead is a wrong clock, or milliseconds sent as seconds."""
+# A \u escape of a surrogate pair's first half, not followed by another escape: msgspec calls
+# the body truncated. Backslashes in pairs before it stand for themselves.
+_LONE_FIRST_HALF = re.compile(rb"(?<!\\)(?:\\\\)*\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u)")
 _ERROR_PATH = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>.*)`)?$", re.S)
 _ITEM_PATH = re.compile(r"^\.items\[(?P<index>\d+)\](?:\.(?P<field>\w+))?")
 
@@ -485,7 +488,7 @@ def _decode_named(body: bytes, decode: Callable[[bytes], T], kind: _Kind, batch:
     except msgspec.ValidationError as error:
         invalid = _invalid(str(error))
     except msgspec.DecodeError as error:
-        raise _malformed(error) from None
+        raise _malformed(error, body) from None
     except RecursionError:
         raise _too_deep() from None
     raise _first_error(body, invalid, kind, batch)
@@ -519,13 +522,15 @@ def _presences(body: bytes, batch: bool) -> list[_Presence] | None:
     except msgspec.ValidationError:
         return None
     except msgspec.DecodeError as error:
-        raise _malformed(error) from None
+        raise _malformed(error, body) from None
     except RecursionError:
         raise _too_deep() from None
 
 
-def _malformed(error: msgspec.DecodeError) -> InvalidRecord:
+def _malformed(error: msgspec.DecodeError, body: bytes) -> InvalidRecord:
     detail = str(error).removeprefix("JSON is malformed: ")  # said once is enough
+    if detail == "Input data was truncated" and _LONE_FIRST_HALF.search(body):
+        detail = "invalid utf-16 surrogate pair (a first half alone)"  # msgspec's words else
     return InvalidRecord(f"Malformed JSON: {detail}", "malformed_json")
 
 
