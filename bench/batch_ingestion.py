@@ -7,7 +7,7 @@
 - Single records carrying model, version and a fresh id each (so every one is an idempotency
   key written to the store), beside the plain seed record and the bare ASGI ceiling, same run;
   then with UUIDv7 ids (as the client makes them) and random UUIDv4 ids, each of which lands
-  on its own page of the store's index of ids.
+  on its own page of the store's index of ids; and single predictions, each with a new id.
 - GET /metrics once the store holds 1,000 series: the median time of a scrape.
 """
 
@@ -102,6 +102,21 @@ def keyed_rates(url: str) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
+def prediction_script() -> str:
+    """Each request a prediction with a new id (the run's prefix and a counter)."""
+    prefix = uuid.uuid4().hex[:12]
+    return f"""
+counter = 0
+request = function()
+  counter = counter + 1
+  local body = string.format(
+    '{{"id": "{prefix}-p%d", "prediction": %d, "model": "fraud", "version": "v3"}}',
+    counter, counter % 2)
+  return wrk.format("POST", nil, {{["Content-Type"] = "application/json"}}, body)
+end
+"""
+
+
 def stored_ids(url: str) -> int:
     """The feedback of the labelled series: each came with an id of its own."""
     models = httpx.get(url + "/api/v1/models").json()["models"]
@@ -134,7 +149,7 @@ def main() -> dict[str, float]:
         named = batch_script(Path(tmp) / "named.json", model="named", version="v3")
         named_batches = wrk.run(service.url + "/feedback/batch", SECONDS, 4, named)
         predictions_rate, labels_rate = keyed_rates(service.url)
-        ceiling, seed = [], []
+        ceiling, seed, predictions = [], [], []
         labelled: dict[str, list[wrk.WrkResult]] = {"counter": [], "uuid7": [], "uuid4": []}
 
         def labelled_run(kind: str) -> None:
@@ -146,6 +161,9 @@ def main() -> dict[str, float]:
             seed.append(wrk.run(service.url + "/feedback", SECONDS))
             labelled_run("counter")
             labelled_run("uuid7")
+            predictions.append(
+                wrk.run(service.url + "/predictions", SECONDS, script=prediction_script())
+            )
         for _ in range(3):  # last: random ids scatter the index the runs above add to
             ceiling.append(wrk.run(bare + "/feedback", SECONDS))
             labelled_run("uuid4")
@@ -163,12 +181,14 @@ def main() -> dict[str, float]:
         f"Batches with ids, {BATCH_ITEMS}-item, one client: {predictions_rate:,.0f} predictions/s"
         f" (each id new), then {labels_rate:,.0f} labels/s (each joins its prediction)"
     )
-    print("POST /feedback, single records, wrk -t1 -c32 (medians of 3 rounds)")
+    print("Single records, wrk -t1 -c32 (medians of 3 rounds): POST /feedback; POST /predictions,"
+          " each a new id")  # fmt: skip
     for name, runs in (
         ("seed record", seed),
         ("model+version+id", labelled["counter"]),
         ("... id a UUIDv7", labelled["uuid7"]),
         ("... id a UUIDv4", labelled["uuid4"]),
+        ("POST /predictions", predictions),
     ):
         rate = statistics.median(r.requests_per_second for r in runs)
         p99 = statistics.median(r.p99 for r in runs)

@@ -288,8 +288,9 @@ def one_entry(store: SQLiteStore, written: Entry) -> Accepted | Refused:
 
 
 def test_many_labels_in_one_transaction_count_as_one_by_one(store: SQLiteStore) -> None:
-    """Alone with its id and prediction, a feedback is stored in one statement with the others
-    like it; ids named twice, joins, conflicts and scores without ids go entry by entry."""
+    """Alone with its id, a prediction, or a feedback with its prediction, is stored in one
+    statement with the others like it; ids named twice, joins, conflicts and scores without ids
+    go entry by entry."""
 
     def stream(tag: str) -> list[Entry]:
         series = (f"fraud-{tag}", "v1")
@@ -302,6 +303,7 @@ def test_many_labels_in_one_transaction_count_as_one_by_one(store: SQLiteStore) 
             entry(Feedback(0, 0, *series, id=f"{tag}-2", score=0.3)),
             entry(Feedback(1, 0, *series, score=0.9)),  # a score, no id
             entry(Feedback(1, 1, *series, id=f"{tag}-3", timestamp=NOW - 60)),
+            entry(Prediction(f"{tag}-q", 0, *series, score=0.4, timestamp=NOW - 30)),
         ]
 
     together, _ = store.write(stream("t"), NOW)
@@ -312,6 +314,10 @@ def test_many_labels_in_one_transaction_count_as_one_by_one(store: SQLiteStore) 
     loaded = store.load()
     assert loaded[("fraud-t", "v1")] == loaded[("fraud-a", "v1")]
     assert loaded[("fraud-t", "v1")].counts == Counts(tp=2, tn=1, fp=2)
+    assert (loaded[("fraud-t", "v1")].predicted, loaded[("fraud-t", "v1")].pending) == (2, 1)
+    assert one(store, Feedback(None, 1, id="t-q")) == Accepted(1, 0, [("fraud-t", "v1")])
+    # The label's delay from the prediction's own time: beside t-p's (0 s) and t-3's (60 s).
+    assert store.load()[("fraud-t", "v1")].delays == histogram(0.0, 60.0, 30.0)
 
 
 def test_expiry_drops_unlabelled_predictions_stored_before_the_cutoff(

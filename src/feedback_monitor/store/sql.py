@@ -534,9 +534,10 @@ def _ids(entries: Sequence[Entry]) -> list[str]:
 
 
 def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]:
-    """Store, in one statement per ``_parts``, the feedback that comes alone with its own
-    prediction and an id no other item of the transaction names (most labelled traffic); the
-    numbers of the entries whose id was new. A taken id is left to ``_label``, item by item."""
+    """Store, in one statement per ``_parts``, the predictions and the feedback with their own
+    prediction that come alone, with an id no other item of the transaction names (most
+    traffic with ids); the numbers of the entries whose id was new. A taken id is left to
+    ``_predict`` or ``_label``, item by item."""
     named = collections.Counter(item.id for entry in entries for _, item in entry.keyed)
     rows: list[tuple[Any, ...]] = []
     owners: dict[str, int] = {}
@@ -544,12 +545,7 @@ def _store_fresh(db: Database, entries: Sequence[Entry], now: float) -> set[int]
         if len(entry.keyed) != 1 or entry.deltas or entry.cap is not None:
             continue
         item = entry.keyed[0][1]
-        if (
-            isinstance(item, Feedback)
-            and item.id is not None
-            and item.prediction is not None
-            and named[item.id] == 1
-        ):
+        if item.id is not None and item.prediction is not None and named[item.id] == 1:
             rows.append(_outcome_row(item, now))
             owners[item.id] = number
     return {owners[key] for key in _insert_new(db, rows)}
@@ -608,14 +604,16 @@ def _join_waiting(db: Database, labels: Sequence[tuple[str, int]], now: float) -
 
 
 def _count_fresh(entries: Iterable[Entry], now: float, changes: _Changes) -> dict[Series, Accepted]:
-    """Count the feedback of the entries ``_store_fresh`` stored, alike outcomes at once (those
-    of one series, placed now, without a score); the outcome of such an entry, per series."""
+    """Count what the entries ``_store_fresh`` stored: predictions, and the feedback's alike
+    outcomes at once (those of one series, placed now, without a score); the outcome of such an
+    entry, per series."""
     alike: collections.Counter[tuple[str, str, int, int]] = collections.Counter()
     for entry in entries:
         item = entry.keyed[0][1]
-        assert isinstance(item, Feedback)
-        assert item.prediction is not None  # _store_fresh stores only feedback with one
-        if item.timestamp is None and item.score is None:
+        assert item.prediction is not None  # _store_fresh stores only items with one
+        if isinstance(item, Prediction):
+            changes[item.series].predicted += 1
+        elif item.timestamp is None and item.score is None:
             alike[item.model, item.version, item.prediction, item.actual] += 1
         else:
             _observe(item, now, changes[item.series])
