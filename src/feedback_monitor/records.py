@@ -118,7 +118,7 @@ class InvalidRecord(ClientError, ValueError):
 
 
 # Bodies are read with their names as any string, and each distinct name is checked after
-# (``_rightly_named``): msgspec's pattern costs half a microsecond a name, most of a batch's
+# (``_good_names``): msgspec's pattern costs half a microsecond a name, most of a batch's
 # reading. A body at fault is read again by its ``_Named...`` twin, to name its first error.
 
 
@@ -272,11 +272,13 @@ def parse_time(text: str) -> datetime:
 
 def parse_feedback(body: bytes) -> Feedback:
     """The feedback in a request body."""
+    _check_utf8(body)
     return _feedback(_decode(body, _decode_body, _decode_named_body, _FEEDBACK, batch=False))
 
 
 def parse_prediction(body: bytes) -> Prediction:
     """The prediction in a request body."""
+    _check_utf8(body)
     record = _decode(body, _decode_prediction, _decode_named_prediction, _PREDICTION, False)
     return _prediction(record)
 
@@ -311,21 +313,22 @@ def parse_feedback_batch(body: bytes, max_items: int) -> FeedbackBatch:
     # errors included, is read item by item. A field the first reading forbids fails it at the
     # first item that has one, which for a batch of such items is its first.
     _check_utf8(body)
-    seed = _items_or_none(_decode_seed_batch, body)
-    if seed is not None and len(seed) <= max_items:
-        return FeedbackBatch(_count_series(seed, "default", ""), [], seed)
-    plain = _items_or_none(_decode_plain_batch, body)
-    if plain is not None and len(plain) <= max_items:
-        models, versions = set(map(_MODEL, plain)), set(map(_VERSION, plain))
-        if _rightly_named(models, versions):
-            return FeedbackBatch(_count_cells(plain, models, versions), [], plain)
+    seed = _read_or_none(_decode_seed_batch, body)
+    if seed is not None and len(seed.items) <= max_items:
+        return FeedbackBatch(_count_series(seed.items, "default", ""), [], seed.items)
+    plain = _read_or_none(_decode_plain_batch, body)
+    if plain is not None and len(plain.items) <= max_items:
+        names = _good_names(plain.items)
+        if names is not None:
+            return FeedbackBatch(_count_cells(plain.items, *names), [], plain.items)
     batch = _decode(body, _decode_batch, _decode_named_batch, _FEEDBACK, batch=True)
     return _feedback_batch(_items(batch.items, max_items))
 
 
-def _items_or_none(decode: Callable[[bytes], Any], body: bytes) -> list[Any] | None:
+def _read_or_none(decode: Callable[[bytes], T], body: bytes) -> T | None:
+    """The body as ``decode`` reads it, or None if it cannot."""
     try:
-        return decode(body).items  # type: ignore[no-any-return]
+        return decode(body)
     except (msgspec.DecodeError, RecursionError):  # a ValidationError is a DecodeError
         return None
 
@@ -364,6 +367,7 @@ def _feedback_batch(items: list[_Body]) -> FeedbackBatch:
 
 def parse_prediction_batch(body: bytes, max_items: int) -> list[Prediction]:
     """Every prediction of ``{"items": [...]}``, or the first invalid one's error and index."""
+    _check_utf8(body)
     batch = _decode(
         body, _decode_prediction_batch, _decode_named_prediction_batch, _PREDICTION, batch=True
     )
@@ -434,26 +438,21 @@ def _decode(
     kind: _Kind,
     batch: bool,
 ) -> T:
-    """The body as ``decode`` reads it, its names checked; if it is at fault, the error that
-    ``named`` (its twin that checks names) and ``_first_error`` find."""
-    if body.isascii():  # UTF-8 for sure (checked first when not: msgspec's error is unclear)
-        try:
-            record: Any = decode(body)
-        except (msgspec.DecodeError, RecursionError):  # a ValidationError is a DecodeError
-            pass
-        else:
-            if batch:
-                items = record.items
-                if _rightly_named(set(map(_MODEL, items)), set(map(_VERSION, items))):
-                    return record  # type: ignore[no-any-return]
-            elif _good_model(record.model) and _good_version(record.version):
+    """The body (valid UTF-8) as ``decode`` reads it, its names checked; if it is at fault,
+    the error that ``named`` (its twin that checks names) and ``_first_error`` find."""
+    record: Any = _read_or_none(decode, body)
+    if record is not None:
+        if batch:
+            if _good_names(record.items) is not None:
                 return record  # type: ignore[no-any-return]
-    return cast(T, _decode_named(body, named, kind, batch))  # its twin, names checked
+        elif _good_model(record.model) and _good_version(record.version):
+            return record  # type: ignore[no-any-return]
+    return cast(T, _decode_named(body, named, kind, batch))
 
 
 def _check_utf8(body: bytes) -> None:
-    """msgspec skips an unknown field's value unread, and fails with a bare UnicodeDecodeError
-    on a value it reads."""
+    """First, for every body: msgspec skips an unknown field's value unread, and fails with a
+    bare UnicodeDecodeError on a value it reads."""
     if not body.isascii():
         try:
             body.decode("utf-8")
@@ -461,9 +460,13 @@ def _check_utf8(body: bytes) -> None:
             raise InvalidRecord("Body is not valid UTF-8", "invalid_utf8") from None
 
 
-def _rightly_named(models: set[str], versions: set[str]) -> bool:
-    """Whether each of these names is good: checked once each, of all a batch's items."""
-    return all(map(_good_model, models)) and all(map(_good_version, versions))
+def _good_names(items: Sequence[Any]) -> tuple[set[str], set[str]] | None:
+    """The distinct models and versions of a batch's items if each is a good name (checked
+    once each), else None."""
+    models, versions = set(map(_MODEL, items)), set(map(_VERSION, items))
+    if all(map(_good_model, models)) and all(map(_good_version, versions)):
+        return models, versions
+    return None
 
 
 def _good_model(name: str) -> bool:
@@ -482,7 +485,6 @@ def _matches(pattern: str, name: str) -> bool:
 
 
 def _decode_named(body: bytes, decode: Callable[[bytes], T], kind: _Kind, batch: bool) -> T:
-    _check_utf8(body)
     try:
         return decode(body)
     except msgspec.ValidationError as error:
