@@ -567,15 +567,10 @@ def _apply_alone(
         for i, key, item in alone
         if isinstance(item, Feedback) and item.prediction is None
     ]
-    applied = set()
     stored = _insert_new(db, [_outcome_row(item, now) for _, item in new])
-    for index, item in new:
-        if item.id in stored:
-            applied.add(index)
-            if isinstance(item, Prediction):
-                mine[item.series].predicted += 1
-            else:
-                _observe(item, now, mine[item.series])
+    fresh = [(index, item) for index, item in new if item.id in stored]
+    _count_stored([item for _, item in fresh], now, mine)
+    applied = {index for index, _ in fresh}
     joined = _join_waiting(db, [(key, item.actual) for _, key, item in labels], now)
     for index, key, item in labels:
         if (row := joined.get(key)) is not None:
@@ -604,13 +599,18 @@ def _join_waiting(db: Database, labels: Sequence[tuple[str, int]], now: float) -
 
 
 def _count_fresh(entries: Iterable[Entry], now: float, changes: _Changes) -> dict[Series, Accepted]:
-    """Count what the entries ``_store_fresh`` stored: predictions, and the feedback's alike
-    outcomes at once (those of one series, placed now, without a score); the outcome of such an
-    entry, per series."""
+    """Count what the entries ``_store_fresh`` stored; the outcome of such an entry, per
+    series."""
+    _count_stored([entry.keyed[0][1] for entry in entries], now, changes)
+    return {series: Accepted(1, 0, [series]) for series in changes}
+
+
+def _count_stored(items: Iterable[Feedback | Prediction], now: float, changes: _Changes) -> None:
+    """Count items just stored under new ids, each with its prediction: the predictions, and
+    the feedback's alike outcomes at once (those of one series, placed now, without a score)."""
     alike: collections.Counter[tuple[str, str, int, int]] = collections.Counter()
-    for entry in entries:
-        item = entry.keyed[0][1]
-        assert item.prediction is not None  # _store_fresh stores only items with one
+    for item in items:
+        assert item.prediction is not None  # only such items are stored whole at once
         if isinstance(item, Prediction):
             changes[item.series].predicted += 1
         elif item.timestamp is None and item.score is None:
@@ -620,7 +620,6 @@ def _count_fresh(entries: Iterable[Entry], now: float, changes: _Changes) -> dic
     minute = floor(now, MINUTE)
     for series, counts in cells(alike).items():
         changes[series].place((minute, minute), counts)
-    return {series: Accepted(1, 0, [series]) for series in changes}
 
 
 def _outcome_row(item: Feedback | Prediction, now: float) -> tuple[Any, ...]:
