@@ -30,9 +30,9 @@ ITEMS_GOAL = 3_000_000
 SECONDS = 5
 METRICS_SERIES = 1000
 METRICS_LIMIT = 0.020
-
-
 KEYED_BATCHES = 20
+FEEDBACK = '{"prediction": 1, "actual": %d, "model": "fraud", "version": "v3", "id": "%s"}'
+PREDICTION = '{"prediction": %d, "model": "fraud", "version": "v3", "id": "%s"}'
 
 
 def batch_script(path: Path, **names: str) -> str:
@@ -47,11 +47,12 @@ wrk.headers["Content-Type"] = "application/json"
 """
 
 
-def labelled_script(ids: str = "counter") -> str:
-    """Each request a new id: ``counter``, the run's prefix and a counter (unique across runs
-    too); ``uuid7``, a UUIDv7 as the client makes them (the milliseconds since 1970, here
-    counted at 20 requests a millisecond, then random bits); or ``uuid4``, random throughout,
-    which lands anywhere in the store's index of ids."""
+def labelled_script(ids: str = "counter", body: str = FEEDBACK) -> str:
+    """Each request ``body`` (``FEEDBACK`` or ``PREDICTION``) with a new id: ``counter``, the
+    run's prefix and a counter (unique across runs too); ``uuid7``, a UUIDv7 as the client
+    makes them (the milliseconds since 1970, here counted at 20 requests a millisecond, then
+    random bits); or ``uuid4``, random throughout, which lands anywhere in the store's index of
+    ids."""
     prefix = uuid.uuid4().hex[:12]
     new_id = {
         "counter": f'string.format("{prefix}-%d", counter)',
@@ -71,9 +72,7 @@ start = {time.time_ns() // 1_000_000}
 counter = 0
 request = function()
   counter = counter + 1
-  local body = string.format(
-    '{{"prediction": 1, "actual": %d, "model": "fraud", "version": "v3", "id": "%s"}}',
-    counter % 2, {new_id})
+  local body = string.format('{body}', counter % 2, {new_id})
   return wrk.format("POST", nil, {{["Content-Type"] = "application/json"}}, body)
 end
 """
@@ -100,21 +99,6 @@ def keyed_rates(url: str) -> tuple[float, float]:
                 client.post(url + path, content=body, headers=headers).raise_for_status()
             rates.append(KEYED_BATCHES * BATCH_ITEMS / (time.perf_counter() - start))
     return rates[0], rates[1]
-
-
-def prediction_script() -> str:
-    """Each request a prediction with a new id (the run's prefix and a counter)."""
-    prefix = uuid.uuid4().hex[:12]
-    return f"""
-counter = 0
-request = function()
-  counter = counter + 1
-  local body = string.format(
-    '{{"id": "{prefix}-p%d", "prediction": %d, "model": "fraud", "version": "v3"}}',
-    counter, counter % 2)
-  return wrk.format("POST", nil, {{["Content-Type"] = "application/json"}}, body)
-end
-"""
 
 
 def stored_ids(url: str) -> int:
@@ -162,7 +146,9 @@ def main() -> dict[str, float]:
             labelled_run("counter")
             labelled_run("uuid7")
             predictions.append(
-                wrk.run(service.url + "/predictions", SECONDS, script=prediction_script())
+                wrk.run(
+                    service.url + "/predictions", SECONDS, script=labelled_script(body=PREDICTION)
+                )
             )
         for _ in range(3):  # last: random ids scatter the index the runs above add to
             ceiling.append(wrk.run(bare + "/feedback", SECONDS))
